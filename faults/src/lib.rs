@@ -1,0 +1,1 @@
+//! raftbus-faults: network and process faults through OS primitives.

@@ -1,0 +1,101 @@
+//! The operation history of one run: every publish invoke/complete, every delivery,
+//! subscriber connection changes, fault windows, and each node's final streams.
+//!
+//! Stored as `history.jsonl`, one [`Event`] per line, streamed while the run goes, so
+//! memory stays bounded. Times are microseconds since the run started (monotonic clock).
+
+use serde::{Deserialize, Serialize};
+
+/// A message id: unique per run, never reused, even for a publish that is indeterminate.
+/// The high 24 bits are the publisher, the low 40 bits its sequence number.
+pub type MsgId = u64;
+
+pub fn msg_id(publisher: u32, seq: u64) -> MsgId {
+    ((publisher as u64) << 40) | (seq & ((1 << 40) - 1))
+}
+
+pub fn publisher_of(msg: MsgId) -> u32 {
+    (msg >> 40) as u32
+}
+
+/// How a publish ended, in Jepsen's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Acknowledged: the target promised the message is stored.
+    Ok,
+    /// Definitely not applied (the target said so before doing anything).
+    Fail,
+    /// Unknown: timeout or connection lost. May or may not have been applied.
+    Info,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum Event {
+    /// A publish was sent.
+    Invoke {
+        /// When the schedule wanted it sent.
+        intended_us: u64,
+        /// When it was actually sent.
+        t_us: u64,
+        msg: MsgId,
+        channel: String,
+        /// Node name the publisher talked to, e.g. `n2` or `redis`.
+        node: String,
+    },
+    /// A publish completed.
+    Complete {
+        t_us: u64,
+        msg: MsgId,
+        outcome: Outcome,
+        /// The stream entry id for XADD (e.g. `17-0`), the reply integer for PUBLISH.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A subscriber received a message.
+    Deliver {
+        t_us: u64,
+        subscriber: u32,
+        node: String,
+        channel: String,
+        /// `None` when the payload could not be parsed as a harness message.
+        msg: Option<MsgId>,
+        /// Stream entry id (stream mode only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Whether the payload's checksum matched.
+        intact: bool,
+    },
+    /// A subscriber (re)connected and subscribed; deliveries may follow.
+    SubscriberUp {
+        t_us: u64,
+        subscriber: u32,
+        node: String,
+    },
+    /// A subscriber lost its connection; it will try to reconnect.
+    SubscriberDown {
+        t_us: u64,
+        subscriber: u32,
+        node: String,
+        reason: String,
+    },
+    /// A fault window.
+    Fault {
+        start_us: u64,
+        end_us: u64,
+        kind: String,
+        detail: String,
+        targets: Vec<String>,
+    },
+    /// One entry of a node's final stream, read after the load stopped (XRANGE).
+    Final {
+        node: String,
+        channel: String,
+        id: String,
+        msg: Option<MsgId>,
+        intact: bool,
+    },
+}

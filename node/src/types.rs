@@ -1,0 +1,49 @@
+//! The Raft type configuration: what a log entry carries and what applying it returns.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// Node ids are small integers given on the command line (`--id`).
+pub type NodeId = u64;
+
+/// A replicated command. Only appends go through Raft; reads are served locally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Append one message to a channel's stream (PUBLISH and XADD both end here).
+    Append {
+        channel: String,
+        /// For XADD: the field/value pairs; for PUBLISH: a single `("message", payload)` pair.
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+}
+
+/// The result of applying a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The entry's offset within its channel (1-based, monotonic, never reused).
+    Appended { offset: u64 },
+    /// Membership and blank entries apply to nothing.
+    None,
+}
+
+openraft::declare_raft_types!(
+    /// Type configuration of the raftbus Raft group.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;

@@ -1,0 +1,295 @@
+//! The results directory, as data: what the harness writes and what reports read.
+//!
+//! One run writes, under its directory `DIR`:
+//! - `summary.json`    — [`Summary`]: verdict, workload, throughput, latency, checks, faults.
+//! - `scenario.toml`   — the resolved scenario (owned by the harness).
+//! - `timeseries.json` — [`TimeSeries`]: one [`SecondRow`] per second of the run.
+//! - `latency.hlog`    — HdrHistogram interval log, one tag per metric (see [`tags`]).
+//! - `history.jsonl`   — the operation history (owned by the harness).
+//! - `report.html`, `summary.md`, `*.png`, `*.svg` — written by this crate.
+//!
+//! For `--target both`, `DIR/bus/` and `DIR/redis/` each hold one run and `DIR/` holds
+//! the side-by-side report.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the `summary.json` layout; bump on incompatible change.
+pub const SUMMARY_SCHEMA: &str = "raftbus.summary.v1";
+
+pub const SUMMARY_FILE: &str = "summary.json";
+pub const TIMESERIES_FILE: &str = "timeseries.json";
+pub const HLOG_FILE: &str = "latency.hlog";
+pub const HISTORY_FILE: &str = "history.jsonl";
+pub const SCENARIO_FILE: &str = "scenario.toml";
+
+/// Tags used in `latency.hlog`, one per metric.
+pub mod tags {
+    /// Intended send time to acknowledgement, per publish.
+    pub const PUBLISH_ACK: &str = "publish_ack";
+    /// Intended send time to delivery at a subscriber, over all subscribers.
+    pub const END_TO_END: &str = "end_to_end";
+    /// How late the generator actually sent, compared to its schedule.
+    pub const SEND_LAG: &str = "send_lag";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid results file: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every check held.
+    Valid,
+    /// At least one correctness violation.
+    Invalid,
+    /// The run could not be checked (for example it was aborted).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Bus,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// XADD + XREAD BLOCK subscribers that resume by ID.
+    Stream,
+    /// PUBLISH + SUBSCRIBE; at-most-once while disconnected.
+    Pubsub,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Offered publishes per second, all publishers together.
+    pub rate: f64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// Payload bytes per message.
+    pub size: usize,
+    pub mode: Mode,
+    pub channels: usize,
+    pub publishers: usize,
+    pub subscribers_per_node: usize,
+    pub nodes: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub offered_per_s: f64,
+    pub achieved_per_s: f64,
+}
+
+/// Percentiles in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub publish_ack: Percentiles,
+    pub end_to_end: Percentiles,
+    /// Generator lag behind its schedule; large values mean the generator, not the
+    /// target, was the bottleneck.
+    #[serde(default)]
+    pub send_lag: Percentiles,
+}
+
+/// Counts from the checker. `lost`..`realtime_violations` are violations; the rest
+/// describe the history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checks {
+    pub acked: u64,
+    pub failed: u64,
+    pub indeterminate: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    /// Of `lost`: missing with acknowledged messages after them on the same channel.
+    pub lost_mid_stream: u64,
+    /// Of `lost`: missing after the last surviving acknowledged message.
+    pub lost_tail: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub phantom: u64,
+    pub corrupted: u64,
+    pub diverged: u64,
+    pub realtime_violations: u64,
+    /// Writes reported failed that were found committed.
+    pub failed_but_committed: u64,
+    /// Pub/sub deliveries missed while a subscriber was disconnected; not violations.
+    pub at_most_once_gaps: u64,
+    /// One entry per violated invariant, with examples.
+    pub violations: Vec<ViolationReport>,
+}
+
+/// One violated invariant: its name, what it protects, how often, and examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViolationReport {
+    /// Short stable name, e.g. `lost`, `duplicated`, `diverged`.
+    pub kind: String,
+    /// The property that was broken, in one sentence.
+    pub property: String,
+    pub count: u64,
+    /// Up to ten concrete examples (message ids, offsets, nodes, times).
+    pub examples: Vec<String>,
+}
+
+/// One fault window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// e.g. `kill`, `pause`, `partition`, `loss`, `delay`, `bandwidth`.
+    pub kind: String,
+    /// Free-form detail, e.g. `isolate-leader`, `30%`.
+    #[serde(default)]
+    pub detail: String,
+    /// Node names the fault hit, e.g. `n1`.
+    pub targets: Vec<String>,
+    /// Seconds since the start of the run (warmup included).
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// Recovery after one fault healed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub kind: String,
+    pub healed_at_s: f64,
+    /// Seconds from heal to the first successful publish; `None` if none came.
+    pub first_ok_after_s: Option<f64>,
+}
+
+/// What the harness could use on this machine, shown in reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// `namespaces` (root), `rootless-namespaces`, or `loopback`.
+    pub network: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub hostname: String,
+    pub harness_version: String,
+    /// e.g. `redis-server 7.0.15`.
+    #[serde(default)]
+    pub target_version: String,
+    /// Capability notes, e.g. `netem: unavailable, userspace delay used`.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    /// Scenario name.
+    pub name: String,
+    pub target: Target,
+    /// Details of the target, e.g. `appendfsync always, 1 replica`.
+    #[serde(default)]
+    pub target_detail: String,
+    pub seed: u64,
+    pub verdict: Verdict,
+    /// Unix seconds when the run started.
+    pub started_at: u64,
+    /// The exact command that reruns this scenario.
+    pub rerun: String,
+    pub workload: Workload,
+    pub throughput: Throughput,
+    pub latency_us: Latency,
+    pub checks: Checks,
+    pub faults: Vec<FaultWindow>,
+    pub recovery: Vec<Recovery>,
+    pub environment: Environment,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecondRow {
+    /// Seconds since the start of the run (warmup included).
+    pub t_s: u64,
+    pub offered: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub indeterminate: u64,
+    pub delivered: u64,
+    pub ack_p50_us: u64,
+    pub ack_p99_us: u64,
+    pub ack_max_us: u64,
+    pub e2e_p50_us: u64,
+    pub e2e_p99_us: u64,
+    pub e2e_max_us: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeSeries {
+    /// Seconds excluded from statistics at the start.
+    pub warmup_s: f64,
+    pub rows: Vec<SecondRow>,
+    /// Extra named series, e.g. per-node delivery counts.
+    #[serde(default)]
+    pub extra: BTreeMap<String, Vec<u64>>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ModelError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ModelError> {
+    let text = serde_json::to_string_pretty(value).expect("results model serializes");
+    std::fs::write(path, text).map_err(|source| ModelError::Write {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl Summary {
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        read_json(&dir.join(SUMMARY_FILE))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
+        write_json(&dir.join(SUMMARY_FILE), self)
+    }
+}
+
+impl TimeSeries {
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        read_json(&dir.join(TIMESERIES_FILE))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
+        write_json(&dir.join(TIMESERIES_FILE), self)
+    }
+}
