@@ -1,10 +1,30 @@
 //! raftbus-node: a message bus whose nodes share one Raft-replicated log and speak RESP.
 //!
-//! - [`types`] — the Raft type configuration: [`types::Request`] and [`types::Response`].
+//! Start at [`node::run`]. The pieces, from the wire inwards:
+//! - [`server`] — client connections: RESP in, commands executed, replies and pushes out.
 //! - [`resp`] — RESP2/RESP3 frames: an incremental parser with size limits, and encoding.
 //! - [`command`] — client commands parsed from frames, with Redis-style arity errors.
+//! - [`bus`] — what connections call: replicated appends (forwarded to the leader from a
+//!   follower) and local reads.
+//! - [`network`] — Raft RPC and write forwarding between nodes over TCP, with the cluster
+//!   secret handshake.
+//! - [`state_machine`] — the applied state: a stream per channel, retention, snapshots,
+//!   fan-out to subscribers.
 //! - [`log_store`] — the durable Raft log: segment files, checksums, group commit, vote file.
+//! - [`durable_file`] — atomic whole-file replacement (write, fsync, rename, fsync dir).
+//! - [`config`] — flags plus the validated TOML settings file.
+//! - [`node`] — wiring and the one-time cluster bootstrap.
+//! - [`shutdown`] — shutdown as a value.
+//! - [`types`] — the Raft type configuration.
+pub mod bus;
 pub mod command;
+pub mod config;
+pub mod durable_file;
 pub mod log_store;
+pub mod network;
+pub mod node;
 pub mod resp;
+pub mod server;
+pub mod shutdown;
+pub mod state_machine;
 pub mod types;

@@ -1,1 +1,111 @@
-fn main() {}
+//! `raftbus-node`: parse flags, set up logging, run the node until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use raftbus_node::config::{parse_peers, NodeConfig, NodeSettings};
+use raftbus_node::{node, shutdown};
+
+/// A Raft-replicated message bus node that speaks the Redis protocol.
+///
+/// Start the same command on every node with its own --id, --listen, --raft-listen and
+/// --data-dir, and the same --peers. The node with the lowest id initialises the cluster
+/// the first time; restarting a node with the same flags rejoins it.
+#[derive(Debug, Parser)]
+#[command(name = "raftbus-node", version)]
+struct Args {
+    /// This node's id; must appear in --peers.
+    #[arg(long)]
+    id: u64,
+    /// Address for Redis clients (RESP), e.g. 127.0.0.1:6401.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Address for Raft traffic from the other nodes, e.g. 127.0.0.1:7401.
+    #[arg(long)]
+    raft_listen: SocketAddr,
+    /// Every node's Raft address: 1=127.0.0.1:7401,2=127.0.0.1:7402,3=127.0.0.1:7403.
+    #[arg(long)]
+    peers: String,
+    /// Where the log, vote and snapshots live.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Shared secret that peers must present; without it peer connections are
+    /// unauthenticated (a warning is logged).
+    #[arg(long, env = "RAFTBUS_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// TOML file with tuning: retention, limits, snapshot interval, timeouts, requirepass.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let span = tracing::info_span!("node", id = args.id);
+    let _entered = span.enter();
+
+    let config = match build_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("raftbus-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let result = runtime.block_on(async move {
+        let (trigger, stop) = shutdown::channel();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            trigger.fire();
+        });
+        node::run(config, stop).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("raftbus-node: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn build_config(args: Args) -> anyhow::Result<NodeConfig> {
+    let settings = match &args.config {
+        Some(path) => NodeSettings::load(path)?,
+        None => NodeSettings::default(),
+    };
+    Ok(NodeConfig {
+        id: args.id,
+        listen: args.listen,
+        raft_listen: args.raft_listen,
+        peers: parse_peers(&args.peers)?,
+        data_dir: args.data_dir,
+        cluster_secret: args.cluster_secret.filter(|s| !s.is_empty()),
+        settings,
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

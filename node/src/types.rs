@@ -15,6 +15,9 @@ pub enum Request {
         channel: String,
         /// For XADD: the field/value pairs; for PUBLISH: a single `("message", payload)` pair.
         fields: Vec<(Vec<u8>, Vec<u8>)>,
+        /// XADD MAXLEN: trim the channel to at most this many entries after appending.
+        #[serde(default)]
+        max_len: Option<u64>,
     },
 }
 

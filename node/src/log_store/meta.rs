@@ -1,0 +1,80 @@
+//! The small `meta.json` file: vote, committed log id and last purged log id.
+//!
+//! Written atomically: a temp file is written and fsync'ed, renamed over `meta.json`, and the
+//! directory is fsync'ed, so a crash leaves either the old or the new file, never a mix.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{LogId, Vote};
+
+use super::LogStoreError;
+
+pub(super) const META_FILE: &str = "meta.json";
+pub(super) const META_TMP_FILE: &str = "meta.json.tmp";
+const META_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Meta {
+    pub version: u32,
+    pub vote: Option<Vote>,
+    pub committed: Option<LogId>,
+    pub last_purged: Option<LogId>,
+}
+
+/// Loads `meta.json`, or the default when it does not exist. A leftover temp file from a crash
+/// during a write is removed: the rename never happened, so `meta.json` is the current state.
+pub(super) fn load(dir: &Path) -> Result<Meta, LogStoreError> {
+    let tmp = dir.join(META_TMP_FILE);
+    match fs::remove_file(&tmp) {
+        Ok(()) => tracing::warn!(path = %tmp.display(), "removed leftover temp meta file"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(LogStoreError::io(&tmp, e)),
+    }
+    let path = dir.join(META_FILE);
+    let data = match fs::read(&path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Meta {
+                version: META_VERSION,
+                ..Meta::default()
+            })
+        }
+        Err(e) => return Err(LogStoreError::io(&path, e)),
+    };
+    let meta: Meta = serde_json::from_slice(&data).map_err(|e| LogStoreError::Meta {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if meta.version != META_VERSION {
+        return Err(LogStoreError::Meta {
+            path,
+            reason: format!("unsupported version {}", meta.version),
+        });
+    }
+    Ok(meta)
+}
+
+/// Atomically replaces `meta.json` with `meta`.
+pub(super) fn store(dir: &Path, meta: &Meta) -> io::Result<()> {
+    let data = serde_json::to_vec(&Meta {
+        version: META_VERSION,
+        ..meta.clone()
+    })?;
+    let tmp = dir.join(META_TMP_FILE);
+    let mut file = File::create(&tmp)?;
+    file.write_all(&data)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(META_FILE))?;
+    sync_dir(dir)
+}
+
+/// Makes file creations, renames and deletions in `dir` durable.
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,199 @@
+//! On-disk record format and segment scanning.
+//!
+//! A segment file `log-<first index, 20 digits>.seg` is a sequence of records:
+//! `[payload length: u32 LE][crc32 of payload: u32 LE][payload = bincode(Entry)]`.
+//! Record `n` of a segment holds the entry with index `first_index + n`.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::types::{Entry, LogId};
+
+use super::LeaderId;
+
+use super::LogStoreError;
+
+/// Bytes of the record header: payload length and crc.
+pub(super) const HEADER_LEN: u64 = 8;
+
+/// Upper bound on one record's payload; a larger length field is treated as garbage.
+pub(super) const MAX_PAYLOAD_LEN: u32 = 512 << 20;
+
+/// Where one entry's record lives inside its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Loc {
+    /// Byte offset of the record header.
+    pub offset: u64,
+    /// Payload length (the record is `HEADER_LEN + len` bytes).
+    pub len: u32,
+}
+
+impl Loc {
+    pub fn record_len(&self) -> u64 {
+        HEADER_LEN + u64::from(self.len)
+    }
+}
+
+pub(super) fn segment_file_name(first_index: u64) -> String {
+    format!("log-{first_index:020}.seg")
+}
+
+pub(super) fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
+    dir.join(segment_file_name(first_index))
+}
+
+/// Parses `log-<20 digits>.seg`; anything else is not a segment.
+pub(super) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("log-")?.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Appends the record of `entry` to `out` and returns its payload length.
+pub(super) fn encode_record(entry: &Entry, out: &mut Vec<u8>) -> Result<u32, LogStoreError> {
+    let payload = bincode::serialize(entry).map_err(|e| LogStoreError::Encode {
+        index: entry.log_id.index,
+        reason: e.to_string(),
+    })?;
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|len| *len <= MAX_PAYLOAD_LEN)
+        .ok_or(LogStoreError::EntryTooLarge {
+            index: entry.log_id.index,
+            len: payload.len(),
+        })?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(len)
+}
+
+/// Why a record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RecordProblem {
+    /// Fewer than `HEADER_LEN` bytes left.
+    ShortHeader,
+    /// A zero or absurd length field.
+    BadLength(u32),
+    /// The payload runs past the end of the data.
+    ShortPayload { want: u32, have: u64 },
+    /// The payload does not match its checksum.
+    CrcMismatch,
+}
+
+impl std::fmt::Display for RecordProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordProblem::ShortHeader => write!(f, "short record header"),
+            RecordProblem::BadLength(len) => write!(f, "invalid record length {len}"),
+            RecordProblem::ShortPayload { want, have } => {
+                write!(f, "short payload: want {want} bytes, have {have}")
+            }
+            RecordProblem::CrcMismatch => write!(f, "crc mismatch"),
+        }
+    }
+}
+
+/// Splits the record at the start of `buf` into its payload, checking length and crc.
+pub(super) fn check_record(buf: &[u8]) -> Result<&[u8], RecordProblem> {
+    if (buf.len() as u64) < HEADER_LEN {
+        return Err(RecordProblem::ShortHeader);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if len == 0 || len > MAX_PAYLOAD_LEN {
+        return Err(RecordProblem::BadLength(len));
+    }
+    let rest = &buf[HEADER_LEN as usize..];
+    if (rest.len() as u64) < u64::from(len) {
+        return Err(RecordProblem::ShortPayload {
+            want: len,
+            have: rest.len() as u64,
+        });
+    }
+    let payload = &rest[..len as usize];
+    if crc32fast::hash(payload) != crc {
+        return Err(RecordProblem::CrcMismatch);
+    }
+    Ok(payload)
+}
+
+pub(super) fn decode_payload(payload: &[u8]) -> Result<Entry, String> {
+    bincode::deserialize(payload).map_err(|e| format!("undecodable entry: {e}"))
+}
+
+/// Result of scanning one segment file from the start.
+#[derive(Debug)]
+pub(super) struct Scan {
+    /// Locations of the valid records, in index order.
+    pub locs: Vec<Loc>,
+    /// Log ids of the valid entries, compressed to (first index, leader) runs.
+    pub leaders: Vec<(u64, LeaderId)>,
+    /// Log id of the last valid entry.
+    pub last_log_id: Option<LogId>,
+    /// Bytes covered by valid records.
+    pub valid_len: u64,
+    /// Size of the file.
+    pub file_len: u64,
+    /// The first invalid record, if the valid records do not reach the end of the file.
+    pub problem: Option<(u64, RecordProblem)>,
+}
+
+/// Reads and checks every record of the segment starting at `first_index`.
+///
+/// Records that fail the length or crc checks end the scan (reported in [`Scan::problem`]);
+/// the caller decides whether that is a torn tail or corruption. A record whose crc is right but
+/// whose entry is undecodable or out of sequence is corruption and fails here.
+pub(super) fn scan_segment(path: &Path, first_index: u64) -> Result<Scan, LogStoreError> {
+    let mut data = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(|source| LogStoreError::io(path, source))?;
+    let file_len = data.len() as u64;
+    let mut scan = Scan {
+        locs: Vec::new(),
+        leaders: Vec::new(),
+        last_log_id: None,
+        valid_len: 0,
+        file_len,
+        problem: None,
+    };
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let payload = match check_record(&data[pos..]) {
+            Ok(payload) => payload,
+            Err(problem) => {
+                scan.problem = Some((pos as u64, problem));
+                break;
+            }
+        };
+        let corrupt = |reason: String| LogStoreError::Corrupt {
+            path: path.to_path_buf(),
+            offset: pos as u64,
+            reason,
+        };
+        let entry = decode_payload(payload).map_err(corrupt)?;
+        let expected = first_index + scan.locs.len() as u64;
+        if entry.log_id.index != expected {
+            return Err(corrupt(format!(
+                "record holds index {} where index {expected} belongs",
+                entry.log_id.index
+            )));
+        }
+        if scan.leaders.last().map(|(_, leader)| *leader) != Some(entry.log_id.leader_id) {
+            scan.leaders
+                .push((entry.log_id.index, entry.log_id.leader_id));
+        }
+        scan.last_log_id = Some(entry.log_id);
+        scan.locs.push(Loc {
+            offset: pos as u64,
+            len: payload.len() as u32,
+        });
+        pos += HEADER_LEN as usize + payload.len();
+        scan.valid_len = pos as u64;
+    }
+    Ok(scan)
+}

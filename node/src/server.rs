@@ -1,0 +1,785 @@
+//! Client connections: RESP in, commands executed against the [`Bus`], replies and pub/sub
+//! pushes out.
+//!
+//! Replies leave in request order, but commands do not wait for each other: a pipelined
+//! batch of writes is proposed together and shares fsyncs (group commit). Reads are served
+//! from this node's applied state. A subscriber that falls more than
+//! `subscriber_backlog` entries behind is disconnected (logged) instead of buffering
+//! without bound.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+use crate::bus::{Bus, WriteError};
+use crate::command::{
+    ClientCommand, Command, CommandError, CommandSubcommand, Hello, StreamId, TrimStrategy, XAdd,
+    XAddId, XRange, XRead, XReadId, COMMANDS,
+};
+use crate::resp::{encode, Frame, Limits, Protocol, RequestDecoder};
+use crate::shutdown::Shutdown;
+use crate::state_machine::{Committed, SharedState, StreamEntry};
+use crate::types::{Request, Response};
+
+/// The version string clients see in HELLO and INFO; clients gate features on it.
+const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+/// Counters shared by all connections, for INFO.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub connected: AtomicUsize,
+    pub total_connections: AtomicU64,
+    pub slow_subscribers_dropped: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    started: std::sync::OnceLock<Instant>,
+}
+
+impl ServerStats {
+    pub fn uptime(&self) -> Duration {
+        self.started.get().map_or(Duration::ZERO, |s| s.elapsed())
+    }
+}
+
+/// Accepts client connections until shutdown.
+pub async fn serve(listener: TcpListener, bus: Bus, mut shutdown: Shutdown) {
+    let stats = bus.server_stats.clone();
+    let _ = stats.started.set(Instant::now());
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "client accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.recv() => return,
+        };
+        stream.set_nodelay(true).ok();
+        let id = stats.total_connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let conn = Connection::new(id, stream, bus.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(conn.run(shutdown));
+    }
+}
+
+/// What to do after a reply is written.
+enum Reply {
+    Frame(Frame),
+    Close(Frame),
+}
+
+struct Connection {
+    id: u64,
+    bus: Bus,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    decoder: RequestDecoder,
+    inbuf: BytesMut,
+    out: BytesMut,
+    proto: Protocol,
+    name: Option<Bytes>,
+    authenticated: bool,
+    channels: BTreeSet<Bytes>,
+    patterns: BTreeSet<Bytes>,
+    feed: Option<broadcast::Receiver<Committed>>,
+    pending: FuturesOrdered<BoxFuture<'static, Reply>>,
+}
+
+impl Connection {
+    fn new(id: u64, stream: TcpStream, bus: Bus) -> Self {
+        let limits = Limits {
+            max_bulk_len: bus.settings.limits.max_bulk_len,
+            max_array_len: bus.settings.limits.max_array_len,
+            max_inline_len: bus.settings.limits.max_inline_len,
+        };
+        let (reader, writer) = stream.into_split();
+        let authenticated = bus.settings.requirepass.is_none();
+        Connection {
+            id,
+            bus,
+            reader,
+            writer,
+            decoder: RequestDecoder::new(limits),
+            inbuf: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::with_capacity(16 * 1024),
+            proto: Protocol::Resp2,
+            name: None,
+            authenticated,
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            feed: None,
+            pending: FuturesOrdered::new(),
+        }
+    }
+
+    async fn run(mut self, mut shutdown: Shutdown) {
+        let stats = self.bus.server_stats.clone();
+        stats.connected.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.serve(&mut shutdown).await;
+        stats.connected.fetch_sub(1, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => tracing::debug!(conn = self.id, "client disconnected"),
+            Err(reason) => tracing::info!(conn = self.id, %reason, "client connection closed"),
+        }
+    }
+
+    async fn serve(&mut self, shutdown: &mut Shutdown) -> Result<(), String> {
+        let max_pipeline = self.bus.settings.max_pipeline;
+        let mut closing = false;
+        loop {
+            // Turn buffered bytes into commands while the pipeline has room.
+            while !closing && self.pending.len() < max_pipeline {
+                match self.decoder.decode(&mut self.inbuf) {
+                    Ok(Some(args)) => {
+                        if let Some(reply) = self.dispatch(args) {
+                            if self.queue(reply) {
+                                closing = true;
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.bus
+                            .server_stats
+                            .protocol_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        let frame = Frame::Error(format!("ERR {e}"));
+                        if e.is_fatal() {
+                            self.queue(Reply::Close(frame));
+                            closing = true;
+                        } else {
+                            self.queue(Reply::Frame(frame));
+                        }
+                    }
+                }
+            }
+            if !self.out.is_empty() {
+                self.flush().await?;
+            }
+            if closing && self.pending.is_empty() {
+                return Ok(());
+            }
+
+            let can_read = !closing && self.pending.len() < max_pipeline;
+            tokio::select! {
+                Some(reply) = self.pending.next(), if !self.pending.is_empty() => {
+                    if self.write_reply(reply) {
+                        self.flush().await?;
+                        return Ok(());
+                    }
+                }
+                read = self.reader.read_buf(&mut self.inbuf), if can_read => {
+                    match read {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("read failed: {e}")),
+                    }
+                }
+                committed = recv_feed(&mut self.feed) => {
+                    match committed {
+                        Ok(c) => self.push_message(&c),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            self.bus.server_stats.slow_subscribers_dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                conn = self.id,
+                                missed,
+                                backlog = self.bus.settings.subscriber_backlog,
+                                "disconnecting subscriber: it fell behind its output bound"
+                            );
+                            return Err("subscriber output bound exceeded".into());
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    }
+                }
+                _ = shutdown.recv() => return Ok(()),
+            }
+        }
+    }
+
+    /// Queues a reply behind earlier ones; returns true when the connection closes after it.
+    fn queue(&mut self, reply: Reply) -> bool {
+        if self.pending.is_empty() {
+            self.write_reply(reply)
+        } else {
+            let close = matches!(reply, Reply::Close(_));
+            self.pending.push_back(futures::future::ready(reply).boxed());
+            close
+        }
+    }
+
+    fn write_reply(&mut self, reply: Reply) -> bool {
+        match reply {
+            Reply::Frame(f) => {
+                encode(&f, self.proto, &mut self.out);
+                false
+            }
+            Reply::Close(f) => {
+                encode(&f, self.proto, &mut self.out);
+                true
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        let result = self.writer.write_all(&self.out).await;
+        self.out.clear();
+        result.map_err(|e| format!("write failed: {e}"))
+    }
+
+    fn subscribed(&self) -> bool {
+        !self.channels.is_empty() || !self.patterns.is_empty()
+    }
+
+    /// Runs one command. Immediate results come back as `Some`; slow ones (writes, blocking
+    /// reads) are queued in `pending` and `None` is returned.
+    fn dispatch(&mut self, args: Vec<Bytes>) -> Option<Reply> {
+        let command = match Command::parse(&args) {
+            Ok(c) => c,
+            Err(e) => return Some(Reply::Frame(e.to_frame())),
+        };
+        if !self.authenticated
+            && !matches!(command, Command::Auth { .. } | Command::Hello(_) | Command::Quit)
+        {
+            return Some(Reply::Frame(CommandError::NoAuth.to_frame()));
+        }
+        if self.subscribed()
+            && self.proto == Protocol::Resp2
+            && !matches!(
+                command,
+                Command::Subscribe(_)
+                    | Command::Unsubscribe(_)
+                    | Command::PSubscribe(_)
+                    | Command::PUnsubscribe(_)
+                    | Command::Ping(_)
+                    | Command::Quit
+            )
+        {
+            let e = CommandError::NotAllowedWhileSubscribed(command.name().to_string());
+            return Some(Reply::Frame(e.to_frame()));
+        }
+        let frame = match command {
+            Command::Ping(msg) => self.ping(msg),
+            Command::Echo(msg) => Frame::Bulk(msg),
+            Command::Hello(h) => self.hello(h),
+            Command::Quit => return Some(Reply::Close(Frame::ok())),
+            Command::Auth { username, password } => self.auth(username.as_ref(), &password),
+            Command::Client(c) => self.client(c),
+            Command::Select => Frame::ok(),
+            Command::Publish { channel, message } => {
+                let request = Request::Append {
+                    channel: String::from_utf8_lossy(&channel).into_owned(),
+                    fields: vec![(b"message".to_vec(), message.to_vec())],
+                    max_len: None,
+                };
+                self.spawn_write(request, |offset| Frame::Integer(offset as i64));
+                return None;
+            }
+            Command::Subscribe(chs) => return self.subscribe(chs, false),
+            Command::PSubscribe(pats) => return self.subscribe(pats, true),
+            Command::Unsubscribe(chs) => return self.unsubscribe(chs, false),
+            Command::PUnsubscribe(pats) => return self.unsubscribe(pats, true),
+            Command::XAdd(x) => match self.xadd(x) {
+                Ok(()) => return None,
+                Err(f) => f,
+            },
+            Command::XRead(x) => {
+                let fut = xread(self.bus.state.clone(), x, self.proto);
+                self.pending.push_back(fut.map(Reply::Frame).boxed());
+                return None;
+            }
+            Command::XRange(r) => xrange(&self.bus.state, &r),
+            Command::XLen(key) => Frame::Integer(self.bus.state.len(&key_str(&key)) as i64),
+            Command::Info(sections) => Frame::Bulk(Bytes::from(self.bus.info(&sections))),
+            Command::Command(sub) => command_info(sub),
+            // The bus has no Redis configuration to show; an empty reply keeps tools such
+            // as redis-benchmark going.
+            Command::ConfigGet(_) => self.empty_map(),
+            Command::DbSize => Frame::Integer(self.bus.state.channel_count() as i64),
+        };
+        Some(Reply::Frame(frame))
+    }
+
+    fn ping(&self, msg: Option<Bytes>) -> Frame {
+        if self.subscribed() && self.proto == Protocol::Resp2 {
+            return Frame::Array(vec![
+                Frame::bulk(Bytes::from_static(b"pong")),
+                Frame::Bulk(msg.unwrap_or_default()),
+            ]);
+        }
+        match msg {
+            Some(m) => Frame::Bulk(m),
+            None => Frame::simple("PONG"),
+        }
+    }
+
+    fn hello(&mut self, h: Hello) -> Frame {
+        if let Some((user, pass)) = &h.auth {
+            if let Err(e) = self.check_password(Some(user), pass) {
+                return e.to_frame();
+            }
+            self.authenticated = true;
+        }
+        if !self.authenticated {
+            return CommandError::NoAuth.to_frame();
+        }
+        if let Some(p) = h.protocol {
+            self.proto = p;
+        }
+        if let Some(name) = h.setname {
+            self.name = Some(name);
+        }
+        let role = if self.bus.is_leader() { "master" } else { "replica" };
+        let pair = |k: &'static str, v: Frame| (Frame::bulk(Bytes::from_static(k.as_bytes())), v);
+        Frame::Map(vec![
+            pair("server", Frame::bulk(Bytes::from_static(b"redis"))),
+            pair("version", Frame::bulk(Bytes::from_static(REDIS_COMPAT_VERSION.as_bytes()))),
+            pair("proto", Frame::Integer(self.proto.version())),
+            pair("id", Frame::Integer(self.id as i64)),
+            pair("mode", Frame::bulk(Bytes::from_static(b"standalone"))),
+            pair("role", Frame::bulk(Bytes::from_static(role.as_bytes()))),
+            pair("modules", Frame::Array(vec![])),
+        ])
+    }
+
+    fn check_password(&self, user: Option<&Bytes>, pass: &[u8]) -> Result<(), CommandError> {
+        let Some(expected) = &self.bus.settings.requirepass else {
+            return Err(CommandError::NoPasswordConfigured);
+        };
+        let user_ok = user.is_none_or(|u| u.as_ref() == b"default");
+        if user_ok && expected.as_bytes() == pass {
+            Ok(())
+        } else {
+            Err(CommandError::WrongPass)
+        }
+    }
+
+    fn auth(&mut self, user: Option<&Bytes>, pass: &[u8]) -> Frame {
+        match self.check_password(user, pass) {
+            Ok(()) => {
+                self.authenticated = true;
+                Frame::ok()
+            }
+            Err(e) => e.to_frame(),
+        }
+    }
+
+    fn client(&mut self, c: ClientCommand) -> Frame {
+        match c {
+            ClientCommand::SetName(name) => {
+                self.name = (!name.is_empty()).then_some(name);
+                Frame::ok()
+            }
+            ClientCommand::GetName => self.name.clone().map_or(Frame::Null, Frame::Bulk),
+            ClientCommand::Id => Frame::Integer(self.id as i64),
+            ClientCommand::Info => {
+                let name = self
+                    .name
+                    .as_ref()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default();
+                Frame::Bulk(Bytes::from(format!(
+                    "id={} name={} resp={} sub={} psub={}\n",
+                    self.id,
+                    name,
+                    self.proto.version(),
+                    self.channels.len(),
+                    self.patterns.len()
+                )))
+            }
+            ClientCommand::SetInfo { .. } => Frame::ok(),
+        }
+    }
+
+    fn empty_map(&self) -> Frame {
+        match self.proto {
+            Protocol::Resp3 => Frame::Map(vec![]),
+            Protocol::Resp2 => Frame::Array(vec![]),
+        }
+    }
+
+    fn spawn_write(&mut self, request: Request, reply: fn(u64) -> Frame) {
+        let bus = self.bus.clone();
+        let fut = async move {
+            match bus.append(request).await {
+                Ok(Response::Appended { offset }) => Reply::Frame(reply(offset)),
+                Ok(Response::None) => Reply::Frame(Frame::error("ERR write applied to nothing")),
+                Err(e @ (WriteError::NotCommitted(_) | WriteError::Unknown(_))) => {
+                    Reply::Frame(Frame::Error(e.to_string()))
+                }
+            }
+        };
+        self.pending.push_back(fut.boxed());
+    }
+
+    fn xadd(&mut self, x: XAdd) -> Result<(), Frame> {
+        if x.id != XAddId::Auto {
+            return Err(Frame::error(
+                "ERR the bus assigns stream IDs (<offset>-0): use * as the ID",
+            ));
+        }
+        let max_len = match x.trim.map(|t| t.strategy) {
+            None => None,
+            Some(TrimStrategy::MaxLen(n)) => Some(n),
+            Some(TrimStrategy::MinId(_)) => {
+                return Err(Frame::error("ERR XADD MINID is not supported by the bus"))
+            }
+        };
+        let channel = key_str(&x.key);
+        if x.nomkstream && self.bus.state.last_offset(&channel) == 0 {
+            // Judged on this node's replica: the stream has never had an entry here.
+            return Err(Frame::Null);
+        }
+        let request = Request::Append {
+            channel,
+            fields: x
+                .fields
+                .into_iter()
+                .map(|(f, v)| (f.to_vec(), v.to_vec()))
+                .collect(),
+            max_len,
+        };
+        self.spawn_write(request, |offset| {
+            Frame::Bulk(Bytes::from(StreamId::from_offset(offset).to_string()))
+        });
+        Ok(())
+    }
+
+    fn subscribe(&mut self, names: Vec<Bytes>, pattern: bool) -> Option<Reply> {
+        if self.feed.is_none() {
+            self.feed = Some(self.bus.state.subscribe());
+        }
+        let kind: &'static [u8] = if pattern { b"psubscribe" } else { b"subscribe" };
+        for name in names {
+            if pattern {
+                self.patterns.insert(name.clone());
+            } else {
+                self.channels.insert(name.clone());
+            }
+            let count = (self.channels.len() + self.patterns.len()) as i64;
+            let frame = Frame::Push(vec![
+                Frame::bulk(Bytes::from_static(kind)),
+                Frame::Bulk(name),
+                Frame::Integer(count),
+            ]);
+            self.queue(Reply::Frame(frame));
+        }
+        None
+    }
+
+    fn unsubscribe(&mut self, names: Vec<Bytes>, pattern: bool) -> Option<Reply> {
+        let kind: &'static [u8] = if pattern { b"punsubscribe" } else { b"unsubscribe" };
+        let set = if pattern {
+            &mut self.patterns
+        } else {
+            &mut self.channels
+        };
+        let names: Vec<Bytes> = if names.is_empty() {
+            std::mem::take(set).into_iter().collect()
+        } else {
+            names
+        };
+        if names.is_empty() {
+            // Nothing to leave: Redis still answers with one reply and a null name.
+            let count = (self.channels.len() + self.patterns.len()) as i64;
+            self.queue(Reply::Frame(Frame::Push(vec![
+                Frame::bulk(Bytes::from_static(kind)),
+                Frame::Null,
+                Frame::Integer(count),
+            ])));
+        }
+        for name in names {
+            if pattern {
+                self.patterns.remove(&name);
+            } else {
+                self.channels.remove(&name);
+            }
+            let count = (self.channels.len() + self.patterns.len()) as i64;
+            self.queue(Reply::Frame(Frame::Push(vec![
+                Frame::bulk(Bytes::from_static(kind)),
+                Frame::Bulk(name),
+                Frame::Integer(count),
+            ])));
+        }
+        if !self.subscribed() {
+            self.feed = None;
+        }
+        None
+    }
+
+    /// Hands a committed entry to this subscriber if it wants it.
+    fn push_message(&mut self, c: &Committed) {
+        let channel = c.channel.as_bytes();
+        let payload = message_payload(&c.entry);
+        if self.channels.contains(channel) {
+            let frame = Frame::Push(vec![
+                Frame::bulk(Bytes::from_static(b"message")),
+                Frame::Bulk(Bytes::copy_from_slice(channel)),
+                Frame::Bulk(payload.clone()),
+            ]);
+            encode(&frame, self.proto, &mut self.out);
+        }
+        for pattern in &self.patterns {
+            if glob_match(pattern, channel) {
+                let frame = Frame::Push(vec![
+                    Frame::bulk(Bytes::from_static(b"pmessage")),
+                    Frame::Bulk(pattern.clone()),
+                    Frame::Bulk(Bytes::copy_from_slice(channel)),
+                    Frame::Bulk(payload.clone()),
+                ]);
+                encode(&frame, self.proto, &mut self.out);
+            }
+        }
+    }
+}
+
+async fn recv_feed(
+    feed: &mut Option<broadcast::Receiver<Committed>>,
+) -> Result<Committed, broadcast::error::RecvError> {
+    match feed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn key_str(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+/// What a pub/sub subscriber receives for an entry: the value of its first field (the
+/// message itself for PUBLISH, which stores `message <payload>`).
+fn message_payload(entry: &StreamEntry) -> Bytes {
+    entry
+        .fields
+        .first()
+        .map(|(_, v)| Bytes::copy_from_slice(v))
+        .unwrap_or_default()
+}
+
+fn entry_frame(e: &StreamEntry) -> Frame {
+    let mut fields = Vec::with_capacity(e.fields.len() * 2);
+    for (f, v) in e.fields.iter() {
+        fields.push(Frame::Bulk(Bytes::copy_from_slice(f)));
+        fields.push(Frame::Bulk(Bytes::copy_from_slice(v)));
+    }
+    Frame::Array(vec![
+        Frame::Bulk(Bytes::from(StreamId::from_offset(e.offset).to_string())),
+        Frame::Array(fields),
+    ])
+}
+
+/// Offsets `o` whose id `<o>-0` lies in `[start, end]`.
+fn offset_bounds(start: StreamId, end: StreamId) -> (u64, u64) {
+    let from = if start.seq == 0 { start.ms } else { start.ms.saturating_add(1) };
+    (from, end.ms)
+}
+
+fn xrange(state: &SharedState, r: &XRange) -> Frame {
+    let key = key_str(&r.key);
+    if r.count == Some(0) {
+        return if state.last_offset(&key) > 0 {
+            Frame::NullArray
+        } else {
+            Frame::Array(vec![])
+        };
+    }
+    let limit = r.count.map_or(usize::MAX, |c| c as usize);
+    let (from, to) = offset_bounds(r.start, r.end);
+    if from > to {
+        return Frame::Array(vec![]);
+    }
+    let entries = if r.rev {
+        state.range_rev(&key, from, to, limit)
+    } else {
+        state.range(&key, from, to, limit)
+    };
+    Frame::Array(entries.iter().map(entry_frame).collect())
+}
+
+/// XREAD: entries after the given ids; with BLOCK, waits until one stream has some.
+async fn xread(state: Arc<SharedState>, x: XRead, proto: Protocol) -> Frame {
+    // `$` means "after what exists now", fixed at the time of the call.
+    let streams: Vec<(String, u64)> = x
+        .streams
+        .iter()
+        .map(|(key, id)| {
+            let key = key_str(key);
+            let after = match id {
+                XReadId::Last => state.last_offset(&key),
+                XReadId::After(id) => id.ms,
+            };
+            (key, after)
+        })
+        .collect();
+    let limit = x.count.map_or(usize::MAX, |c| c as usize);
+    let deadline = x
+        .block
+        .filter(|ms| *ms > 0)
+        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+    let mut applied = state.applied_watch();
+    loop {
+        applied.borrow_and_update();
+        let mut found = Vec::new();
+        for (key, after) in &streams {
+            let entries = state.range(key, after.saturating_add(1), u64::MAX, limit);
+            if !entries.is_empty() {
+                let list = Frame::Array(entries.iter().map(entry_frame).collect());
+                found.push((Frame::Bulk(Bytes::from(key.clone())), list));
+            }
+        }
+        if !found.is_empty() {
+            return match proto {
+                Protocol::Resp3 => Frame::Map(found),
+                Protocol::Resp2 => Frame::Array(
+                    found
+                        .into_iter()
+                        .map(|(k, v)| Frame::Array(vec![k, v]))
+                        .collect(),
+                ),
+            };
+        }
+        if x.block.is_none() {
+            return Frame::NullArray;
+        }
+        let wait = applied.changed();
+        match deadline {
+            Some(d) => {
+                if tokio::time::timeout_at(d, wait).await.is_err() {
+                    return Frame::NullArray;
+                }
+            }
+            None => {
+                if wait.await.is_err() {
+                    return Frame::NullArray;
+                }
+            }
+        }
+    }
+}
+
+fn command_info(sub: CommandSubcommand) -> Frame {
+    match sub {
+        CommandSubcommand::Count => Frame::Integer(COMMANDS.len() as i64),
+        // Clients call these to discover commands; the bus answers with what it has.
+        CommandSubcommand::All | CommandSubcommand::Docs(_) => Frame::Array(vec![]),
+        CommandSubcommand::Info(names) => Frame::Array(
+            names
+                .iter()
+                .map(|n| {
+                    let lower = String::from_utf8_lossy(n).to_lowercase();
+                    match COMMANDS.iter().find(|c| c.name == lower) {
+                        Some(c) => Frame::Array(vec![
+                            Frame::Bulk(Bytes::from_static(c.name.as_bytes())),
+                            Frame::Integer(c.arity as i64),
+                        ]),
+                        None => Frame::Null,
+                    }
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Redis glob patterns: `*`, `?`, `[abc]`, `[a-z]`, `[^a]`, and `\` escapes.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0usize, 0usize);
+    // Where to resume after the last `*`: (pattern index after it, text index it covers to).
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        let step = match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p + 1, t));
+                p += 1;
+                continue;
+            }
+            Some(b'?') => Some(p + 1),
+            Some(b'[') => match_class(pattern, p, text[t]),
+            Some(b'\\') if p + 1 < pattern.len() => (pattern[p + 1] == text[t]).then_some(p + 2),
+            Some(c) => (*c == text[t]).then_some(p + 1),
+            None => None,
+        };
+        match step {
+            Some(next) => {
+                p = next;
+                t += 1;
+            }
+            None => match star {
+                Some((sp, st)) => {
+                    p = sp;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p.min(pattern.len())..].iter().all(|c| *c == b'*')
+}
+
+/// Matches a `[...]` class starting at `pattern[open]`; returns the index after `]`.
+fn match_class(pattern: &[u8], open: usize, c: u8) -> Option<usize> {
+    let mut i = open + 1;
+    let negate = pattern.get(i) == Some(&b'^');
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    while i < pattern.len() && pattern[i] != b']' {
+        if pattern[i] == b'\\' && i + 1 < pattern.len() {
+            matched |= pattern[i + 1] == c;
+            i += 2;
+        } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
+            let (lo, hi) = (pattern[i].min(pattern[i + 2]), pattern[i].max(pattern[i + 2]));
+            matched |= (lo..=hi).contains(&c);
+            i += 3;
+        } else {
+            matched |= pattern[i] == c;
+            i += 1;
+        }
+    }
+    if i >= pattern.len() {
+        // No closing bracket: Redis treats the rest literally; be strict instead.
+        return None;
+    }
+    (matched != negate).then_some(i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob_match(b"news.*", b"news.sport"));
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"h?llo", b"hello"));
+        assert!(!glob_match(b"h?llo", b"hllo"));
+        assert!(glob_match(b"h[ae]llo", b"hallo"));
+        assert!(!glob_match(b"h[^e]llo", b"hello"));
+        assert!(glob_match(b"h[a-c]llo", b"hbllo"));
+        assert!(glob_match(b"a*b*c", b"axxbyyc"));
+        assert!(!glob_match(b"a*b*c", b"axxbyy"));
+        assert!(glob_match(b"a\\*", b"a*"));
+        assert!(!glob_match(b"a\\*", b"ab"));
+    }
+
+    #[test]
+    fn ids_map_to_offsets() {
+        assert_eq!(offset_bounds(StreamId::new(3, 0), StreamId::new(5, 0)), (3, 5));
+        // 3-1 excludes 3-0; 5-7 includes 5-0.
+        assert_eq!(offset_bounds(StreamId::new(3, 1), StreamId::new(5, 7)), (4, 5));
+        assert_eq!(offset_bounds(StreamId::MIN, StreamId::MAX), (0, u64::MAX));
+    }
+}

@@ -1,0 +1,117 @@
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::util::{wait_stream_len, xrange, Cluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_xadd_and_deliver_publish_across_nodes() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let follower = (leader + 1) % 3;
+
+    // XADD on a follower is forwarded and returns an id after commit.
+    let mut c = cluster.conn(follower).await?;
+    let id: String = redis::cmd("XADD")
+        .arg("orders")
+        .arg("*")
+        .arg("item")
+        .arg("book")
+        .query_async(&mut c)
+        .await?;
+    assert_eq!(id, "1-0");
+
+    // Every node serves it from its own replica.
+    wait_stream_len(&cluster, "orders", 1, Duration::from_secs(10)).await?;
+    for i in 0..3 {
+        let entries = xrange(&cluster, i, "orders").await?;
+        assert_eq!(entries, vec![("1-0".to_string(), b"book".to_vec())], "node {}", i + 1);
+    }
+
+    // A subscriber on node 3 receives a PUBLISH made on node 2.
+    let client = redis::Client::open(cluster.url(2))?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe("news").await?;
+    let mut messages = pubsub.on_message();
+    let mut p = cluster.conn(1).await?;
+    let offset: i64 = redis::cmd("PUBLISH")
+        .arg("news")
+        .arg("hello")
+        .query_async(&mut p)
+        .await?;
+    assert_eq!(offset, 1, "PUBLISH replies with the entry's offset");
+    let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await?
+        .expect("a message");
+    assert_eq!(msg.get_channel_name(), "news");
+    assert_eq!(msg.get_payload::<String>()?, "hello");
+
+    // The published message is an entry of the same stream, readable by XRANGE too.
+    wait_stream_len(&cluster, "news", 1, Duration::from_secs(10)).await?;
+    assert_eq!(xrange(&cluster, 0, "news").await?[0].1, b"hello".to_vec());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xread_block_wakes_up_on_a_new_entry_and_info_reports_replication() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let reader_node = (leader + 2) % 3;
+    let mut reader = cluster.conn(reader_node).await?;
+    let blocked = tokio::spawn(async move {
+        let reply: redis::Value = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(10_000)
+            .arg("STREAMS")
+            .arg("s")
+            .arg("$")
+            .query_async(&mut reader)
+            .await?;
+        anyhow::Ok(reply)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut w = cluster.conn(leader).await?;
+    let _: String = redis::cmd("XADD").arg("s").arg("*").arg("f").arg("v").query_async(&mut w).await?;
+    let reply = blocked.await??;
+    let text = format!("{reply:?}");
+    assert!(text.contains("1-0"), "XREAD returned {text}");
+
+    let info = cluster.info(leader).await?;
+    assert_eq!(info["role"], "leader");
+    assert_eq!(info["leader_id"], (leader + 1).to_string());
+    assert!(info["term"].parse::<u64>()? >= 1);
+    assert!(info["commit_index"].parse::<u64>()? >= 1);
+    assert!(info["applied_index"].parse::<u64>()? >= 1);
+    let finfo = cluster.info(reader_node).await?;
+    assert_eq!(finfo["role"], "follower");
+    assert_eq!(finfo["leader_id"], (leader + 1).to_string());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    cluster.wait_leader(Duration::from_secs(20)).await?;
+    let code = cluster.terminate(2)?;
+    assert_eq!(code, Some(0), "logs:\n{}", cluster.log_tails());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_wrong_cluster_secret_is_refused() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(3, None, Some("s3cret"))?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let outsider = (leader + 1) % 3;
+    cluster.restart_with_secret(outsider, Some("wrong"))?;
+    let mut c = cluster.conn(leader).await?;
+    for _ in 0..5 {
+        let _: String = redis::cmd("XADD").arg("s").arg("*").arg("f").arg("v").query_async(&mut c).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The outsider never receives entries: its peers refuse its connections and it
+    // refuses theirs.
+    assert!(xrange(&cluster, outsider, "s").await?.is_empty());
+    let log = std::fs::read_to_string(&cluster.nodes[leader].log)?;
+    assert!(log.contains("cluster secret"), "leader log mentions the refusal:\n{log}");
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Integration tests that spawn real `raftbus-node` processes on loopback.
+mod bad_input;
+mod basics;
+mod clients;
+mod crash;
+mod snapshot;
+mod util;
