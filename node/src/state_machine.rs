@@ -6,6 +6,9 @@
 //! committed log after it, so applying must be deterministic: it depends only on the
 //! entries and on [`Retention`], which every node must be configured with alike.
 
+// openraft's StorageError is large, and the trait methods must return it anyway.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -22,8 +25,11 @@ use crate::types::{
     TypeConfig,
 };
 
+/// Field/value pairs of one entry, owned.
+pub type FieldPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A stream entry's field/value pairs. PUBLISH stores one pair `("message", payload)`.
-pub type Fields = Arc<Vec<(Vec<u8>, Vec<u8>)>>;
+pub type Fields = Arc<FieldPairs>;
 
 /// How much of each channel a node keeps. Older entries are trimmed when either bound is
 /// exceeded; their offsets are never reused.
@@ -219,7 +225,7 @@ struct SnapshotBody {
 struct SnapshotChannel {
     name: String,
     last_offset: u64,
-    entries: Vec<(u64, Vec<(Vec<u8>, Vec<u8>)>)>,
+    entries: Vec<(u64, FieldPairs)>,
 }
 
 #[derive(Serialize)]
@@ -233,7 +239,7 @@ struct SnapshotView<'a> {
 struct SnapshotChannelView<'a> {
     name: &'a str,
     last_offset: u64,
-    entries: Vec<(u64, &'a [(Vec<u8>, Vec<u8>)])>,
+    entries: Vec<(u64, &'a FieldPairs)>,
 }
 
 /// A snapshot file: metadata plus the body bytes.
@@ -354,7 +360,7 @@ impl StateMachine {
         &self,
         state: &mut BusState,
         channel: String,
-        fields: Vec<(Vec<u8>, Vec<u8>)>,
+        fields: FieldPairs,
         max_len: Option<u64>,
     ) -> (u64, Committed) {
         let name: Arc<str> = match state.channels.get_key_value(channel.as_str()) {
@@ -495,7 +501,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     last_offset: *last_offset,
                     entries: entries
                         .iter()
-                        .map(|e| (e.offset, e.fields.as_slice()))
+                        .map(|e| (e.offset, e.fields.as_ref()))
                         .collect(),
                 })
                 .collect(),

@@ -50,7 +50,7 @@ async fn bad_input_gets_errors_and_the_node_stays_up() -> anyhow::Result<()> {
     // Unknown command and wrong arity: errors, and the connection keeps working.
     let (reply, closed) = exchange(
         addr,
-        b"*1\r\n$7\r\nNOTACMD\r\n*1\r\n$4\r\nXADD\r\n*3\r\n$5\r\nXRANGE\r\n$1\r\nk\r\n$1\r\n-\r\n*1\r\n$4\r\nPING\r\n",
+        b"*1\r\n$7\r\nNOTACMD\r\n*1\r\n$4\r\nXADD\r\n*3\r\n$6\r\nXRANGE\r\n$1\r\nk\r\n$1\r\n-\r\n*1\r\n$4\r\nPING\r\n",
     )
     .await?;
     let lines: Vec<&str> = reply.split("\r\n").filter(|l| !l.is_empty()).collect();

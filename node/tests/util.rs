@@ -246,7 +246,8 @@ fn tail(path: &Path, lines: usize) -> String {
 /// The entries of a stream on one node, as (id, value of the first field).
 pub async fn xrange(cluster: &Cluster, i: usize, key: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let mut c = cluster.conn(i).await?;
-    let reply: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis::cmd("XRANGE")
+    type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+    let reply: Vec<(String, Fields)> = redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
         .arg("+")

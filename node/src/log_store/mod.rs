@@ -535,7 +535,13 @@ impl LogStore {
 
     /// Opens (creating if needed) the log in `dir`, recovering from a crash.
     pub fn open_with(dir: &Path, config: LogStoreConfig) -> Result<LogStore, LogStoreError> {
-        fs::create_dir_all(dir).map_err(|e| LogStoreError::io(dir, e))?;
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| LogStoreError::io(dir, e))?;
+            // The new directory's own entry must survive a crash, or so would nothing in it.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                meta::sync_dir(parent).map_err(|e| LogStoreError::io(parent, e))?;
+            }
+        }
         let meta = meta::load(dir)?;
         let recovered = recover(dir, meta.last_purged)?;
         let total_bytes = recovered.segments.iter().map(|s| s.size).sum();

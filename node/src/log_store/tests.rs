@@ -508,7 +508,7 @@ async fn group_commit_shares_fsyncs_and_completes_in_order() {
         }
         // Readable before durable.
         assert_eq!(store.read_range(..).unwrap().len(), appends as usize);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
         assert!(
             completed.lock().unwrap().is_empty(),
             "completed before the sync"
@@ -681,10 +681,10 @@ impl StoreBuilder<TypeConfig, LogStore, MemSm, TempDir> for Builder {
 }
 
 /// Like openraft's `run_fut`: each suite test gets a clean runtime.
-fn run_suite_test(
-    test: impl std::future::Future<Output = Result<(), StorageError>>,
-) -> Result<(), StorageError> {
-    tokio::runtime::Runtime::new().unwrap().block_on(test)
+fn run_suite_test(test: impl std::future::Future<Output = Result<(), StorageError>>) {
+    if let Err(e) = tokio::runtime::Runtime::new().unwrap().block_on(test) {
+        panic!("storage suite test failed: {e}");
+    }
 }
 
 type RaftSuite = Suite<TypeConfig, LogStore, MemSm, Builder, TempDir>;
@@ -698,8 +698,7 @@ macro_rules! suite_tests {
                 run_suite_test(async {
                     let (_dir, store, sm) = Builder.build().await?;
                     RaftSuite::$name(store, sm).await
-                })
-                .unwrap();
+                });
             }
         )*
     };
@@ -749,6 +748,6 @@ mod openraft_suite {
 
     #[test]
     fn transfer_snapshot() {
-        run_suite_test(RaftSuite::transfer_snapshot(&Builder)).unwrap();
+        run_suite_test(RaftSuite::transfer_snapshot(&Builder));
     }
 }
