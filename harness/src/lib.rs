@@ -1,6 +1,20 @@
 //! raftbus: the harness that launches the bus or Redis, loads it, faults it, checks it.
 //!
+//! - [`cli`] — the command line (clap derive); `main.rs` only parses and calls [`run`].
+//! - [`run`] — what each command does, and the exit codes.
+//! - [`scenario`] — the experiment as validated data (`scenario.toml`).
+//! - [`target`] — server processes: the bus cluster or Redis, on loopback for now.
+//! - [`workload`] — open-loop publishers, subscribers, drain and final stream reads.
+//! - [`record`] — the history writer, latency histograms, per-second counters.
+//! - [`check`] — the history checkers: one invariant per file, counts and examples.
 //! - [`history`] — the operation history format (`history.jsonl`).
 //! - [`payload`] — message payloads with id and checksum.
+pub mod check;
+pub mod cli;
 pub mod history;
 pub mod payload;
+pub mod record;
+pub mod run;
+pub mod scenario;
+pub mod target;
+pub mod workload;

@@ -144,6 +144,9 @@ pub struct Checks {
     pub realtime_violations: u64,
     /// Writes reported failed that were found committed.
     pub failed_but_committed: u64,
+    /// Faults after whose heal no publish succeeded again.
+    #[serde(default)]
+    pub never_recovered: u64,
     /// Pub/sub deliveries missed while a subscriber was disconnected; not violations.
     pub at_most_once_gaps: u64,
     /// One entry per violated invariant, with examples.

@@ -1,0 +1,159 @@
+//! Duplicates: an acknowledged message twice in one node's final stream, or any message
+//! delivered twice to the same subscriber (also when a resume re-delivers an id the
+//! subscriber already had). Each message counts once per kind. Duplicates of
+//! indeterminate or failed publishes in final streams are `indeterminate.rs`'s.
+
+use super::index::{IdSet, IndexedHistory, Status, StreamId, NONE};
+use super::{Findings, Invariant, Kind, Violation};
+
+pub(crate) struct Duplicated;
+
+/// Every repeated occurrence in a final stream: `(final node k, channel, msg_idx)`.
+pub(super) fn repeats_in_finals(
+    h: &IndexedHistory,
+) -> impl Iterator<Item = (usize, u32, u32)> + '_ {
+    (0..h.final_nodes.len()).flat_map(move |k| {
+        (0..h.channels.len() as u32).flat_map(move |c| {
+            h.final_stream(k, c)
+                .iter()
+                .enumerate()
+                .filter(move |(pos, e)| {
+                    e.msg_idx != NONE && h.first_pos(e.msg_idx, k) != *pos as u32
+                })
+                .map(move |(_, e)| (k, c, e.msg_idx))
+        })
+    })
+}
+
+/// The ids at which a message occurs in the final stream of `final_nodes[k]`.
+pub(super) fn ids_in_final(
+    h: &IndexedHistory,
+    k: usize,
+    channel: u32,
+    msg_idx: u32,
+) -> Vec<Option<StreamId>> {
+    h.final_stream(k, channel)
+        .iter()
+        .filter(|e| e.msg_idx == msg_idx)
+        .map(|e| e.id)
+        .collect()
+}
+
+impl Invariant for Duplicated {
+    fn name(&self) -> &'static str {
+        "duplicated"
+    }
+
+    fn property(&self) -> &'static str {
+        "each message is stored once per node and delivered once per subscriber"
+    }
+
+    fn check(&self, h: &IndexedHistory, out: &mut Findings) {
+        let mut seen: IdSet<u32> = IdSet::default();
+        for (k, channel, idx) in repeats_in_finals(h) {
+            let m = &h.messages[idx as usize];
+            if m.status != Status::Ok || !seen.insert(idx) {
+                continue;
+            }
+            out.report_with(Kind::Duplicated, || Violation::Duplicated {
+                msg: m.msg,
+                node: h.node(h.final_nodes[k]).to_owned(),
+                ids: ids_in_final(h, k, channel, idx),
+            });
+        }
+
+        let mut seen: IdSet<u32> = IdSet::default();
+        for sub in &h.subscribers {
+            for (i, d) in sub.deliveries.iter().enumerate() {
+                if !d.repeat || !seen.insert(d.msg_idx) {
+                    continue;
+                }
+                out.report_with(Kind::DuplicatedDelivery, || {
+                    let first = sub.deliveries[..i]
+                        .iter()
+                        .find(|p| p.msg_idx == d.msg_idx)
+                        .unwrap_or(d);
+                    Violation::DuplicatedDelivery {
+                        msg: h.messages[d.msg_idx as usize].msg,
+                        subscriber: sub.id,
+                        node: h.node(d.node).to_owned(),
+                        first: (first.t_us, first.id),
+                        again: (d.t_us, d.id),
+                        after_resume: first.session != d.session,
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{run_one, H};
+    use super::*;
+
+    #[test]
+    fn clean_history_has_no_duplicates() {
+        let mut h = H::stream(&["n1", "n2"]);
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        h.finals_everywhere();
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.deliver(1, "n1", 2, "2-0");
+        let f = run_one(&Duplicated, h);
+        assert_eq!(f.count(Kind::Duplicated), 0);
+        assert_eq!(f.count(Kind::DuplicatedDelivery), 0);
+    }
+
+    #[test]
+    fn duplicate_in_a_final_stream_counts_once() {
+        let mut h = H::stream(&["n1", "n2"]);
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        for node in ["n1", "n2"] {
+            h.final_entry(node, "c", "1-0", 1);
+            h.final_entry(node, "c", "2-0", 2);
+            h.final_entry(node, "c", "3-0", 1);
+        }
+        let f = run_one(&Duplicated, h);
+        assert_eq!(f.count(Kind::Duplicated), 1);
+        let ex = f.examples(Kind::Duplicated);
+        assert!(ex[0].contains(&H::hex(1)), "{ex:?}");
+        assert!(ex[0].contains("1-0, 3-0"), "{ex:?}");
+    }
+
+    #[test]
+    fn duplicate_delivery_after_resume_is_reported_as_such() {
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        h.finals_everywhere();
+        h.sub_up(7, "n1");
+        h.deliver(7, "n1", 1, "1-0");
+        h.deliver(7, "n1", 2, "2-0");
+        h.sub_down(7, "n1");
+        h.sub_up(7, "n1");
+        h.deliver(7, "n1", 2, "2-0");
+        // The same message again in one session, to another subscriber.
+        h.sub_up(8, "n1");
+        h.deliver(8, "n1", 1, "1-0");
+        h.deliver(8, "n1", 1, "1-0");
+        let f = run_one(&Duplicated, h);
+        assert_eq!(f.count(Kind::Duplicated), 0);
+        assert_eq!(f.count(Kind::DuplicatedDelivery), 2);
+        let ex = f.examples(Kind::DuplicatedDelivery);
+        assert!(
+            ex.iter().any(|e| e.contains(&H::hex(2))
+                && e.contains("sub 7")
+                && e.contains("after a resume")),
+            "{ex:?}"
+        );
+        assert!(
+            ex.iter().any(|e| e.contains(&H::hex(1))
+                && e.contains("sub 8")
+                && e.contains("in one session")),
+            "{ex:?}"
+        );
+    }
+}

@@ -1,0 +1,628 @@
+//! The indexed view of a history that every invariant reads.
+//!
+//! Built in one streaming pass over the events ([`IndexBuilder::push`]) and one finishing
+//! pass ([`IndexBuilder::finish`]) that resolves message ids to dense indices, so the
+//! invariants can use arrays and bitsets instead of maps. Memory is proportional to the
+//! number of messages, final-stream entries and deliveries; no event is kept as a whole.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use raftbus_reports::model::Mode;
+
+use crate::history::{Event, MsgId, Outcome};
+
+/// "No index": a message that was never invoked, an absent position, an unknown session.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// A fast hasher for integer keys (message ids are structured, so mix the bits).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+}
+
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdSet<K> = std::collections::HashSet<K, BuildHasherDefault<IdHasher>>;
+
+/// A Redis stream entry id, `<ms>-<seq>`; a bare integer parses as `<n>-0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.split_once('-') {
+            Some((ms, seq)) => Some(Self {
+                ms: ms.parse().ok()?,
+                seq: seq.parse().ok()?,
+            }),
+            None => Some(Self {
+                ms: text.parse().ok()?,
+                seq: 0,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// How a publish ended, with "never completed" kept apart from an explicit `info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Ok,
+    Fail,
+    Info,
+    /// Invoked, no completion recorded: as unknown as `Info`.
+    Pending,
+}
+
+impl Status {
+    pub(crate) fn is_indeterminate(self) -> bool {
+        matches!(self, Status::Info | Status::Pending)
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Fail => "fail",
+            Status::Info => "info",
+            Status::Pending => "pending",
+        }
+    }
+}
+
+/// One invoked message.
+#[derive(Debug, Clone)]
+pub(crate) struct MsgRec {
+    pub msg: MsgId,
+    pub channel: u32,
+    /// The node the publisher talked to.
+    pub node: u32,
+    pub invoke_us: u64,
+    /// `u64::MAX` when no completion was recorded.
+    pub complete_us: u64,
+    pub status: Status,
+    /// The entry id the target acknowledged with (stream mode only).
+    pub ack_id: Option<StreamId>,
+    /// First delivery to any subscriber; `u64::MAX` if never delivered.
+    pub first_delivery_us: u64,
+}
+
+impl MsgRec {
+    pub(crate) fn is_acked(&self) -> bool {
+        self.status == Status::Ok
+    }
+
+    /// The earliest time the message is known to exist at the target: its
+    /// acknowledgement or its first delivery. `u64::MAX` if neither happened.
+    pub(crate) fn known_at(&self) -> u64 {
+        let acked = if self.is_acked() {
+            self.complete_us
+        } else {
+            u64::MAX
+        };
+        acked.min(self.first_delivery_us)
+    }
+}
+
+/// One entry of a node's final stream.
+#[derive(Debug, Clone)]
+pub(crate) struct FinalEntry {
+    pub id: Option<StreamId>,
+    /// The message id named by the payload; `None` for a foreign payload.
+    pub msg: Option<MsgId>,
+    /// Dense index of the message, [`NONE`] if it was never invoked on this channel.
+    pub msg_idx: u32,
+    pub intact: bool,
+}
+
+/// One delivery to a subscriber.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub t_us: u64,
+    pub msg: Option<MsgId>,
+    pub id: Option<StreamId>,
+    /// Dense index of the message, [`NONE`] if it was never invoked on this channel.
+    pub msg_idx: u32,
+    pub channel: u32,
+    pub node: u32,
+    /// Index into the subscriber's sessions.
+    pub session: u32,
+    pub intact: bool,
+    /// The subscriber had already received this message before.
+    pub repeat: bool,
+}
+
+/// A connected period of a subscriber, from `SubscriberUp` to `SubscriberDown`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Session {
+    pub up_us: u64,
+    /// `u64::MAX` while still connected at the end of the run.
+    pub down_us: u64,
+    pub node: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriberRec {
+    pub id: u32,
+    pub sessions: Vec<Session>,
+    pub deliveries: Vec<Delivery>,
+    /// Bitset over message indices: which messages this subscriber received.
+    pub got: Vec<u64>,
+}
+
+impl SubscriberRec {
+    pub(crate) fn got(&self, msg_idx: u32) -> bool {
+        msg_idx != NONE && self.got[msg_idx as usize / 64] & (1 << (msg_idx % 64)) != 0
+    }
+
+    /// The session that was connected at time `t_us`, if any.
+    pub(crate) fn session_at(&self, t_us: u64) -> Option<usize> {
+        let after = self.sessions.partition_point(|s| s.up_us <= t_us);
+        let idx = after.checked_sub(1)?;
+        (self.sessions[idx].down_us > t_us).then_some(idx)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct FaultRec {
+    pub start_us: u64,
+    pub end_us: u64,
+    pub kind: String,
+}
+
+/// Interns node and channel names as dense `u32`s.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Interner {
+    index: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    pub(crate) fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.index.insert(name.to_owned(), i);
+        i
+    }
+
+    pub(crate) fn name(&self, i: u32) -> &str {
+        self.names.get(i as usize).map_or("?", String::as_str)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// The whole history, indexed for the invariants.
+#[derive(Debug)]
+pub(crate) struct IndexedHistory {
+    pub mode: Mode,
+    pub nodes: Interner,
+    pub channels: Interner,
+    /// Invoked messages, in invoke order of the history.
+    pub messages: Vec<MsgRec>,
+    pub msg_index: IdMap<MsgId, u32>,
+    /// Nodes that reported a final stream (at least one `Final` event), ordered by name.
+    pub final_nodes: Vec<u32>,
+    /// Final streams, `[k * channels + c]` for `final_nodes[k]` and channel `c`, in the
+    /// order the node returned them.
+    pub finals: Vec<Vec<FinalEntry>>,
+    /// `[msg_idx * final_nodes.len() + k]`: first position of the message in the final
+    /// stream of `final_nodes[k]` for the message's channel, [`NONE`] if absent.
+    pub first_pos: Vec<u32>,
+    /// Subscribers ordered by id.
+    pub subscribers: Vec<SubscriberRec>,
+    pub faults: Vec<FaultRec>,
+    /// Times of successful completions, sorted.
+    pub ok_completions: Vec<u64>,
+    pub last_invoke_us: u64,
+    pub delivered: u64,
+}
+
+impl IndexedHistory {
+    pub(crate) fn node(&self, i: u32) -> &str {
+        self.nodes.name(i)
+    }
+
+    pub(crate) fn channel(&self, i: u32) -> &str {
+        self.channels.name(i)
+    }
+
+    pub(crate) fn has_finals(&self) -> bool {
+        !self.final_nodes.is_empty()
+    }
+
+    pub(crate) fn final_stream(&self, k: usize, channel: u32) -> &[FinalEntry] {
+        &self.finals[k * self.channels.len() + channel as usize]
+    }
+
+    pub(crate) fn first_pos(&self, msg_idx: u32, k: usize) -> u32 {
+        self.first_pos[msg_idx as usize * self.final_nodes.len() + k]
+    }
+
+    /// Whether the message is in at least one final stream.
+    pub(crate) fn in_any_final(&self, msg_idx: u32) -> bool {
+        let n = self.final_nodes.len();
+        let base = msg_idx as usize * n;
+        self.first_pos[base..base + n].iter().any(|&p| p != NONE)
+    }
+
+    /// Names of the final nodes lacking the message.
+    pub(crate) fn missing_on(&self, msg_idx: u32) -> Vec<String> {
+        (0..self.final_nodes.len())
+            .filter(|&k| self.first_pos(msg_idx, k) == NONE)
+            .map(|k| self.node(self.final_nodes[k]).to_owned())
+            .collect()
+    }
+}
+
+/// Pending completion seen before its invoke.
+#[derive(Debug, Clone)]
+struct EarlyCompletion {
+    t_us: u64,
+    outcome: Outcome,
+    id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct SubBuild {
+    sessions: Vec<Session>,
+    deliveries: Vec<Delivery>,
+    connected: bool,
+}
+
+/// Accumulates events into an [`IndexedHistory`].
+#[derive(Debug)]
+pub(crate) struct IndexBuilder {
+    mode: Mode,
+    nodes: Interner,
+    channels: Interner,
+    messages: Vec<MsgRec>,
+    msg_index: IdMap<MsgId, u32>,
+    early: IdMap<MsgId, EarlyCompletion>,
+    finals: HashMap<(u32, u32), Vec<FinalEntry>>,
+    subs: IdMap<u32, SubBuild>,
+    faults: Vec<FaultRec>,
+    last_invoke_us: u64,
+    delivered: u64,
+    reused_ids: u64,
+}
+
+impl IndexBuilder {
+    pub(crate) fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            nodes: Interner::default(),
+            channels: Interner::default(),
+            messages: Vec::new(),
+            msg_index: IdMap::default(),
+            early: IdMap::default(),
+            finals: HashMap::new(),
+            subs: IdMap::default(),
+            faults: Vec::new(),
+            last_invoke_us: 0,
+            delivered: 0,
+            reused_ids: 0,
+        }
+    }
+
+    fn ack_id(&self, outcome: Outcome, id: Option<&str>) -> Option<StreamId> {
+        // In pub/sub mode the PUBLISH reply is a receiver count, not an entry id.
+        match (self.mode, outcome) {
+            (Mode::Stream, Outcome::Ok) => id.and_then(StreamId::parse),
+            _ => None,
+        }
+    }
+
+    fn complete(&mut self, idx: u32, t_us: u64, outcome: Outcome, id: Option<&str>) {
+        let ack_id = self.ack_id(outcome, id);
+        let rec = &mut self.messages[idx as usize];
+        if rec.status != Status::Pending {
+            return;
+        }
+        rec.complete_us = t_us;
+        rec.status = match outcome {
+            Outcome::Ok => Status::Ok,
+            Outcome::Fail => Status::Fail,
+            Outcome::Info => Status::Info,
+        };
+        rec.ack_id = ack_id;
+    }
+
+    pub(crate) fn push(&mut self, event: Event) {
+        match event {
+            Event::Invoke {
+                t_us,
+                msg,
+                channel,
+                node,
+                ..
+            } => {
+                self.last_invoke_us = self.last_invoke_us.max(t_us);
+                if self.msg_index.contains_key(&msg) {
+                    self.reused_ids += 1;
+                    return;
+                }
+                let idx = self.messages.len() as u32;
+                let channel = self.channels.intern(&channel);
+                let node = self.nodes.intern(&node);
+                self.messages.push(MsgRec {
+                    msg,
+                    channel,
+                    node,
+                    invoke_us: t_us,
+                    complete_us: u64::MAX,
+                    status: Status::Pending,
+                    ack_id: None,
+                    first_delivery_us: u64::MAX,
+                });
+                self.msg_index.insert(msg, idx);
+                if let Some(c) = self.early.remove(&msg) {
+                    self.complete(idx, c.t_us, c.outcome, c.id.as_deref());
+                }
+            }
+            Event::Complete {
+                t_us,
+                msg,
+                outcome,
+                id,
+                ..
+            } => match self.msg_index.get(&msg) {
+                Some(&idx) => self.complete(idx, t_us, outcome, id.as_deref()),
+                None => {
+                    self.early
+                        .entry(msg)
+                        .or_insert(EarlyCompletion { t_us, outcome, id });
+                }
+            },
+            Event::Deliver {
+                t_us,
+                subscriber,
+                node,
+                channel,
+                msg,
+                id,
+                intact,
+            } => {
+                self.delivered += 1;
+                let node = self.nodes.intern(&node);
+                let channel = self.channels.intern(&channel);
+                let sub = self.subs.entry(subscriber).or_default();
+                if !sub.connected {
+                    // A delivery outside any session: the history did not record the
+                    // (re)connection; open an implicit session here.
+                    let up_us = if sub.sessions.is_empty() { 0 } else { t_us };
+                    sub.sessions.push(Session {
+                        up_us,
+                        down_us: u64::MAX,
+                        node,
+                    });
+                    sub.connected = true;
+                }
+                let session = (sub.sessions.len() - 1) as u32;
+                sub.deliveries.push(Delivery {
+                    t_us,
+                    msg,
+                    id: id.as_deref().and_then(StreamId::parse),
+                    msg_idx: NONE,
+                    channel,
+                    node,
+                    session,
+                    intact,
+                    repeat: false,
+                });
+            }
+            Event::SubscriberUp {
+                t_us,
+                subscriber,
+                node,
+            } => {
+                let node = self.nodes.intern(&node);
+                let sub = self.subs.entry(subscriber).or_default();
+                if sub.connected {
+                    if let Some(last) = sub.sessions.last_mut() {
+                        last.down_us = t_us;
+                    }
+                }
+                sub.sessions.push(Session {
+                    up_us: t_us,
+                    down_us: u64::MAX,
+                    node,
+                });
+                sub.connected = true;
+            }
+            Event::SubscriberDown {
+                t_us, subscriber, ..
+            } => {
+                let sub = self.subs.entry(subscriber).or_default();
+                if sub.connected {
+                    if let Some(last) = sub.sessions.last_mut() {
+                        last.down_us = t_us;
+                    }
+                    sub.connected = false;
+                }
+            }
+            Event::Fault {
+                start_us,
+                end_us,
+                kind,
+                ..
+            } => self.faults.push(FaultRec {
+                start_us,
+                end_us,
+                kind,
+            }),
+            Event::Final {
+                node,
+                channel,
+                id,
+                msg,
+                intact,
+            } => {
+                let node = self.nodes.intern(&node);
+                let channel = self.channels.intern(&channel);
+                self.finals
+                    .entry((node, channel))
+                    .or_default()
+                    .push(FinalEntry {
+                        id: StreamId::parse(&id),
+                        msg,
+                        msg_idx: NONE,
+                        intact,
+                    });
+            }
+        }
+    }
+
+    /// Resolves a payload's message id to a dense index, if it was invoked on `channel`.
+    fn resolve(index: &IdMap<MsgId, u32>, messages: &[MsgRec], msg: Option<MsgId>, ch: u32) -> u32 {
+        match msg.and_then(|m| index.get(&m)) {
+            Some(&idx) if messages[idx as usize].channel == ch => idx,
+            _ => NONE,
+        }
+    }
+
+    pub(crate) fn finish(self) -> IndexedHistory {
+        let Self {
+            mode,
+            nodes,
+            channels,
+            mut messages,
+            msg_index,
+            early,
+            finals,
+            subs,
+            mut faults,
+            last_invoke_us,
+            delivered,
+            reused_ids,
+        } = self;
+        if !early.is_empty() {
+            tracing::warn!(
+                count = early.len(),
+                "completions without an invoke are ignored"
+            );
+        }
+        if reused_ids > 0 {
+            tracing::warn!(
+                count = reused_ids,
+                "message ids invoked twice; the first invoke counts"
+            );
+        }
+        let n_channels = channels.len();
+        let n_msgs = messages.len();
+
+        let mut final_nodes: Vec<u32> = finals.keys().map(|&(n, _)| n).collect();
+        final_nodes.sort_unstable_by(|&a, &b| nodes.name(a).cmp(nodes.name(b)));
+        final_nodes.dedup();
+        let n_final = final_nodes.len();
+        let mut final_vec: Vec<Vec<FinalEntry>> = vec![Vec::new(); n_final * n_channels];
+        for ((node, channel), entries) in finals {
+            let k = final_nodes.iter().position(|&n| n == node).unwrap_or(0);
+            final_vec[k * n_channels + channel as usize] = entries;
+        }
+        let mut first_pos = vec![NONE; n_msgs * n_final];
+        for k in 0..n_final {
+            for c in 0..n_channels {
+                let stream = &mut final_vec[k * n_channels + c];
+                for (pos, entry) in stream.iter_mut().enumerate() {
+                    entry.msg_idx = Self::resolve(&msg_index, &messages, entry.msg, c as u32);
+                    if entry.msg_idx != NONE {
+                        let slot = &mut first_pos[entry.msg_idx as usize * n_final + k];
+                        if *slot == NONE {
+                            *slot = pos as u32;
+                        }
+                    }
+                }
+            }
+        }
+
+        let mut sub_ids: Vec<u32> = subs.keys().copied().collect();
+        sub_ids.sort_unstable();
+        let mut subs = subs;
+        let mut subscribers = Vec::with_capacity(sub_ids.len());
+        for id in sub_ids {
+            let SubBuild {
+                sessions,
+                mut deliveries,
+                ..
+            } = subs.remove(&id).unwrap_or_default();
+            let mut got = vec![0u64; n_msgs.div_ceil(64)];
+            for d in &mut deliveries {
+                d.msg_idx = Self::resolve(&msg_index, &messages, d.msg, d.channel);
+                if d.msg_idx == NONE {
+                    continue;
+                }
+                let (word, bit) = (d.msg_idx as usize / 64, 1u64 << (d.msg_idx % 64));
+                d.repeat = got[word] & bit != 0;
+                got[word] |= bit;
+                let rec = &mut messages[d.msg_idx as usize];
+                rec.first_delivery_us = rec.first_delivery_us.min(d.t_us);
+            }
+            subscribers.push(SubscriberRec {
+                id,
+                sessions,
+                deliveries,
+                got,
+            });
+        }
+
+        let mut ok_completions: Vec<u64> = messages
+            .iter()
+            .filter(|m| m.is_acked())
+            .map(|m| m.complete_us)
+            .collect();
+        ok_completions.sort_unstable();
+        faults.sort_by_key(|f| (f.start_us, f.end_us));
+
+        IndexedHistory {
+            mode,
+            nodes,
+            channels,
+            messages,
+            msg_index,
+            final_nodes,
+            finals: final_vec,
+            first_pos,
+            subscribers,
+            faults,
+            ok_completions,
+            last_invoke_us,
+            delivered,
+        }
+    }
+}

@@ -1,0 +1,956 @@
+//! History checkers: read a run's `history.jsonl`, build one indexed view of it
+//! (`index.rs`), then run one invariant per file over that view.
+//!
+//! Each invariant reports [`Violation`]s; every variant documents the property it
+//! protects and renders as a short example with message ids (16 hex digits, as in
+//! payloads), stream ids, nodes, subscriber numbers and times in milliseconds. The
+//! [`Checks`] counters are sums over violation kinds:
+//!
+//! | counter | kinds |
+//! |---|---|
+//! | `lost` (= `lost_mid_stream` + `lost_tail`) | `lost_mid_stream`, `lost_tail` |
+//! | `duplicated` | `duplicated`, `duplicated_delivery`, `indeterminate_duplicated` |
+//! | `reordered` | `reordered`, `skipped`, `disagreement` |
+//! | `phantom` / `corrupted` | `phantom` / `corrupted` |
+//! | `diverged` | `diverged` (per channel and node pair), `id_conflict` (per channel and id) |
+//! | `realtime_violations` | `realtime` |
+//! | `failed_but_committed` | `failed_but_committed` |
+//! | `never_recovered` | `never_recovered` |
+//!
+//! A message is counted once per kind (not once per node or subscriber), except where a
+//! kind is defined per place: `reordered` counts deliveries that went backwards,
+//! `skipped` and `at_most_once_gaps` count (subscriber, message) pairs.
+//!
+//! Assumptions about the history: every subscriber subscribes to every channel; each
+//! subscriber's events appear in the order it saw them; nodes that report a final stream
+//! report it for every channel (a missing channel is an empty stream).
+//!
+//! Checking is linear in the history size except for a few sorts (`O(n log n)`), plus
+//! per-pair work over subscribers and nodes (a handful each).
+
+mod availability;
+mod divergence;
+mod duplicated;
+mod id_conflict;
+mod indeterminate;
+mod index;
+mod lost;
+mod phantom;
+mod realtime;
+mod subscriber_agreement;
+mod subscriber_order;
+pub mod synthetic;
+#[cfg(test)]
+mod testkit;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use raftbus_reports::model::{Checks, Mode, Recovery, Verdict, ViolationReport};
+
+use crate::history::{Event, MsgId};
+pub use index::StreamId;
+use index::{IndexBuilder, IndexedHistory};
+
+/// How to check a history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Stream mode checks final streams and gap-free resume; pub/sub mode allows
+    /// at-most-once gaps while a subscriber is disconnected.
+    pub mode: Mode,
+    /// Examples kept per violation kind.
+    pub max_examples: usize,
+}
+
+impl CheckOptions {
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            max_examples: 10,
+        }
+    }
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        Self::new(Mode::Stream)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot open history {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read history {path} at line {line}: {source}")]
+    Read {
+        path: PathBuf,
+        line: u64,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line} is not a history event: {source}")]
+    Parse {
+        path: PathBuf,
+        line: u64,
+        source: serde_json::Error,
+    },
+}
+
+/// What checking a history found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckOutcome {
+    pub checks: Checks,
+    pub verdict: Verdict,
+    /// Per fault window, in start order: time from its end to the first acknowledged
+    /// publish.
+    pub recovery: Vec<Recovery>,
+}
+
+/// Checks a `history.jsonl` file, reading it line by line (blank lines are skipped).
+pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckOutcome, CheckError> {
+    let file = File::open(path).map_err(|source| CheckError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut builder = IndexBuilder::new(opts.mode);
+    let mut line = String::new();
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        line_no += 1;
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|source| CheckError::Read {
+                path: path.to_owned(),
+                line: line_no,
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Event = serde_json::from_str(&line).map_err(|source| CheckError::Parse {
+            path: path.to_owned(),
+            line: line_no,
+            source,
+        })?;
+        builder.push(event);
+    }
+    Ok(run(&builder.finish(), opts))
+}
+
+/// Checks a history given as events.
+pub fn check_events(events: impl IntoIterator<Item = Event>, opts: &CheckOptions) -> CheckOutcome {
+    let mut builder = IndexBuilder::new(opts.mode);
+    for event in events {
+        builder.push(event);
+    }
+    run(&builder.finish(), opts)
+}
+
+/// One checked property.
+pub(crate) trait Invariant {
+    fn name(&self) -> &'static str;
+    /// The property, in one sentence.
+    fn property(&self) -> &'static str;
+    fn check(&self, h: &IndexedHistory, out: &mut Findings);
+}
+
+fn invariants() -> Vec<Box<dyn Invariant>> {
+    vec![
+        Box::new(lost::Lost),
+        Box::new(duplicated::Duplicated),
+        Box::new(phantom::Phantom),
+        Box::new(id_conflict::IdConflict),
+        Box::new(subscriber_order::SubscriberOrder),
+        Box::new(subscriber_agreement::SubscriberAgreement),
+        Box::new(divergence::Divergence),
+        Box::new(realtime::Realtime),
+        Box::new(indeterminate::Indeterminate),
+        Box::new(availability::Availability),
+    ]
+}
+
+fn run(h: &IndexedHistory, opts: &CheckOptions) -> CheckOutcome {
+    let mut out = Findings::new(opts.max_examples);
+    for invariant in invariants() {
+        let started = std::time::Instant::now();
+        invariant.check(h, &mut out);
+        tracing::debug!(
+            invariant = invariant.name(),
+            property = invariant.property(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "invariant checked"
+        );
+    }
+    out.into_outcome(h)
+}
+
+/// The `Checks` counter a violation kind adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counter {
+    Lost,
+    Duplicated,
+    Reordered,
+    Phantom,
+    Corrupted,
+    Diverged,
+    Realtime,
+    FailedButCommitted,
+    NeverRecovered,
+}
+
+/// Violation kinds, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    LostMidStream,
+    LostTail,
+    Duplicated,
+    DuplicatedDelivery,
+    IndeterminateDuplicated,
+    Phantom,
+    Corrupted,
+    IdConflict,
+    Reordered,
+    Skipped,
+    Disagreement,
+    Diverged,
+    Realtime,
+    FailedButCommitted,
+    NeverRecovered,
+}
+
+impl Kind {
+    const ALL: [Kind; 15] = [
+        Kind::LostMidStream,
+        Kind::LostTail,
+        Kind::Duplicated,
+        Kind::DuplicatedDelivery,
+        Kind::IndeterminateDuplicated,
+        Kind::Phantom,
+        Kind::Corrupted,
+        Kind::IdConflict,
+        Kind::Reordered,
+        Kind::Skipped,
+        Kind::Disagreement,
+        Kind::Diverged,
+        Kind::Realtime,
+        Kind::FailedButCommitted,
+        Kind::NeverRecovered,
+    ];
+
+    /// The stable name used as `ViolationReport::kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::LostMidStream => "lost_mid_stream",
+            Kind::LostTail => "lost_tail",
+            Kind::Duplicated => "duplicated",
+            Kind::DuplicatedDelivery => "duplicated_delivery",
+            Kind::IndeterminateDuplicated => "indeterminate_duplicated",
+            Kind::Phantom => "phantom",
+            Kind::Corrupted => "corrupted",
+            Kind::IdConflict => "id_conflict",
+            Kind::Reordered => "reordered",
+            Kind::Skipped => "skipped",
+            Kind::Disagreement => "disagreement",
+            Kind::Diverged => "diverged",
+            Kind::Realtime => "realtime",
+            Kind::FailedButCommitted => "failed_but_committed",
+            Kind::NeverRecovered => "never_recovered",
+        }
+    }
+
+    /// The property a violation of this kind breaks.
+    pub fn property(self) -> &'static str {
+        match self {
+            Kind::LostMidStream => "an acknowledged message survives; here a later acknowledged message of the same channel survived but this one did not",
+            Kind::LostTail => "an acknowledged message survives; here nothing acknowledged later on the channel survived either",
+            Kind::Duplicated => "an acknowledged message appears at most once in each node's final stream",
+            Kind::DuplicatedDelivery => "a subscriber receives each message at most once, also across reconnects and resumes",
+            Kind::IndeterminateDuplicated => "an indeterminate or failed publish is applied at most once",
+            Kind::Phantom => "every stored or delivered message was published, on that channel",
+            Kind::Corrupted => "every stored or delivered payload matches its checksum",
+            Kind::IdConflict => "one stream id holds one message, on every node, in every delivery and in the acknowledgement",
+            Kind::Reordered => "a subscriber receives a channel's entries in strictly increasing id order",
+            Kind::Skipped => "a connected or resuming subscriber misses no entry of a channel",
+            Kind::Disagreement => "all subscribers see the common messages of a channel in the same order",
+            Kind::Diverged => "at the end of a run all nodes hold the same stream for each channel",
+            Kind::Realtime => "a message acknowledged before another was published precedes it",
+            Kind::FailedButCommitted => "a publish reported as failed is not applied",
+            Kind::NeverRecovered => "after the last fault heals, publishes succeed again",
+        }
+    }
+
+    fn counter(self) -> Counter {
+        match self {
+            Kind::LostMidStream | Kind::LostTail => Counter::Lost,
+            Kind::Duplicated | Kind::DuplicatedDelivery | Kind::IndeterminateDuplicated => {
+                Counter::Duplicated
+            }
+            Kind::Phantom => Counter::Phantom,
+            Kind::Corrupted => Counter::Corrupted,
+            Kind::IdConflict | Kind::Diverged => Counter::Diverged,
+            Kind::Reordered | Kind::Skipped | Kind::Disagreement => Counter::Reordered,
+            Kind::Realtime => Counter::Realtime,
+            Kind::FailedButCommitted => Counter::FailedButCommitted,
+            Kind::NeverRecovered => Counter::NeverRecovered,
+        }
+    }
+}
+
+/// Formats a message id as in payloads.
+pub(crate) struct Hex(pub MsgId);
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Formats microseconds as milliseconds.
+pub(crate) struct Ms(pub u64);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}ms", self.0 as f64 / 1000.0)
+    }
+}
+
+fn opt_id(id: &Option<StreamId>) -> String {
+    id.map_or_else(|| "no id".to_owned(), |i| i.to_string())
+}
+
+fn opt_msg(msg: &Option<MsgId>) -> String {
+    msg.map_or_else(
+        || "a foreign payload".to_owned(),
+        |m| format!("msg {}", Hex(m)),
+    )
+}
+
+/// Where an entry was seen: a node's final stream, a delivery, or an acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Final {
+        node: String,
+    },
+    Delivery {
+        subscriber: u32,
+        node: String,
+        t_us: u64,
+    },
+    Ack {
+        node: String,
+        t_us: u64,
+    },
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Final { node } => write!(f, "final stream of {node}"),
+            Place::Delivery {
+                subscriber,
+                node,
+                t_us,
+            } => write!(
+                f,
+                "delivery to sub {subscriber} via {node} at {}",
+                Ms(*t_us)
+            ),
+            Place::Ack { node, t_us } => write!(f, "ack from {node} at {}", Ms(*t_us)),
+        }
+    }
+}
+
+/// A broken property, with what is needed to show one concrete example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// Acknowledged messages survive: an acked message is absent from every node's final
+    /// stream (stream mode) or was delivered to no subscriber that stayed connected from
+    /// its invoke to the end (pub/sub), while a later acked message of the channel survived.
+    LostMidStream {
+        msg: MsgId,
+        channel: String,
+        acked_us: u64,
+        node: String,
+        ack_id: Option<StreamId>,
+        missing_on: Vec<String>,
+        /// The first acknowledged message invoked after it that survived, with its id.
+        next_surviving: (MsgId, Option<StreamId>),
+    },
+    /// Acknowledged messages survive: as `LostMidStream`, but nothing acknowledged later
+    /// on the channel survived.
+    LostTail {
+        msg: MsgId,
+        channel: String,
+        acked_us: u64,
+        node: String,
+        ack_id: Option<StreamId>,
+        missing_on: Vec<String>,
+    },
+    /// An acknowledged message appears at most once in each node's final stream.
+    Duplicated {
+        msg: MsgId,
+        node: String,
+        ids: Vec<Option<StreamId>>,
+    },
+    /// A subscriber receives each message at most once (a resume that re-delivers an
+    /// already received id is a duplicate).
+    DuplicatedDelivery {
+        msg: MsgId,
+        subscriber: u32,
+        node: String,
+        first: (u64, Option<StreamId>),
+        again: (u64, Option<StreamId>),
+        after_resume: bool,
+    },
+    /// An indeterminate or failed publish is applied at most once.
+    IndeterminateDuplicated {
+        msg: MsgId,
+        outcome: &'static str,
+        node: String,
+        ids: Vec<Option<StreamId>>,
+    },
+    /// Every stored or delivered message was published, on that channel.
+    Phantom {
+        place: Place,
+        channel: String,
+        id: Option<StreamId>,
+        msg: Option<MsgId>,
+        /// The channel it was published on, when it was published elsewhere.
+        published_on: Option<String>,
+    },
+    /// Every stored or delivered payload matches its checksum.
+    Corrupted {
+        place: Place,
+        channel: String,
+        id: Option<StreamId>,
+        msg: Option<MsgId>,
+    },
+    /// One stream id holds one message everywhere.
+    IdConflict {
+        channel: String,
+        id: StreamId,
+        first: (Option<MsgId>, Place),
+        second: (Option<MsgId>, Place),
+    },
+    /// A subscriber receives a channel's entries in strictly increasing id order.
+    Reordered {
+        subscriber: u32,
+        node: String,
+        channel: String,
+        msg: Option<MsgId>,
+        id: StreamId,
+        after: StreamId,
+        t_us: u64,
+    },
+    /// A subscriber misses nothing while connected (pub/sub and stream), nor across a
+    /// resume (stream).
+    Skipped {
+        subscriber: u32,
+        node: String,
+        channel: String,
+        missed: Option<MsgId>,
+        missed_id: Option<StreamId>,
+        /// What proves it should have been received: the delivery after the gap.
+        evidence: String,
+    },
+    /// All subscribers see the common messages of a channel in the same order.
+    Disagreement {
+        channel: String,
+        a: MsgId,
+        b: MsgId,
+        /// Saw `a` before `b`.
+        sub_ab: u32,
+        /// Saw `b` before `a`.
+        sub_ba: u32,
+    },
+    /// All nodes end with the same stream for each channel.
+    Diverged {
+        channel: String,
+        node_a: String,
+        node_b: String,
+        /// Position of the first difference.
+        index: usize,
+        a_has: Option<(StreamId, Option<MsgId>)>,
+        b_has: Option<(StreamId, Option<MsgId>)>,
+        len_a: usize,
+        len_b: usize,
+    },
+    /// A message acknowledged before another was published precedes it.
+    Realtime {
+        channel: String,
+        /// Where the order was observed: a node or a subscriber.
+        seen_in: String,
+        earlier: MsgId,
+        earlier_acked_us: u64,
+        earlier_id: Option<StreamId>,
+        later: MsgId,
+        later_invoked_us: u64,
+        later_id: Option<StreamId>,
+    },
+    /// A publish reported as failed is not applied.
+    FailedButCommitted {
+        msg: MsgId,
+        failed_us: u64,
+        error_node: String,
+        found_in: Vec<String>,
+    },
+    /// After the last fault heals, publishes succeed again.
+    NeverRecovered {
+        kind: String,
+        healed_us: u64,
+        last_invoke_us: u64,
+    },
+}
+
+impl Violation {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Violation::LostMidStream { .. } => Kind::LostMidStream,
+            Violation::LostTail { .. } => Kind::LostTail,
+            Violation::Duplicated { .. } => Kind::Duplicated,
+            Violation::DuplicatedDelivery { .. } => Kind::DuplicatedDelivery,
+            Violation::IndeterminateDuplicated { .. } => Kind::IndeterminateDuplicated,
+            Violation::Phantom { .. } => Kind::Phantom,
+            Violation::Corrupted { .. } => Kind::Corrupted,
+            Violation::IdConflict { .. } => Kind::IdConflict,
+            Violation::Reordered { .. } => Kind::Reordered,
+            Violation::Skipped { .. } => Kind::Skipped,
+            Violation::Disagreement { .. } => Kind::Disagreement,
+            Violation::Diverged { .. } => Kind::Diverged,
+            Violation::Realtime { .. } => Kind::Realtime,
+            Violation::FailedButCommitted { .. } => Kind::FailedButCommitted,
+            Violation::NeverRecovered { .. } => Kind::NeverRecovered,
+        }
+    }
+}
+
+fn ids_list(ids: &[Option<StreamId>]) -> String {
+    ids.iter().map(opt_id).collect::<Vec<_>>().join(", ")
+}
+
+fn entry_text(e: &Option<(StreamId, Option<MsgId>)>) -> String {
+    match e {
+        Some((id, msg)) => format!("{} at {id}", opt_msg(msg)),
+        None => "nothing".to_owned(),
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::LostMidStream {
+                msg,
+                channel,
+                acked_us,
+                node,
+                ack_id,
+                missing_on,
+                next_surviving,
+            } => write!(
+                f,
+                "msg {} on {channel} acked at {} on {node} (id {}) missing on {}; next surviving: {} at {}",
+                Hex(*msg),
+                Ms(*acked_us),
+                opt_id(ack_id),
+                missing_on.join(","),
+                Hex(next_surviving.0),
+                opt_id(&next_surviving.1),
+            ),
+            Violation::LostTail {
+                msg,
+                channel,
+                acked_us,
+                node,
+                ack_id,
+                missing_on,
+            } => write!(
+                f,
+                "msg {} on {channel} acked at {} on {node} (id {}) missing on {}; nothing acked later on {channel} survived",
+                Hex(*msg),
+                Ms(*acked_us),
+                opt_id(ack_id),
+                missing_on.join(","),
+            ),
+            Violation::Duplicated { msg, node, ids } => write!(
+                f,
+                "msg {} appears {} times in the final stream of {node} at {}",
+                Hex(*msg),
+                ids.len(),
+                ids_list(ids)
+            ),
+            Violation::DuplicatedDelivery {
+                msg,
+                subscriber,
+                node,
+                first,
+                again,
+                after_resume,
+            } => write!(
+                f,
+                "msg {} delivered twice to sub {subscriber} via {node}: at {} (id {}) and again at {} (id {}){}",
+                Hex(*msg),
+                Ms(first.0),
+                opt_id(&first.1),
+                Ms(again.0),
+                opt_id(&again.1),
+                if *after_resume { " after a resume" } else { " in one session" }
+            ),
+            Violation::IndeterminateDuplicated {
+                msg,
+                outcome,
+                node,
+                ids,
+            } => write!(
+                f,
+                "msg {} (outcome {outcome}) appears {} times in the final stream of {node} at {}",
+                Hex(*msg),
+                ids.len(),
+                ids_list(ids)
+            ),
+            Violation::Phantom {
+                place,
+                channel,
+                id,
+                msg,
+                published_on,
+            } => {
+                write!(f, "{} at {} on {channel} in {place} ", opt_msg(msg), opt_id(id))?;
+                match published_on {
+                    Some(other) => write!(f, "was published on {other}"),
+                    None if msg.is_some() => write!(f, "was never published"),
+                    None => write!(f, "is not a harness message"),
+                }
+            }
+            Violation::Corrupted {
+                place,
+                channel,
+                id,
+                msg,
+            } => write!(
+                f,
+                "{} at {} on {channel} in {place} fails its checksum",
+                opt_msg(msg),
+                opt_id(id)
+            ),
+            Violation::IdConflict {
+                channel,
+                id,
+                first,
+                second,
+            } => write!(
+                f,
+                "id {id} on {channel} holds {} in {} but {} in {}",
+                opt_msg(&first.0),
+                first.1,
+                opt_msg(&second.0),
+                second.1
+            ),
+            Violation::Reordered {
+                subscriber,
+                node,
+                channel,
+                msg,
+                id,
+                after,
+                t_us,
+            } => write!(
+                f,
+                "sub {subscriber} via {node} got {} at {id} on {channel} at {} after {after}",
+                opt_msg(msg),
+                Ms(*t_us)
+            ),
+            Violation::Skipped {
+                subscriber,
+                node,
+                channel,
+                missed,
+                missed_id,
+                evidence,
+            } => write!(
+                f,
+                "sub {subscriber} via {node} missed {} (id {}) on {channel}; {evidence}",
+                opt_msg(missed),
+                opt_id(missed_id)
+            ),
+            Violation::Disagreement {
+                channel,
+                a,
+                b,
+                sub_ab,
+                sub_ba,
+            } => write!(
+                f,
+                "on {channel} sub {sub_ab} saw msg {} before msg {} but sub {sub_ba} saw them the other way",
+                Hex(*a),
+                Hex(*b)
+            ),
+            Violation::Diverged {
+                channel,
+                node_a,
+                node_b,
+                index,
+                a_has,
+                b_has,
+                len_a,
+                len_b,
+            } => write!(
+                f,
+                "{channel}: {node_a} and {node_b} differ at entry {index}: {node_a} has {}, {node_b} has {} (lengths {len_a} vs {len_b})",
+                entry_text(a_has),
+                entry_text(b_has)
+            ),
+            Violation::Realtime {
+                channel,
+                seen_in,
+                earlier,
+                earlier_acked_us,
+                earlier_id,
+                later,
+                later_invoked_us,
+                later_id,
+            } => write!(
+                f,
+                "on {channel} in {seen_in}: msg {} (id {}) acked at {} comes after msg {} (id {}) invoked later at {}",
+                Hex(*earlier),
+                opt_id(earlier_id),
+                Ms(*earlier_acked_us),
+                Hex(*later),
+                opt_id(later_id),
+                Ms(*later_invoked_us)
+            ),
+            Violation::FailedButCommitted {
+                msg,
+                failed_us,
+                error_node,
+                found_in,
+            } => write!(
+                f,
+                "msg {} failed at {} on {error_node} but is in {}",
+                Hex(*msg),
+                Ms(*failed_us),
+                found_in.join(", ")
+            ),
+            Violation::NeverRecovered {
+                kind,
+                healed_us,
+                last_invoke_us,
+            } => write!(
+                f,
+                "no publish succeeded after the {kind} fault healed at {} although publishes went on until {}",
+                Ms(*healed_us),
+                Ms(*last_invoke_us)
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct KindTally {
+    count: u64,
+    examples: Vec<String>,
+}
+
+/// What the invariants found, aggregated per kind with a few examples.
+#[derive(Debug)]
+pub(crate) struct Findings {
+    max_examples: usize,
+    tallies: [KindTally; Kind::ALL.len()],
+    at_most_once_gaps: u64,
+    recovery: Vec<Recovery>,
+}
+
+impl Findings {
+    fn new(max_examples: usize) -> Self {
+        Self {
+            max_examples,
+            tallies: Default::default(),
+            at_most_once_gaps: 0,
+            recovery: Vec::new(),
+        }
+    }
+
+    /// Counts one violation of `kind`; builds its example only if one is still wanted.
+    pub(crate) fn report_with(&mut self, kind: Kind, example: impl FnOnce() -> Violation) {
+        let tally = &mut self.tallies[kind as usize];
+        tally.count += 1;
+        if tally.examples.len() < self.max_examples {
+            let v = example();
+            debug_assert_eq!(v.kind(), kind);
+            tally.examples.push(v.to_string());
+        }
+    }
+
+    pub(crate) fn at_most_once_gap(&mut self) {
+        self.at_most_once_gaps += 1;
+    }
+
+    pub(crate) fn set_recovery(&mut self, recovery: Vec<Recovery>) {
+        self.recovery = recovery;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn count(&self, kind: Kind) -> u64 {
+        self.tallies[kind as usize].count
+    }
+
+    fn into_outcome(self, h: &IndexedHistory) -> CheckOutcome {
+        let mut checks = Checks {
+            delivered: h.delivered,
+            at_most_once_gaps: self.at_most_once_gaps,
+            ..Checks::default()
+        };
+        for m in &h.messages {
+            match m.status {
+                index::Status::Ok => checks.acked += 1,
+                index::Status::Fail => checks.failed += 1,
+                index::Status::Info | index::Status::Pending => checks.indeterminate += 1,
+            }
+        }
+        for (kind, tally) in Kind::ALL.into_iter().zip(self.tallies) {
+            if tally.count == 0 {
+                continue;
+            }
+            let n = tally.count;
+            match kind {
+                Kind::LostMidStream => checks.lost_mid_stream += n,
+                Kind::LostTail => checks.lost_tail += n,
+                _ => {}
+            }
+            match kind.counter() {
+                Counter::Lost => checks.lost += n,
+                Counter::Duplicated => checks.duplicated += n,
+                Counter::Reordered => checks.reordered += n,
+                Counter::Phantom => checks.phantom += n,
+                Counter::Corrupted => checks.corrupted += n,
+                Counter::Diverged => checks.diverged += n,
+                Counter::Realtime => checks.realtime_violations += n,
+                Counter::FailedButCommitted => checks.failed_but_committed += n,
+                Counter::NeverRecovered => checks.never_recovered += n,
+            }
+            checks.violations.push(ViolationReport {
+                kind: kind.name().to_owned(),
+                property: kind.property().to_owned(),
+                count: n,
+                examples: tally.examples,
+            });
+        }
+        let verdict = if checks.violations.is_empty() {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        };
+        CheckOutcome {
+            checks,
+            verdict,
+            recovery: self.recovery,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::testkit::H;
+    use super::*;
+
+    fn anomalous() -> H {
+        let mut h = H::stream(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        h.acked(3, "c", "3-0");
+        h.failed(4, "c");
+        h.indeterminate(5, "c");
+        for node in ["n1", "n2"] {
+            h.final_entry(node, "c", "1-0", 1);
+            h.final_entry(node, "c", "3-0", 3);
+        }
+        h.deliver(1, "n1", 1, "1-0");
+        h.deliver(1, "n1", 3, "3-0");
+        h.deliver(1, "n1", 3, "3-0");
+        h
+    }
+
+    #[test]
+    fn outcome_counts_and_verdict() {
+        let outcome = check_events(anomalous().events(), &CheckOptions::default());
+        let c = &outcome.checks;
+        assert_eq!(
+            (c.acked, c.failed, c.indeterminate, c.delivered),
+            (3, 1, 1, 3)
+        );
+        assert_eq!((c.lost, c.lost_mid_stream, c.lost_tail), (1, 1, 0));
+        assert_eq!(c.duplicated, 1);
+        assert_eq!(c.reordered, 0);
+        assert_eq!(outcome.verdict, Verdict::Invalid);
+        let kinds: Vec<&str> = c.violations.iter().map(|v| v.kind.as_str()).collect();
+        assert_eq!(kinds, ["lost_mid_stream", "duplicated_delivery"]);
+        assert!(c
+            .violations
+            .iter()
+            .all(|v| v.count == v.examples.len() as u64));
+    }
+
+    #[test]
+    fn examples_are_capped_but_counts_are_not() {
+        let mut h = H::stream(&["n1"]);
+        for n in 1..=25 {
+            h.acked(n, "c", &format!("{n}-0"));
+        }
+        h.final_entry("n1", "c", "26-0", 26);
+        let opts = CheckOptions {
+            mode: Mode::Stream,
+            max_examples: 3,
+        };
+        let outcome = check_events(h.events(), &opts);
+        let lost = &outcome.checks.violations[0];
+        assert_eq!((lost.kind.as_str(), lost.count), ("lost_tail", 25));
+        assert_eq!(lost.examples.len(), 3);
+        assert_eq!(outcome.checks.phantom, 1);
+    }
+
+    #[test]
+    fn check_file_round_trips_and_matches_check_events() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        for e in anomalous().events() {
+            writeln!(file, "{}", serde_json::to_string(&e).unwrap()).unwrap();
+        }
+        writeln!(file).unwrap();
+        file.flush().unwrap();
+        let opts = CheckOptions::default();
+        let from_file = check_file(file.path(), &opts).unwrap();
+        assert_eq!(from_file, check_events(anomalous().events(), &opts));
+    }
+
+    #[test]
+    fn a_malformed_line_is_an_error_naming_it() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let events = anomalous().events();
+        writeln!(file, "{}", serde_json::to_string(&events[0]).unwrap()).unwrap();
+        writeln!(file, "{}", serde_json::to_string(&events[1]).unwrap()).unwrap();
+        writeln!(file, "{{\"ev\":\"invoke\",\"t_us\":1}}").unwrap();
+        file.flush().unwrap();
+        let err = check_file(file.path(), &CheckOptions::default()).unwrap_err();
+        assert!(matches!(err, CheckError::Parse { line: 3, .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("line 3 is not a history event"),
+            "{err}"
+        );
+
+        let missing = check_file(
+            Path::new("/nonexistent/history.jsonl"),
+            &CheckOptions::default(),
+        );
+        assert!(matches!(missing, Err(CheckError::Open { .. })));
+    }
+}

@@ -1,0 +1,311 @@
+//! What one subscriber saw, against what it should have seen.
+//!
+//! Stream mode: per channel, a subscriber's delivered ids strictly increase; a delivery at
+//! or below the last id is `reordered` (counted per delivery; a re-delivery of a message
+//! it already had is a duplicate, see `duplicated.rs`). Between two consecutive delivered
+//! ids, every entry of the final stream of the node it read from must have been delivered,
+//! whether the subscriber stayed connected or resumed: each one it never received is
+//! `skipped` (per subscriber and entry).
+//!
+//! Pub/sub mode: a message that exists (acknowledged, or delivered to someone) and that a
+//! subscriber never received is `skipped` when that subscriber was connected, in one
+//! session, from before the message was invoked until after it received a message of the
+//! same channel invoked after the first was known to exist (acknowledged or delivered).
+//! If the subscriber was disconnected at any time between the invoke and that moment, or
+//! disconnected before any later delivery, the miss is an at-most-once gap (counted, not a
+//! violation). A miss near the end of a run with no later delivery is neither.
+//! `skipped` and `reordered` both add to `Checks::reordered`.
+
+use super::index::{IndexedHistory, Status, StreamId, SubscriberRec, NONE};
+use super::{Findings, Hex, Invariant, Kind, Ms, Violation};
+use raftbus_reports::model::Mode;
+
+pub(crate) struct SubscriberOrder;
+
+impl Invariant for SubscriberOrder {
+    fn name(&self) -> &'static str {
+        "subscriber_order"
+    }
+
+    fn property(&self) -> &'static str {
+        "a subscriber sees each channel in order and misses nothing it is promised"
+    }
+
+    fn check(&self, h: &IndexedHistory, out: &mut Findings) {
+        match h.mode {
+            Mode::Stream => check_stream(h, out),
+            Mode::Pubsub => check_pubsub(h, out),
+        }
+    }
+}
+
+fn check_stream(h: &IndexedHistory, out: &mut Findings) {
+    let n_channels = h.channels.len();
+    // Final node index per node, and each final stream's positions sorted by id.
+    let mut final_k = vec![None; h.nodes.len()];
+    for (k, &n) in h.final_nodes.iter().enumerate() {
+        final_k[n as usize] = Some(k);
+    }
+    let sorted: Vec<Vec<u32>> = (0..h.final_nodes.len() * n_channels)
+        .map(|i| {
+            let stream = &h.finals[i];
+            let mut pos: Vec<u32> = (0..stream.len() as u32)
+                .filter(|&p| stream[p as usize].id.is_some())
+                .collect();
+            pos.sort_by_key(|&p| stream[p as usize].id);
+            pos
+        })
+        .collect();
+
+    for sub in &h.subscribers {
+        let mut last: Vec<Option<(StreamId, usize)>> = vec![None; n_channels];
+        for (i, d) in sub.deliveries.iter().enumerate() {
+            let Some(id) = d.id else { continue };
+            if d.repeat {
+                continue;
+            }
+            let c = d.channel as usize;
+            let Some((prev, prev_i)) = last[c] else {
+                last[c] = Some((id, i));
+                continue;
+            };
+            if id <= prev {
+                out.report_with(Kind::Reordered, || Violation::Reordered {
+                    subscriber: sub.id,
+                    node: h.node(d.node).to_owned(),
+                    channel: h.channel(d.channel).to_owned(),
+                    msg: d.msg,
+                    id,
+                    after: prev,
+                    t_us: d.t_us,
+                });
+                continue;
+            }
+            last[c] = Some((id, i));
+            let Some(k) = final_k[d.node as usize] else {
+                continue;
+            };
+            let stream = h.final_stream(k, d.channel);
+            let order = &sorted[k * n_channels + c];
+            let from = order.partition_point(|&p| stream[p as usize].id <= Some(prev));
+            let to = order.partition_point(|&p| stream[p as usize].id < Some(id));
+            for &p in order.get(from..to).unwrap_or_default() {
+                let e = &stream[p as usize];
+                if e.msg_idx != NONE && sub.got(e.msg_idx) {
+                    continue;
+                }
+                out.report_with(Kind::Skipped, || {
+                    let resumed = sub.deliveries[prev_i].session != d.session;
+                    Violation::Skipped {
+                        subscriber: sub.id,
+                        node: h.node(d.node).to_owned(),
+                        channel: h.channel(d.channel).to_owned(),
+                        missed: e.msg,
+                        missed_id: e.id,
+                        evidence: format!(
+                            "it got {prev} then {id} at {}{}",
+                            Ms(d.t_us),
+                            if resumed { " after a resume" } else { "" }
+                        ),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Per session and channel: the latest-invoked message delivered in that session.
+fn latest_per_session(h: &IndexedHistory, sub: &SubscriberRec) -> Vec<(u64, u32)> {
+    let n_channels = h.channels.len();
+    let mut latest = vec![(0u64, NONE); sub.sessions.len() * n_channels];
+    for d in &sub.deliveries {
+        if d.msg_idx == NONE || d.session == NONE {
+            continue;
+        }
+        let invoked = h.messages[d.msg_idx as usize].invoke_us;
+        let slot = &mut latest[d.session as usize * n_channels + d.channel as usize];
+        if slot.1 == NONE || invoked > slot.0 {
+            *slot = (invoked, d.msg_idx);
+        }
+    }
+    latest
+}
+
+fn check_pubsub(h: &IndexedHistory, out: &mut Findings) {
+    let n_channels = h.channels.len();
+    let latest: Vec<Vec<(u64, u32)>> = h
+        .subscribers
+        .iter()
+        .map(|s| latest_per_session(h, s))
+        .collect();
+    for (idx, m) in h.messages.iter().enumerate() {
+        let idx = idx as u32;
+        if m.status == Status::Fail {
+            continue;
+        }
+        let known = m.known_at();
+        if known == u64::MAX {
+            continue;
+        }
+        for (s, sub) in h.subscribers.iter().enumerate() {
+            if sub.got(idx) {
+                continue;
+            }
+            let session = sub.session_at(m.invoke_us);
+            let Some(si) = session.filter(|&si| sub.sessions[si].down_us > known) else {
+                out.at_most_once_gap();
+                continue;
+            };
+            let (later_invoked, later_idx) = latest[s][si * n_channels + m.channel as usize];
+            if later_idx != NONE && later_invoked > known {
+                out.report_with(Kind::Skipped, || {
+                    let later = &h.messages[later_idx as usize];
+                    let got_at = sub
+                        .deliveries
+                        .iter()
+                        .find(|d| d.msg_idx == later_idx)
+                        .map_or(0, |d| d.t_us);
+                    Violation::Skipped {
+                        subscriber: sub.id,
+                        node: h.node(sub.sessions[si].node).to_owned(),
+                        channel: h.channel(m.channel).to_owned(),
+                        missed: Some(m.msg),
+                        missed_id: None,
+                        evidence: format!(
+                            "invoked at {} and known at {} while it was connected since {}; it got msg {} invoked later at {} at {}",
+                            Ms(m.invoke_us),
+                            Ms(known),
+                            Ms(sub.sessions[si].up_us),
+                            Hex(later.msg),
+                            Ms(later.invoke_us),
+                            Ms(got_at)
+                        ),
+                    }
+                });
+            } else if sub.sessions[si].down_us != u64::MAX {
+                // Missed, then disconnected before anything later arrived.
+                out.at_most_once_gap();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{run_one, H};
+    use super::*;
+
+    fn three_acked_stream() -> H {
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        h.acked(3, "c", "3-0");
+        h.finals_everywhere();
+        h
+    }
+
+    #[test]
+    fn in_order_stream_is_clean_also_across_a_resume() {
+        let mut h = three_acked_stream();
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.sub_down(1, "n1");
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 2, "2-0");
+        h.deliver(1, "n1", 3, "3-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.total(), 0);
+    }
+
+    #[test]
+    fn going_backwards_is_reordered() {
+        let mut h = three_acked_stream();
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.deliver(1, "n1", 3, "3-0");
+        h.deliver(1, "n1", 2, "2-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Reordered), 1);
+        // 2 arrived (late), so it was not skipped.
+        assert_eq!(f.count(Kind::Skipped), 0);
+        let ex = &f.examples(Kind::Reordered)[0];
+        assert!(
+            ex.contains(&format!("got msg {} at 2-0 on c", H::hex(2))) && ex.contains("after 3-0"),
+            "{ex}"
+        );
+    }
+
+    #[test]
+    fn a_gap_in_stream_mode_is_skipped_also_after_resume() {
+        let mut h = three_acked_stream();
+        h.acked(4, "c", "4-0");
+        h.final_entry("n1", "c", "4-0", 4);
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.deliver(1, "n1", 3, "3-0");
+        h.sub_down(1, "n1");
+        h.sub_up(2, "n1");
+        h.deliver(2, "n1", 1, "1-0");
+        h.deliver(2, "n1", 2, "2-0");
+        h.deliver(2, "n1", 3, "3-0");
+        h.sub_up(1, "n1");
+        h.at(100);
+        h.deliver(1, "n1", 4, "4-0");
+        // Subscriber 1 never got 2-0; subscriber 2 got everything.
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        assert_eq!(f.count(Kind::Reordered), 0);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.contains(&format!("sub 1 via n1 missed msg {} (id 2-0)", H::hex(2))),
+            "{ex}"
+        );
+
+        let mut h = three_acked_stream();
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.sub_down(1, "n1");
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 3, "3-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        assert!(f.examples(Kind::Skipped)[0].contains("after a resume"));
+    }
+
+    #[test]
+    fn pubsub_miss_while_disconnected_is_an_at_most_once_gap() {
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1");
+        h.deliver_ps(1, "n1", 1);
+        h.sub_down(1, "n1");
+        h.acked(2, "c", "1");
+        h.sub_up(1, "n1");
+        h.acked(3, "c", "1");
+        h.deliver_ps(1, "n1", 3);
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.total(), 0);
+        assert_eq!(f.gaps(), 1);
+    }
+
+    #[test]
+    fn pubsub_miss_while_connected_is_skipped() {
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1");
+        h.deliver_ps(1, "n1", 1);
+        h.acked(2, "c", "1");
+        h.acked(3, "c", "1");
+        h.deliver_ps(1, "n1", 3);
+        // A message on another channel says nothing about channel c.
+        h.acked(4, "d", "1");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        assert_eq!(f.gaps(), 0);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.contains(&format!("missed msg {}", H::hex(2))) && ex.contains(&H::hex(3)),
+            "{ex}"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! `summary.md`: the key tables of a run (or a `both` pair), for CI comments.
+
+use std::fmt::Write as _;
+
+use crate::html::{check_rows, fmt_count, fmt_rate};
+use crate::model::{Percentiles, Verdict};
+use crate::plot::{fault_label, fmt_us};
+use crate::run::RunData;
+
+/// Escapes text for a Markdown table cell or inline text.
+pub fn md_esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' | '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn verdict_md(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Valid => "✅ **VALID**",
+        Verdict::Invalid => "❌ **INVALID**",
+        Verdict::Unknown => "⚠️ **UNKNOWN**",
+    }
+}
+
+fn pct_row(label: &str, p: &Percentiles) -> String {
+    if p.count == 0 {
+        return format!("| {label} | 0 | – | – | – | – | – |\n");
+    }
+    format!(
+        "| {label} | {} | {} | {} | {} | {} | {} |\n",
+        fmt_count(p.count),
+        fmt_us(p.p50 as f64),
+        fmt_us(p.p90 as f64),
+        fmt_us(p.p99 as f64),
+        fmt_us(p.p999 as f64),
+        fmt_us(p.max as f64)
+    )
+}
+
+fn fence(s: &str) -> String {
+    // A fence longer than any backtick run inside the command.
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat((longest + 1).max(3))
+}
+
+fn run_body(out: &mut String, run: &RunData, heading: &str) {
+    let s = &run.summary;
+    let _ = writeln!(
+        out,
+        "{heading} {} — {} — {}\n",
+        md_esc(&s.name),
+        md_esc(&run.label()),
+        verdict_md(s.verdict)
+    );
+    let f = fence(&s.rerun);
+    let _ = writeln!(
+        out,
+        "seed `{}` · {} fault window(s) · rerun:\n\n{f}sh\n{}\n{f}\n",
+        s.seed,
+        s.faults.len(),
+        s.rerun
+    );
+    let _ = writeln!(out, "| latency | count | p50 | p90 | p99 | p99.9 | max |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    out.push_str(&pct_row("publish → ack", &s.latency_us.publish_ack));
+    out.push_str(&pct_row("publish → deliver", &s.latency_us.end_to_end));
+    let _ = writeln!(
+        out,
+        "\nThroughput: offered {}, achieved {} · acknowledged {}, failed {}, indeterminate {}\n",
+        fmt_rate(s.throughput.offered_per_s),
+        fmt_rate(s.throughput.achieved_per_s),
+        fmt_count(s.checks.acked),
+        fmt_count(s.checks.failed),
+        fmt_count(s.checks.indeterminate)
+    );
+    let violated: Vec<_> = check_rows(&s.checks)
+        .into_iter()
+        .filter(|r| r.violation && r.count > 0)
+        .collect();
+    if violated.is_empty() {
+        let _ = writeln!(out, "Checks: all correctness checks held.\n");
+    } else {
+        let _ = writeln!(out, "| violated check | count |\n|---|---:|");
+        for r in violated {
+            let _ = writeln!(out, "| {} | {} |", r.name, fmt_count(r.count));
+        }
+        out.push('\n');
+        for v in &s.checks.violations {
+            let _ = writeln!(
+                out,
+                "- **{}** ({}): {}",
+                md_esc(&v.kind),
+                v.count,
+                md_esc(&v.property)
+            );
+            for e in v.examples.iter().take(3) {
+                let _ = writeln!(out, "  - {}", md_esc(e));
+            }
+        }
+        out.push('\n');
+    }
+    if !s.faults.is_empty() {
+        let _ = writeln!(
+            out,
+            "| fault | start | end | first ok after heal |\n|---|---:|---:|---:|"
+        );
+        for (i, fw) in s.faults.iter().enumerate() {
+            let rec = s
+                .recovery
+                .get(i)
+                .filter(|r| r.kind == fw.kind)
+                .map(|r| match r.first_ok_after_s {
+                    Some(a) => format!("{a:.2}s"),
+                    None => "never".to_string(),
+                })
+                .unwrap_or_else(|| "–".to_string());
+            let _ = writeln!(
+                out,
+                "| {} | {:.1}s | {:.1}s | {rec} |",
+                md_esc(&fault_label(fw)),
+                fw.start_s,
+                fw.end_s
+            );
+        }
+        out.push('\n');
+    }
+}
+
+/// `summary.md` of one run.
+pub fn run_markdown(run: &RunData) -> String {
+    let mut out = String::new();
+    run_body(&mut out, run, "##");
+    out
+}
+
+/// Renders one cell of the comparison table.
+type Cell = fn(&RunData) -> String;
+
+/// `summary.md` of a `both` directory: a comparison table, then each run.
+pub fn comparison_markdown(runs: &[RunData]) -> String {
+    let mut out = String::new();
+    let name = runs.first().map(|r| r.summary.name.as_str()).unwrap_or("");
+    let _ = writeln!(out, "## {} — comparison\n", md_esc(name));
+    let header: Vec<String> = runs.iter().map(|r| md_esc(&r.label())).collect();
+    let _ = writeln!(out, "| | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(runs.len()));
+    let rows: [(&str, Cell); 7] = [
+        ("verdict", |r| verdict_md(r.summary.verdict).to_string()),
+        ("ack p50", |r| {
+            fmt_us(r.summary.latency_us.publish_ack.p50 as f64)
+        }),
+        ("ack p99", |r| {
+            fmt_us(r.summary.latency_us.publish_ack.p99 as f64)
+        }),
+        ("ack p99.9", |r| {
+            fmt_us(r.summary.latency_us.publish_ack.p999 as f64)
+        }),
+        ("deliver p99", |r| {
+            fmt_us(r.summary.latency_us.end_to_end.p99 as f64)
+        }),
+        ("achieved", |r| {
+            fmt_rate(r.summary.throughput.achieved_per_s)
+        }),
+        ("offered", |r| fmt_rate(r.summary.throughput.offered_per_s)),
+    ];
+    for (label, get) in rows {
+        let cells: Vec<String> = runs.iter().map(get).collect();
+        let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+    }
+    out.push('\n');
+    for r in runs {
+        run_body(&mut out, r, "###");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_table_breakers() {
+        assert_eq!(md_esc("a|b\nc"), "a\\|b c");
+        assert_eq!(fence("plain"), "```");
+        assert_eq!(fence("a ```` b"), "`````");
+    }
+}
