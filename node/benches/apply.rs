@@ -20,7 +20,9 @@ fn batch(start: u64, n: u64, channels: u64) -> Vec<Entry> {
 }
 
 fn apply(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let retention = Retention {
         max_entries: 100_000,

@@ -1,17 +1,19 @@
-//! The bus as client connections see it: replicated appends (proposed here when this node
-//! leads, forwarded to the leader otherwise) and local reads of the applied state.
+//! The bus as client connections see it: replicated appends (batched, proposed here when
+//! this node leads, forwarded to the leader otherwise) and INFO.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::NodeSettings;
 use crate::log_store::LogStore;
-use crate::network::{propose, ForwardError, PeerError, PeerRequest, PeerResponse, Peers};
+use crate::network::{ForwardError, PeerRequest, PeerResponse, Peers};
 use crate::server::ServerStats;
+use crate::shutdown::Shutdown;
 use crate::state_machine::SharedState;
-use crate::types::{NodeId, Raft, Request, Response};
+use crate::types::{Append, NodeId, Raft, Request, Response};
 
 /// Why a write was not acknowledged. The two kinds matter to clients: only
 /// [`WriteError::NotCommitted`] promises the message was not stored.
@@ -25,6 +27,46 @@ pub enum WriteError {
     Unknown(String),
 }
 
+/// Where a queued append came from, which decides what may be done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A client of this node: propose it here, or forward it to the leader.
+    Client,
+    /// Forwarded by a follower: propose it here or answer "not leader"; never forward
+    /// again (the follower retries).
+    Peer,
+}
+
+/// One append waiting for the router.
+struct Op {
+    append: Append,
+    origin: Origin,
+    deadline: Instant,
+    /// Set once the append may have reached a leader's log; from then on a failure is
+    /// "outcome unknown" and the append is never sent again.
+    maybe_sent: bool,
+    last_reason: String,
+    reply: oneshot::Sender<Result<u64, ForwardError>>,
+}
+
+impl Op {
+    fn finish(self, result: Result<u64, ForwardError>) {
+        let _ = self.reply.send(result);
+    }
+
+    /// Gives up at the deadline: "unknown" if the append may be in a leader's log,
+    /// otherwise "not stored".
+    fn fail(self) {
+        let reason = self.last_reason.clone();
+        let err = if self.maybe_sent {
+            ForwardError::Unknown(reason)
+        } else {
+            ForwardError::Rejected(reason)
+        };
+        let _ = self.reply.send(Err(err));
+    }
+}
+
 /// Shared by every client connection of this node.
 #[derive(Clone)]
 pub struct Bus {
@@ -34,13 +76,18 @@ pub struct Bus {
     pub settings: Arc<NodeSettings>,
     pub server_stats: Arc<ServerStats>,
     log: LogStore,
-    peers: Peers,
+    queue: mpsc::UnboundedSender<Op>,
 }
 
-/// How long to wait between attempts while no leader is known.
-const LEADER_POLL: Duration = Duration::from_millis(20);
+/// Most appends in one Raft entry; bounded so one entry stays well under the frame limit.
+const MAX_BATCH: usize = 1024;
+/// Proposals in flight at once; more queue up and form the next, larger batch.
+const MAX_INFLIGHT: usize = 4;
+/// How long to wait before retrying while no leader is known or reachable.
+const RETRY_DELAY: Duration = Duration::from_millis(20);
 
 impl Bus {
+    /// Creates the bus and starts its write router, which lives until `shutdown`.
     pub fn new(
         id: NodeId,
         raft: Raft,
@@ -48,7 +95,16 @@ impl Bus {
         settings: Arc<NodeSettings>,
         log: LogStore,
         peers: Peers,
+        shutdown: Shutdown,
     ) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let router = Router {
+            id,
+            raft: raft.clone(),
+            peers,
+            queue: queue.clone(),
+        };
+        tokio::spawn(router.run(rx, shutdown));
         Bus {
             id,
             raft,
@@ -56,7 +112,7 @@ impl Bus {
             settings,
             server_stats: Arc::default(),
             log,
-            peers,
+            queue,
         }
     }
 
@@ -66,6 +122,58 @@ impl Bus {
 
     pub fn is_leader(&self) -> bool {
         self.leader() == Some(self.id)
+    }
+
+    fn enqueue(
+        &self,
+        append: Append,
+        origin: Origin,
+    ) -> oneshot::Receiver<Result<u64, ForwardError>> {
+        let (reply, rx) = oneshot::channel();
+        let op = Op {
+            append,
+            origin,
+            deadline: Instant::now() + self.settings.write_timeout(),
+            maybe_sent: false,
+            last_reason: String::from("no leader elected"),
+            reply,
+        };
+        // If the router is gone the node is shutting down; the dropped sender tells the
+        // waiter so.
+        let _ = self.queue.send(op);
+        rx
+    }
+
+    /// Queues a client append now (so pipelined writes keep their order) and returns the
+    /// wait for its offset, which comes once the entry is committed on a majority with
+    /// fsync and applied on the leader.
+    pub fn append(
+        &self,
+        append: Append,
+    ) -> impl std::future::Future<Output = Result<u64, WriteError>> {
+        let rx = self.enqueue(append, Origin::Client);
+        async move {
+            match rx.await {
+                Ok(Ok(offset)) => Ok(offset),
+                Ok(Err(ForwardError::Unknown(reason))) => Err(WriteError::Unknown(reason)),
+                Ok(Err(ForwardError::NotLeader { .. })) => Err(WriteError::NotCommitted(
+                    "no leader took the write in time".into(),
+                )),
+                Ok(Err(ForwardError::Rejected(reason))) => Err(WriteError::NotCommitted(reason)),
+                Err(_) => Err(WriteError::NotCommitted("node is shutting down".into())),
+            }
+        }
+    }
+
+    /// Queues appends forwarded by a follower, in order.
+    pub fn submit_forwarded(
+        &self,
+        appends: Vec<Append>,
+    ) -> Vec<oneshot::Receiver<Result<u64, ForwardError>>> {
+        appends
+            .into_iter()
+            .map(|a| self.enqueue(a, Origin::Peer))
+            .collect()
     }
 
     /// The INFO text for the requested sections (all when empty or `all`/`everything`).
@@ -99,8 +207,10 @@ impl Bus {
                 "# Clients\r\nconnected_clients:{}\r\ntotal_connections_received:{}\r\n\
                  slow_subscribers_disconnected:{}\r\nprotocol_errors:{}\r\n\r\n",
                 s.connected.load(std::sync::atomic::Ordering::Relaxed),
-                s.total_connections.load(std::sync::atomic::Ordering::Relaxed),
-                s.slow_subscribers_dropped.load(std::sync::atomic::Ordering::Relaxed),
+                s.total_connections
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                s.slow_subscribers_dropped
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 s.protocol_errors.load(std::sync::atomic::Ordering::Relaxed),
             );
         }
@@ -157,90 +267,209 @@ impl Bus {
         }
         out
     }
+}
 
-    /// Appends through Raft and returns once the entry is committed and applied on the
-    /// leader (which means durable on a majority). Retries only while it is certain that
-    /// nothing was proposed.
-    pub async fn append(&self, request: Request) -> Result<Response, WriteError> {
-        let deadline = Instant::now() + self.settings.write_timeout();
-        let mut maybe_sent = false;
-        let mut last_reason = String::from("no leader elected");
+/// Turns queued appends into Raft proposals: batches whatever has queued up while earlier
+/// proposals are in flight (group commit), proposes them here when this node leads, and
+/// forwards them to the leader otherwise. Appends that certainly were not proposed are
+/// retried until their deadline.
+struct Router {
+    id: NodeId,
+    raft: Raft,
+    peers: Peers,
+    queue: mpsc::UnboundedSender<Op>,
+}
+
+impl Router {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Op>, mut shutdown: Shutdown) {
+        let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT));
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(if maybe_sent {
-                    WriteError::Unknown(last_reason)
-                } else {
-                    WriteError::NotCommitted(last_reason)
-                });
-            }
-            match self.leader() {
-                Some(leader) if leader == self.id => {
-                    let attempt =
-                        tokio::time::timeout(remaining, propose(&self.raft, request.clone())).await;
-                    match attempt {
-                        Ok(Ok(r)) => return Ok(r),
-                        Ok(Err(ForwardError::NotLeader { .. })) => {
-                            last_reason = "leadership changed".into();
-                        }
-                        Ok(Err(ForwardError::Unknown(e))) => return Err(WriteError::Unknown(e)),
-                        Err(_) => {
-                            return Err(WriteError::Unknown(format!(
-                                "not committed within {:?}",
-                                self.settings.write_timeout()
-                            )))
-                        }
-                    }
+            let permit = tokio::select! {
+                p = inflight.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                _ = shutdown.recv() => return,
+            };
+            let first = tokio::select! {
+                op = rx.recv() => match op { Some(op) => op, None => return },
+                _ = shutdown.recv() => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
                 }
+            }
+            let now = Instant::now();
+            let (live, expired): (Vec<Op>, Vec<Op>) =
+                batch.into_iter().partition(|op| op.deadline > now);
+            expired.into_iter().for_each(Op::fail);
+            if live.is_empty() {
+                continue;
+            }
+            let leader = self.raft.metrics().borrow().current_leader;
+            match leader {
+                Some(leader) if leader == self.id => self.propose(live, permit).await,
                 Some(leader) => {
-                    let Some(peer) = self.peers.get(leader) else {
-                        return Err(WriteError::NotCommitted(format!(
-                            "leader {leader} is not a known peer"
-                        )));
-                    };
-                    match peer
-                        .call(PeerRequest::Forward(request.clone()), remaining)
-                        .await
-                    {
-                        Ok(PeerResponse::Forward(Ok(r))) => return Ok(r),
-                        Ok(PeerResponse::Forward(Err(ForwardError::NotLeader { .. }))) => {
-                            last_reason = format!("node {leader} is no longer the leader");
-                        }
-                        Ok(PeerResponse::Forward(Err(ForwardError::Unknown(e)))) => {
-                            return Err(WriteError::Unknown(e))
-                        }
-                        Ok(_) => {
-                            return Err(WriteError::Unknown(format!(
-                                "unexpected reply from leader {leader}"
-                            )))
-                        }
-                        Err(
-                            e @ (PeerError::Connect { .. }
-                            | PeerError::Backoff { .. }
-                            | PeerError::Refused { .. }),
-                        ) => {
-                            // Nothing left this node: safe to try again.
-                            last_reason = e.to_string();
-                        }
-                        Err(e) => {
-                            maybe_sent = true;
-                            last_reason = e.to_string();
-                            if matches!(e, PeerError::Timeout { .. }) {
-                                return Err(WriteError::Unknown(last_reason));
-                            }
-                        }
+                    let (mine, peers): (Vec<Op>, Vec<Op>) =
+                        live.into_iter().partition(|op| op.origin == Origin::Client);
+                    for op in peers {
+                        op.finish(Err(ForwardError::NotLeader {
+                            leader: Some(leader),
+                        }));
+                    }
+                    if !mine.is_empty() {
+                        self.forward(leader, mine, permit).await;
                     }
                 }
-                None => {}
+                None => self.retry_later(live, "no leader elected".into()),
             }
-            // Wait for a leader change or a short poll, whichever comes first.
-            let mut metrics = self.raft.metrics();
-            let _ = tokio::time::timeout(LEADER_POLL, metrics.changed()).await;
-            if maybe_sent {
-                // A lost connection after sending: the write may be in the leader's log.
-                // Retrying could store it twice, so the outcome is unknown.
-                return Err(WriteError::Unknown(last_reason));
+        }
+    }
+
+    fn retry_later(&self, ops: Vec<Op>, reason: String) {
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RETRY_DELAY).await;
+            for mut op in ops {
+                op.last_reason.clone_from(&reason);
+                if let Err(mpsc::error::SendError(op)) = queue.send(op) {
+                    op.fail();
+                }
             }
+        });
+    }
+
+    async fn propose(&self, mut ops: Vec<Op>, permit: OwnedSemaphorePermit) {
+        use openraft::error::ClientWriteError;
+        let request = Request::Batch(ops.iter().map(|op| op.append.clone()).collect());
+        let waiting = match self.raft.client_write_ff(request).await {
+            Ok(rx) => rx,
+            Err(fatal) => {
+                for op in ops {
+                    op.finish(Err(ForwardError::Rejected(format!(
+                        "raft stopped: {fatal}"
+                    ))));
+                }
+                return;
+            }
+        };
+        for op in &mut ops {
+            op.maybe_sent = true;
+        }
+        let queue_retry = self.clone_for_retry();
+        tokio::spawn(async move {
+            let result = waiting.await;
+            drop(permit);
+            match result {
+                Ok(Ok(resp)) => match resp.data {
+                    Response::Batch(offsets) if offsets.len() == ops.len() => {
+                        for (op, offset) in ops.into_iter().zip(offsets) {
+                            op.finish(Ok(offset));
+                        }
+                    }
+                    other => {
+                        for op in ops {
+                            op.finish(Err(ForwardError::Unknown(format!(
+                                "unexpected apply result {other:?}"
+                            ))));
+                        }
+                    }
+                },
+                // The entry was never appended, or was truncated away: not committed, so it
+                // is safe to try again with the next leader.
+                Ok(Err(ClientWriteError::ForwardToLeader(_))) => {
+                    for op in &mut ops {
+                        op.maybe_sent = false;
+                    }
+                    queue_retry.retry_later(ops, "leadership changed".into());
+                }
+                Ok(Err(e)) => {
+                    for op in ops {
+                        op.finish(Err(ForwardError::Unknown(e.to_string())));
+                    }
+                }
+                Err(_) => {
+                    for op in ops {
+                        op.finish(Err(ForwardError::Unknown("raft dropped the write".into())));
+                    }
+                }
+            }
+        });
+    }
+
+    async fn forward(&self, leader: NodeId, mut ops: Vec<Op>, permit: OwnedSemaphorePermit) {
+        let Some(peer) = self.peers.get(leader) else {
+            for op in ops {
+                op.finish(Err(ForwardError::Rejected(format!(
+                    "leader {leader} is not a known peer"
+                ))));
+            }
+            return;
+        };
+        let timeout = ops
+            .iter()
+            .map(|op| op.deadline.saturating_duration_since(Instant::now()))
+            .max()
+            .unwrap_or_default();
+        let appends = ops.iter().map(|op| op.append.clone()).collect();
+        let waiting = match peer
+            .start_call(PeerRequest::Forward(appends), timeout)
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => {
+                // Nothing left this node: safe to try again.
+                drop(permit);
+                self.retry_later(ops, e.to_string());
+                return;
+            }
+        };
+        for op in &mut ops {
+            op.maybe_sent = true;
+        }
+        let retry = self.clone_for_retry();
+        tokio::spawn(async move {
+            let reply = waiting.await;
+            drop(permit);
+            match reply {
+                Ok(PeerResponse::Forwarded(results)) if results.len() == ops.len() => {
+                    let mut again = Vec::new();
+                    for (mut op, result) in ops.into_iter().zip(results) {
+                        match result {
+                            Err(ForwardError::NotLeader { .. }) => {
+                                op.maybe_sent = false;
+                                again.push(op);
+                            }
+                            other => op.finish(other),
+                        }
+                    }
+                    if !again.is_empty() {
+                        retry.retry_later(again, format!("node {leader} is no longer the leader"));
+                    }
+                }
+                Ok(_) => {
+                    for op in ops {
+                        op.finish(Err(ForwardError::Unknown(format!(
+                            "unexpected reply from leader {leader}"
+                        ))));
+                    }
+                }
+                Err(e) => {
+                    for op in ops {
+                        op.finish(Err(ForwardError::Unknown(e.to_string())));
+                    }
+                }
+            }
+        });
+    }
+
+    /// A handle that can put appends back on the queue from a spawned task.
+    fn clone_for_retry(&self) -> Router {
+        Router {
+            id: self.id,
+            raft: self.raft.clone(),
+            peers: self.peers.clone(),
+            queue: self.queue.clone(),
         }
     }
 }

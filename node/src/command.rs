@@ -178,6 +178,9 @@ pub enum CommandError {
     UnrecognizedOption(String),
     #[error("ERR {0} cannot contain spaces, newlines or special characters.")]
     InvalidLibAttribute(String),
+    /// An integer argument outside `i32` (SELECT).
+    #[error("ERR value is out of range, value must between -2147483648 and 2147483647")]
+    IntOutOfRange,
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,
     /// A Redis command or subcommand the bus refuses; carries its uppercase name.
@@ -551,10 +554,10 @@ impl Command {
                 }),
                 _ => Err(CommandError::Syntax),
             },
-            "select" => match integer(&rest[0]) {
+            "select" => match i32::try_from(integer(&rest[0])?) {
                 Ok(0) => Ok(Command::Select),
-                Ok(n) if i32::try_from(n).is_ok() => Err(CommandError::DbIndexOutOfRange),
-                _ => Err(CommandError::NotAnInteger),
+                Ok(_) => Err(CommandError::DbIndexOutOfRange),
+                Err(_) => Err(CommandError::IntOutOfRange),
             },
             "publish" => Ok(Command::Publish {
                 channel: rest[0].clone(),
@@ -1061,7 +1064,7 @@ mod tests {
         );
         assert_eq!(
             err("select 99999999999"),
-            "ERR value is not an integer or out of range"
+            "ERR value is out of range, value must between -2147483648 and 2147483647"
         );
         assert_eq!(parse("dbsize"), Ok(Command::DbSize));
         assert_eq!(parse("info"), Ok(Command::Info(vec![])));

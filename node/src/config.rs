@@ -20,7 +20,10 @@ pub enum ConfigError {
     #[error("--peers does not list this node's --id {0}")]
     SelfMissing(NodeId),
     #[error("--raft-listen {listen} differs from this node's address {peer} in --peers")]
-    RaftAddrMismatch { listen: SocketAddr, peer: SocketAddr },
+    RaftAddrMismatch {
+        listen: SocketAddr,
+        peer: SocketAddr,
+    },
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -125,10 +128,11 @@ impl NodeSettings {
             path: path.to_path_buf(),
             source,
         })?;
-        let settings: NodeSettings = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let settings: NodeSettings =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -206,7 +210,10 @@ mod tests {
     fn peers_parse_and_reject_mistakes() {
         let p = parse_peers("1=127.0.0.1:7401, 2=127.0.0.1:7402").unwrap();
         assert_eq!(p.len(), 2);
-        assert!(matches!(parse_peers("1:127.0.0.1:1"), Err(ConfigError::PeerSyntax { .. })));
+        assert!(matches!(
+            parse_peers("1:127.0.0.1:1"),
+            Err(ConfigError::PeerSyntax { .. })
+        ));
         assert!(matches!(
             parse_peers("1=127.0.0.1:1,1=127.0.0.1:2"),
             Err(ConfigError::DuplicatePeer(1))
@@ -217,7 +224,11 @@ mod tests {
     fn settings_file_rejects_unknown_fields_and_bad_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
-        std::fs::write(&path, "snapshot_every = 10\n[retention]\nmax_entries = 5\nmax_bytes = 100\n").unwrap();
+        std::fs::write(
+            &path,
+            "snapshot_every = 10\n[retention]\nmax_entries = 5\nmax_bytes = 100\n",
+        )
+        .unwrap();
         let s = NodeSettings::load(&path).unwrap();
         assert_eq!(s.snapshot_every, 10);
         assert_eq!(s.retention.max_entries, 5);

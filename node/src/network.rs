@@ -19,8 +19,8 @@ use openraft::error::{
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
@@ -28,8 +28,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::bus::Bus;
 use crate::shutdown::Shutdown;
-use crate::types::{NodeId, Raft, Request, Response, TypeConfig};
+use crate::types::{Append, NodeId, Raft, TypeConfig};
 
 /// Largest frame between peers; snapshot chunks are sized well below it.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -43,8 +44,9 @@ pub enum PeerRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A client write that arrived at a follower, to be proposed by the leader.
-    Forward(Request),
+    /// Client appends that arrived at a follower, to be proposed by the leader in this
+    /// order.
+    Forward(Vec<Append>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,8 +55,11 @@ pub enum PeerResponse {
     Refused(String),
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
-    Forward(Result<Response, ForwardError>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    /// One result per forwarded append, in order: its offset, or why it was not stored.
+    Forwarded(Vec<Result<u64, ForwardError>>),
 }
 
 /// Why a forwarded write was not acknowledged.
@@ -66,6 +71,9 @@ pub enum ForwardError {
     /// The write may or may not have been committed.
     #[error("outcome unknown: {0}")]
     Unknown(String),
+    /// Not committed, and not worth retrying here (deadline passed, raft stopped).
+    #[error("not stored: {0}")]
+    Rejected(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,6 +96,8 @@ pub enum PeerError {
     Backoff { target: NodeId, last: String },
     #[error("connection to node {target} lost")]
     Lost { target: NodeId },
+    #[error("connection to node {target} closed before the request was sent")]
+    NotSent { target: NodeId },
     #[error("call to node {target} timed out after {after:?}")]
     Timeout { target: NodeId, after: Duration },
     #[error("bad frame from node {target}: {reason}")]
@@ -218,7 +228,11 @@ impl PeerClient {
                 reason,
             })?,
             Some(Err(e)) => return Err(connect_err(e)),
-            None => return Err(PeerError::Lost { target: self.target }),
+            None => {
+                return Err(PeerError::Lost {
+                    target: self.target,
+                })
+            }
         };
         match reply.body {
             PeerResponse::Welcome => {}
@@ -228,7 +242,11 @@ impl PeerClient {
                     reason,
                 })
             }
-            _ => return Err(PeerError::Unexpected { target: self.target }),
+            _ => {
+                return Err(PeerError::Unexpected {
+                    target: self.target,
+                })
+            }
         }
 
         let (mut sink, mut stream) = framed.split();
@@ -275,7 +293,21 @@ impl PeerClient {
     }
 
     /// Sends one request and waits for its reply, at most `timeout`.
-    pub async fn call(&self, body: PeerRequest, timeout: Duration) -> Result<PeerResponse, PeerError> {
+    pub async fn call(
+        &self,
+        body: PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, PeerError> {
+        self.start_call(body, timeout).await?.await
+    }
+
+    /// Puts one request on the wire and returns the wait for its reply. Requests started
+    /// one after another are sent in that order. An error from here means nothing was sent.
+    pub async fn start_call(
+        &self,
+        body: PeerRequest,
+        timeout: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<PeerResponse, PeerError>>, PeerError> {
         let conn = self.connection().await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -284,19 +316,24 @@ impl PeerClient {
         if conn.tx.send(frame).await.is_err() {
             conn.pending.lock().expect("pending lock").remove(&id);
             conn.alive.store(false, Ordering::Release);
-            return Err(PeerError::Lost { target: self.target });
+            return Err(PeerError::NotSent {
+                target: self.target,
+            });
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(PeerError::Lost { target: self.target }),
-            Err(_) => {
-                conn.pending.lock().expect("pending lock").remove(&id);
-                Err(PeerError::Timeout {
-                    target: self.target,
-                    after: timeout,
-                })
+        let target = self.target;
+        Ok(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(_)) => Err(PeerError::Lost { target }),
+                Err(_) => {
+                    conn.pending.lock().expect("pending lock").remove(&id);
+                    Err(PeerError::Timeout {
+                        target,
+                        after: timeout,
+                    })
+                }
             }
-        }
+        })
     }
 }
 
@@ -329,7 +366,12 @@ impl Peers {
         let clients = peers
             .iter()
             .filter(|(id, _)| **id != me)
-            .map(|(id, addr)| (*id, Arc::new(PeerClient::new(me, *id, *addr, secret.clone()))))
+            .map(|(id, addr)| {
+                (
+                    *id,
+                    Arc::new(PeerClient::new(me, *id, *addr, secret.clone())),
+                )
+            })
             .collect();
         Peers {
             clients: Arc::new(clients),
@@ -379,14 +421,17 @@ impl PeerNetwork {
                 target: self.target,
                 timeout: ttl,
             }),
-            PeerError::Connect { .. } | PeerError::Backoff { .. } | PeerError::Refused { .. } => {
-                RPCError::Unreachable(Unreachable::new(&e))
-            }
+            PeerError::Connect { .. }
+            | PeerError::Backoff { .. }
+            | PeerError::Refused { .. }
+            | PeerError::NotSent { .. } => RPCError::Unreachable(Unreachable::new(&e)),
             _ => RPCError::Network(NetworkError::new(&e)),
         })
     }
 
-    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    fn unexpected<E: std::error::Error>(
+        &self,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
         RPCError::Network(NetworkError::new(&PeerError::Unexpected {
             target: self.target,
         }))
@@ -412,7 +457,10 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        match self.call(PeerRequest::InstallSnapshot(rpc), &option).await? {
+        match self
+            .call(PeerRequest::InstallSnapshot(rpc), &option)
+            .await?
+        {
             PeerResponse::InstallSnapshot(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -443,7 +491,7 @@ fn secrets_match(expected: &str, given: &str) -> bool {
 /// Serves Raft RPCs and forwarded writes on `listener` until shutdown.
 pub async fn serve(
     listener: TcpListener,
-    raft: Raft,
+    bus: Bus,
     secret: Option<String>,
     mut shutdown: Shutdown,
 ) {
@@ -460,11 +508,11 @@ pub async fn serve(
             _ = shutdown.recv() => return,
         };
         stream.set_nodelay(true).ok();
-        let raft = raft.clone();
+        let bus = bus.clone();
         let secret = secret.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(reason) = serve_peer(stream, raft, secret, shutdown).await {
+            if let Err(reason) = serve_peer(stream, bus, secret, shutdown).await {
                 tracing::warn!(%remote, %reason, "peer connection closed");
             }
         });
@@ -473,7 +521,7 @@ pub async fn serve(
 
 async fn serve_peer(
     stream: TcpStream,
-    raft: Raft,
+    bus: Bus,
     secret: Option<String>,
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
@@ -485,7 +533,13 @@ async fn serve_peer(
     };
     let hello: Envelope<PeerRequest> = decode(&first)?;
     let from = match (hello.body, secret.as_deref()) {
-        (PeerRequest::Hello { from, secret: given }, expected) => {
+        (
+            PeerRequest::Hello {
+                from,
+                secret: given,
+            },
+            expected,
+        ) => {
             let ok = match (expected, given.as_deref()) {
                 (None, _) => true,
                 (Some(e), Some(g)) => secrets_match(e, g),
@@ -533,12 +587,36 @@ async fn serve_peer(
             _ = shutdown.recv() => break,
         };
         let env: Envelope<PeerRequest> = decode(&bytes)?;
-        let raft = raft.clone();
         let tx = tx.clone();
-        tokio::spawn(async move {
-            let body = handle(&raft, env.body).await;
-            let _ = tx.send(encode(&Envelope { id: env.id, body })).await;
-        });
+        let body = match env.body {
+            PeerRequest::Forward(appends) => appends,
+            other => {
+                let raft = bus.raft.clone();
+                tokio::spawn(async move {
+                    let body = handle(&raft, other).await;
+                    let _ = tx.send(encode(&Envelope { id: env.id, body })).await;
+                });
+                continue;
+            }
+        };
+        {
+            let appends = body;
+            // Queued here, in arrival order, so one client's pipelined writes keep their
+            // order on the leader.
+            let waits = bus.submit_forwarded(appends);
+            tokio::spawn(async move {
+                let mut results = Vec::with_capacity(waits.len());
+                for w in waits {
+                    results.push(
+                        w.await.unwrap_or_else(|_| {
+                            Err(ForwardError::Unknown("leader shut down".into()))
+                        }),
+                    );
+                }
+                let body = PeerResponse::Forwarded(results);
+                let _ = tx.send(encode(&Envelope { id: env.id, body })).await;
+            });
+        }
     }
     writer.abort();
     Ok(())
@@ -552,19 +630,7 @@ async fn handle(raft: &Raft, req: PeerRequest) -> PeerResponse {
         PeerRequest::InstallSnapshot(r) => {
             PeerResponse::InstallSnapshot(raft.install_snapshot(r).await)
         }
-        PeerRequest::Forward(r) => PeerResponse::Forward(propose(raft, r).await),
-    }
-}
-
-/// Proposes a write on this node, which must be the leader, and waits for it to commit.
-pub async fn propose(raft: &Raft, req: Request) -> Result<Response, ForwardError> {
-    use openraft::error::ClientWriteError;
-    match raft.client_write(req).await {
-        Ok(r) => Ok(r.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ForwardError::NotLeader { leader: f.leader_id })
-        }
-        Err(e) => Err(ForwardError::Unknown(e.to_string())),
+        PeerRequest::Forward(_) => PeerResponse::Refused("forwards are queued, not handled".into()),
     }
 }
 
@@ -583,13 +649,21 @@ mod tests {
     fn envelopes_round_trip_through_bincode() {
         let env = Envelope {
             id: 7,
-            body: PeerResponse::Forward(Err(ForwardError::NotLeader { leader: Some(2) })),
+            body: PeerResponse::Forwarded(vec![
+                Ok(3),
+                Err(ForwardError::NotLeader { leader: Some(2) }),
+            ]),
         };
         let back: Envelope<PeerResponse> = decode(&encode(&env)).unwrap();
         assert_eq!(back.id, 7);
-        assert!(matches!(
-            back.body,
-            PeerResponse::Forward(Err(ForwardError::NotLeader { leader: Some(2) }))
-        ));
+        match back.body {
+            PeerResponse::Forwarded(r) => {
+                assert_eq!(
+                    r,
+                    vec![Ok(3), Err(ForwardError::NotLeader { leader: Some(2) })]
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

@@ -85,16 +85,24 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
     .map_err(|e| NodeError::Raft(e.to_string()))?;
 
     let (trigger, tasks_stop) = shutdown::channel();
+    let bus = Bus::new(
+        config.id,
+        raft.clone(),
+        shared,
+        settings,
+        log_store,
+        peers,
+        tasks_stop.clone(),
+    );
     let raft_server = tokio::spawn(network::serve(
         raft_listener,
-        raft.clone(),
+        bus.clone(),
         config.cluster_secret.clone(),
         tasks_stop.clone(),
     ));
 
     bootstrap_if_first(&config, &raft).await?;
 
-    let bus = Bus::new(config.id, raft.clone(), shared, settings, log_store, peers);
     let clients = tokio::spawn(server::serve(client_listener, bus, tasks_stop.clone()));
     tracing::info!(
         listen = %config.listen,
@@ -124,7 +132,11 @@ async fn bind(addr: std::net::SocketAddr, what: &'static str) -> Result<TcpListe
 /// The node with the lowest id initialises the cluster, once, when it has no Raft state.
 /// Every other node waits to be contacted; restarts find state and skip this.
 async fn bootstrap_if_first(config: &NodeConfig, raft: &Raft) -> Result<(), NodeError> {
-    let lowest = *config.peers.keys().next().expect("validated: peers has this node");
+    let lowest = *config
+        .peers
+        .keys()
+        .next()
+        .expect("validated: peers has this node");
     if config.id != lowest {
         return Ok(());
     }

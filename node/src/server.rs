@@ -21,7 +21,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-use crate::bus::{Bus, WriteError};
+use crate::bus::Bus;
 use crate::command::{
     ClientCommand, Command, CommandError, CommandSubcommand, Hello, StreamId, TrimStrategy, XAdd,
     XAddId, XRange, XRead, XReadId, COMMANDS,
@@ -29,7 +29,7 @@ use crate::command::{
 use crate::resp::{encode, Frame, Limits, Protocol, RequestDecoder};
 use crate::shutdown::Shutdown;
 use crate::state_machine::{Committed, SharedState, StreamEntry};
-use crate::types::{Request, Response};
+use crate::types::Append;
 
 /// The version string clients see in HELLO and INFO; clients gate features on it.
 const REDIS_COMPAT_VERSION: &str = "7.2.0";
@@ -215,7 +215,8 @@ impl Connection {
             self.write_reply(reply)
         } else {
             let close = matches!(reply, Reply::Close(_));
-            self.pending.push_back(futures::future::ready(reply).boxed());
+            self.pending
+                .push_back(futures::future::ready(reply).boxed());
             close
         }
     }
@@ -251,7 +252,10 @@ impl Connection {
             Err(e) => return Some(Reply::Frame(e.to_frame())),
         };
         if !self.authenticated
-            && !matches!(command, Command::Auth { .. } | Command::Hello(_) | Command::Quit)
+            && !matches!(
+                command,
+                Command::Auth { .. } | Command::Hello(_) | Command::Quit
+            )
         {
             return Some(Reply::Frame(CommandError::NoAuth.to_frame()));
         }
@@ -279,7 +283,7 @@ impl Connection {
             Command::Client(c) => self.client(c),
             Command::Select => Frame::ok(),
             Command::Publish { channel, message } => {
-                let request = Request::Append {
+                let request = Append {
                     channel: String::from_utf8_lossy(&channel).into_owned(),
                     fields: vec![(b"message".to_vec(), message.to_vec())],
                     max_len: None,
@@ -341,11 +345,18 @@ impl Connection {
         if let Some(name) = h.setname {
             self.name = Some(name);
         }
-        let role = if self.bus.is_leader() { "master" } else { "replica" };
+        let role = if self.bus.is_leader() {
+            "master"
+        } else {
+            "replica"
+        };
         let pair = |k: &'static str, v: Frame| (Frame::bulk(Bytes::from_static(k.as_bytes())), v);
         Frame::Map(vec![
             pair("server", Frame::bulk(Bytes::from_static(b"redis"))),
-            pair("version", Frame::bulk(Bytes::from_static(REDIS_COMPAT_VERSION.as_bytes()))),
+            pair(
+                "version",
+                Frame::bulk(Bytes::from_static(REDIS_COMPAT_VERSION.as_bytes())),
+            ),
             pair("proto", Frame::Integer(self.proto.version())),
             pair("id", Frame::Integer(self.id as i64)),
             pair("mode", Frame::bulk(Bytes::from_static(b"standalone"))),
@@ -410,15 +421,14 @@ impl Connection {
         }
     }
 
-    fn spawn_write(&mut self, request: Request, reply: fn(u64) -> Frame) {
-        let bus = self.bus.clone();
+    /// Queues the append now, so pipelined writes keep their order, and the reply behind
+    /// earlier ones.
+    fn spawn_write(&mut self, request: Append, reply: fn(u64) -> Frame) {
+        let wait = self.bus.append(request);
         let fut = async move {
-            match bus.append(request).await {
-                Ok(Response::Appended { offset }) => Reply::Frame(reply(offset)),
-                Ok(Response::None) => Reply::Frame(Frame::error("ERR write applied to nothing")),
-                Err(e @ (WriteError::NotCommitted(_) | WriteError::Unknown(_))) => {
-                    Reply::Frame(Frame::Error(e.to_string()))
-                }
+            match wait.await {
+                Ok(offset) => Reply::Frame(reply(offset)),
+                Err(e) => Reply::Frame(Frame::Error(e.to_string())),
             }
         };
         self.pending.push_back(fut.boxed());
@@ -442,7 +452,7 @@ impl Connection {
             // Judged on this node's replica: the stream has never had an entry here.
             return Err(Frame::Null);
         }
-        let request = Request::Append {
+        let request = Append {
             channel,
             fields: x
                 .fields
@@ -480,7 +490,11 @@ impl Connection {
     }
 
     fn unsubscribe(&mut self, names: Vec<Bytes>, pattern: bool) -> Option<Reply> {
-        let kind: &'static [u8] = if pattern { b"punsubscribe" } else { b"unsubscribe" };
+        let kind: &'static [u8] = if pattern {
+            b"punsubscribe"
+        } else {
+            b"unsubscribe"
+        };
         let set = if pattern {
             &mut self.patterns
         } else {
@@ -582,7 +596,11 @@ fn entry_frame(e: &StreamEntry) -> Frame {
 
 /// Offsets `o` whose id `<o>-0` lies in `[start, end]`.
 fn offset_bounds(start: StreamId, end: StreamId) -> (u64, u64) {
-    let from = if start.seq == 0 { start.ms } else { start.ms.saturating_add(1) };
+    let from = if start.seq == 0 {
+        start.ms
+    } else {
+        start.ms.saturating_add(1)
+    };
     (from, end.ms)
 }
 
@@ -741,7 +759,10 @@ fn match_class(pattern: &[u8], open: usize, c: u8) -> Option<usize> {
             matched |= pattern[i + 1] == c;
             i += 2;
         } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
-            let (lo, hi) = (pattern[i].min(pattern[i + 2]), pattern[i].max(pattern[i + 2]));
+            let (lo, hi) = (
+                pattern[i].min(pattern[i + 2]),
+                pattern[i].max(pattern[i + 2]),
+            );
             matched |= (lo..=hi).contains(&c);
             i += 3;
         } else {
@@ -777,9 +798,15 @@ mod tests {
 
     #[test]
     fn ids_map_to_offsets() {
-        assert_eq!(offset_bounds(StreamId::new(3, 0), StreamId::new(5, 0)), (3, 5));
+        assert_eq!(
+            offset_bounds(StreamId::new(3, 0), StreamId::new(5, 0)),
+            (3, 5)
+        );
         // 3-1 excludes 3-0; 5-7 includes 5-0.
-        assert_eq!(offset_bounds(StreamId::new(3, 1), StreamId::new(5, 7)), (4, 5));
+        assert_eq!(
+            offset_bounds(StreamId::new(3, 1), StreamId::new(5, 7)),
+            (4, 5)
+        );
         assert_eq!(offset_bounds(StreamId::MIN, StreamId::MAX), (0, u64::MAX));
     }
 }

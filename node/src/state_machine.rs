@@ -189,7 +189,11 @@ impl SharedState {
     }
 
     pub fn channel_count(&self) -> usize {
-        self.state.read().expect("state lock poisoned").channels.len()
+        self.state
+            .read()
+            .expect("state lock poisoned")
+            .channels
+            .len()
     }
 
     pub fn channel_stats(&self) -> Vec<ChannelStats> {
@@ -305,7 +309,8 @@ impl StateMachine {
     }
 
     fn write_snapshot_file(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let bytes = bincode::serialize(stored).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
+        let bytes =
+            bincode::serialize(stored).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
         durable_file::write_atomic(&self.dir.join(SNAPSHOT_FILE), &bytes)
             .map_err(|e| io_err(e, openraft::ErrorVerb::Write))
     }
@@ -375,9 +380,7 @@ impl StateMachine {
         };
         ch.bytes += entry.bytes();
         ch.entries.push_back(entry.clone());
-        let max_entries = max_len
-            .unwrap_or(u64::MAX)
-            .min(self.retention.max_entries);
+        let max_entries = max_len.unwrap_or(u64::MAX).min(self.retention.max_entries);
         ch.trim(max_entries, self.retention.max_bytes);
         (
             ch.last_offset,
@@ -423,6 +426,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             self.apply_append(&mut state, channel, fields, max_len);
                         announced.push(committed);
                         replies.push(Response::Appended { offset });
+                    }
+                    EntryPayload::Normal(Request::Batch(appends)) => {
+                        let mut offsets = Vec::with_capacity(appends.len());
+                        for a in appends {
+                            let (offset, committed) =
+                                self.apply_append(&mut state, a.channel, a.fields, a.max_len);
+                            announced.push(committed);
+                            offsets.push(offset);
+                        }
+                        replies.push(Response::Batch(offsets));
                     }
                 }
             }
@@ -487,7 +500,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let channels: Vec<(Arc<str>, u64, Vec<StreamEntry>)> = state
                 .channels
                 .iter()
-                .map(|(name, ch)| (name.clone(), ch.last_offset, ch.entries.iter().cloned().collect()))
+                .map(|(name, ch)| {
+                    (
+                        name.clone(),
+                        ch.last_offset,
+                        ch.entries.iter().cloned().collect(),
+                    )
+                })
                 .collect();
             (state.last_applied, state.membership.clone(), channels)
         };
@@ -520,10 +539,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let bytes =
             bincode::serialize(&stored).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || durable_file::write_atomic(&dir.join(SNAPSHOT_FILE), &bytes))
-            .await
-            .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?
-            .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
+        tokio::task::spawn_blocking(move || {
+            durable_file::write_atomic(&dir.join(SNAPSHOT_FILE), &bytes)
+        })
+        .await
+        .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?
+        .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
         tracing::info!(last_log_id = ?stored.meta.last_log_id, bytes = stored.data.len(), "built snapshot");
         Ok(Snapshot {
             meta: stored.meta,
@@ -558,7 +579,12 @@ mod tests {
         };
         let (mut sm, shared) = StateMachine::open(dir.path(), retention, 64).unwrap();
         let replies = sm
-            .apply(vec![append(1, "a", "x"), append(2, "b", "y"), append(3, "a", "z"), append(4, "a", "w")])
+            .apply(vec![
+                append(1, "a", "x"),
+                append(2, "b", "y"),
+                append(3, "a", "z"),
+                append(4, "a", "w"),
+            ])
             .await
             .unwrap();
         assert_eq!(
@@ -590,10 +616,13 @@ mod tests {
 
         // A node that had only the first entry installs the snapshot: it announces the second.
         let other = tempfile::tempdir().unwrap();
-        let (mut sm2, shared2) = StateMachine::open(other.path(), Retention::default(), 64).unwrap();
+        let (mut sm2, shared2) =
+            StateMachine::open(other.path(), Retention::default(), 64).unwrap();
         sm2.apply(vec![append(1, "a", "x")]).await.unwrap();
         let mut rx = shared2.subscribe();
-        sm2.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+        sm2.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
         let got = rx.try_recv().unwrap();
         assert_eq!(got.entry.offset, 2);
         assert!(rx.try_recv().is_err());

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 /// Node ids are small integers given on the command line (`--id`).
 pub type NodeId = u64;
 
+/// One message to append to a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Append {
+    pub channel: String,
+    /// For XADD: the field/value pairs; for PUBLISH: a single `("message", payload)` pair.
+    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// XADD MAXLEN: trim the channel to at most this many entries after appending.
+    pub max_len: Option<u64>,
+}
+
 /// A replicated command. Only appends go through Raft; reads are served locally.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -16,9 +26,11 @@ pub enum Request {
         /// For XADD: the field/value pairs; for PUBLISH: a single `("message", payload)` pair.
         fields: Vec<(Vec<u8>, Vec<u8>)>,
         /// XADD MAXLEN: trim the channel to at most this many entries after appending.
-        #[serde(default)]
         max_len: Option<u64>,
     },
+    /// Many client appends in one log entry: they share one replication round and one
+    /// fsync (group commit), and get consecutive offsets in this order.
+    Batch(Vec<Append>),
 }
 
 /// The result of applying a [`Request`].
@@ -26,6 +38,8 @@ pub enum Request {
 pub enum Response {
     /// The entry's offset within its channel (1-based, monotonic, never reused).
     Appended { offset: u64 },
+    /// One offset per append of a [`Request::Batch`], in order.
+    Batch(Vec<u64>),
     /// Membership and blank entries apply to nothing.
     None,
 }

@@ -54,9 +54,18 @@ async fn bad_input_gets_errors_and_the_node_stays_up() -> anyhow::Result<()> {
     )
     .await?;
     let lines: Vec<&str> = reply.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert!(lines[0].starts_with("-ERR unknown command 'NOTACMD'"), "{reply}");
-    assert!(lines[1].starts_with("-ERR wrong number of arguments for 'xadd'"), "{reply}");
-    assert!(lines[2].starts_with("-ERR wrong number of arguments for 'xrange'"), "{reply}");
+    assert!(
+        lines[0].starts_with("-ERR unknown command 'NOTACMD'"),
+        "{reply}"
+    );
+    assert!(
+        lines[1].starts_with("-ERR wrong number of arguments for 'xadd'"),
+        "{reply}"
+    );
+    assert!(
+        lines[2].starts_with("-ERR wrong number of arguments for 'xrange'"),
+        "{reply}"
+    );
     assert_eq!(lines[3], "+PONG", "{reply}");
     assert!(!closed);
 
@@ -80,6 +89,12 @@ async fn bad_input_gets_errors_and_the_node_stays_up() -> anyhow::Result<()> {
     // Everyone else was served all along.
     let pong: String = redis::cmd("PING").query_async(&mut healthy).await?;
     assert_eq!(pong, "PONG");
-    let _: String = redis::cmd("XADD").arg("k").arg("*").arg("f").arg("v").query_async(&mut healthy).await?;
+    let _: String = redis::cmd("XADD")
+        .arg("k")
+        .arg("*")
+        .arg("f")
+        .arg("v")
+        .query_async(&mut healthy)
+        .await?;
     Ok(())
 }

@@ -25,7 +25,12 @@ async fn three_nodes_replicate_xadd_and_deliver_publish_across_nodes() -> anyhow
     wait_stream_len(&cluster, "orders", 1, Duration::from_secs(10)).await?;
     for i in 0..3 {
         let entries = xrange(&cluster, i, "orders").await?;
-        assert_eq!(entries, vec![("1-0".to_string(), b"book".to_vec())], "node {}", i + 1);
+        assert_eq!(
+            entries,
+            vec![("1-0".to_string(), b"book".to_vec())],
+            "node {}",
+            i + 1
+        );
     }
 
     // A subscriber on node 3 receives a PUBLISH made on node 2.
@@ -71,7 +76,13 @@ async fn xread_block_wakes_up_on_a_new_entry_and_info_reports_replication() -> a
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut w = cluster.conn(leader).await?;
-    let _: String = redis::cmd("XADD").arg("s").arg("*").arg("f").arg("v").query_async(&mut w).await?;
+    let _: String = redis::cmd("XADD")
+        .arg("s")
+        .arg("*")
+        .arg("f")
+        .arg("v")
+        .query_async(&mut w)
+        .await?;
     let reply = blocked.await??;
     let text = format!("{reply:?}");
     assert!(text.contains("1-0"), "XREAD returned {text}");
@@ -105,13 +116,22 @@ async fn a_node_with_the_wrong_cluster_secret_is_refused() -> anyhow::Result<()>
     cluster.restart_with_secret(outsider, Some("wrong"))?;
     let mut c = cluster.conn(leader).await?;
     for _ in 0..5 {
-        let _: String = redis::cmd("XADD").arg("s").arg("*").arg("f").arg("v").query_async(&mut c).await?;
+        let _: String = redis::cmd("XADD")
+            .arg("s")
+            .arg("*")
+            .arg("f")
+            .arg("v")
+            .query_async(&mut c)
+            .await?;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The outsider never receives entries: its peers refuse its connections and it
     // refuses theirs.
     assert!(xrange(&cluster, outsider, "s").await?.is_empty());
     let log = std::fs::read_to_string(&cluster.nodes[leader].log)?;
-    assert!(log.contains("cluster secret"), "leader log mentions the refusal:\n{log}");
+    assert!(
+        log.contains("cluster secret"),
+        "leader log mentions the refusal:\n{log}"
+    );
     Ok(())
 }

@@ -50,7 +50,10 @@ async fn redis_cli_works_against_the_bus() -> anyhow::Result<()> {
     sub.kill()?;
     let out = sub.wait_with_output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("subscribe") && text.contains("hello-from-cli"), "{text}");
+    assert!(
+        text.contains("subscribe") && text.contains("hello-from-cli"),
+        "{text}"
+    );
 
     // XADD / XREAD / XLEN.
     let id = cli(a, &["XADD", "events", "*", "kind", "click"])?;
@@ -62,7 +65,10 @@ async fn redis_cli_works_against_the_bus() -> anyhow::Result<()> {
             assert!(read.contains("1-0"), "{read}");
             break;
         }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "XREAD never saw the entry: {read}");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "XREAD never saw the entry: {read}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(cli(b, &["XLEN", "events"])?, "1");

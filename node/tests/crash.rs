@@ -43,13 +43,20 @@ impl Writer {
                     let msg = format!("m{seq}");
                     let r: redis::RedisResult<String> = tokio::time::timeout(
                         Duration::from_secs(6),
-                        redis::cmd("XADD").arg(KEY).arg("*").arg("m").arg(&msg).query_async(&mut conn),
+                        redis::cmd("XADD")
+                            .arg(KEY)
+                            .arg("*")
+                            .arg("m")
+                            .arg(&msg)
+                            .query_async(&mut conn),
                     )
                     .await
                     .unwrap_or_else(|_| Err((redis::ErrorKind::IoError, "timeout").into()));
                     match r {
                         Ok(_) => a.lock().unwrap().push(msg),
-                        Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                        Err(e)
+                            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() =>
+                        {
                             node += 1;
                             break;
                         }
@@ -81,7 +88,10 @@ async fn wait_more_acks(w: &Writer, more: usize) -> anyhow::Result<()> {
     let target = w.acked_count() + more;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while w.acked_count() < target {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "writes did not resume");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "writes did not resume"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
@@ -96,9 +106,13 @@ async fn assert_all_acked_everywhere(cluster: &Cluster, acked: &[String]) -> any
         let entries = xrange(cluster, i, KEY).await?;
         assert_eq!(entries, reference, "node {} diverges from node 1", i + 1);
     }
-    let stored: std::collections::HashSet<Vec<u8>> = reference.iter().map(|e| e.1.clone()).collect();
+    let stored: std::collections::HashSet<Vec<u8>> =
+        reference.iter().map(|e| e.1.clone()).collect();
     assert_eq!(stored.len(), reference.len(), "no message is stored twice");
-    let missing: Vec<&String> = acked.iter().filter(|m| !stored.contains(m.as_bytes())).collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|m| !stored.contains(m.as_bytes()))
+        .collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
     Ok(())
 }

@@ -30,7 +30,10 @@ async fn a_node_that_was_down_catches_up_by_snapshot() -> anyhow::Result<()> {
 
     cluster.restart(down)?;
     wait_stream_len(&cluster, "big", 1000, Duration::from_secs(30)).await?;
-    assert_eq!(xrange(&cluster, down, "big").await?, xrange(&cluster, leader, "big").await?);
+    assert_eq!(
+        xrange(&cluster, down, "big").await?,
+        xrange(&cluster, leader, "big").await?
+    );
     let log = std::fs::read_to_string(&cluster.nodes[down].log)?;
     assert!(
         log.contains("installed snapshot"),

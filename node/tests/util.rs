@@ -188,7 +188,10 @@ impl Cluster {
     /// The replication section of INFO as key/value pairs.
     pub async fn info(&self, i: usize) -> Result<HashMap<String, String>> {
         let mut c = self.conn(i).await?;
-        let text: String = redis::cmd("INFO").arg("replication").query_async(&mut c).await?;
+        let text: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut c)
+            .await?;
         Ok(parse_info(&text))
     }
 
@@ -255,12 +258,22 @@ pub async fn xrange(cluster: &Cluster, i: usize, key: &str) -> Result<Vec<(Strin
         .await?;
     Ok(reply
         .into_iter()
-        .map(|(id, fields)| (id, fields.into_iter().next().map(|f| f.1).unwrap_or_default()))
+        .map(|(id, fields)| {
+            (
+                id,
+                fields.into_iter().next().map(|f| f.1).unwrap_or_default(),
+            )
+        })
         .collect())
 }
 
 /// Waits until every running node's stream `key` has at least `len` entries.
-pub async fn wait_stream_len(cluster: &Cluster, key: &str, len: usize, timeout: Duration) -> Result<()> {
+pub async fn wait_stream_len(
+    cluster: &Cluster,
+    key: &str,
+    len: usize,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut all = true;
