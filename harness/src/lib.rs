@@ -9,9 +9,11 @@
 //! - [`check`] — the history checkers: one invariant per file, counts and examples.
 //! - [`history`] — the operation history format (`history.jsonl`).
 //! - [`payload`] — message payloads with id and checksum.
+//! - [`nightly`] — `raftbus nightly`: suites in a time budget, reruns, JUnit, latest.md, trend.
 pub mod check;
 pub mod cli;
 pub mod history;
+pub mod nightly;
 pub mod payload;
 pub mod record;
 pub mod run;

@@ -1,0 +1,234 @@
+//! The command line, as clap-derive data. `main.rs` parses it and hands it to
+//! [`crate::run::run`]; nothing here does any work.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use raftbus_reports::model::Mode;
+
+use crate::scenario::{RedisPersistence, Scenario, TargetKind};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "raftbus",
+    version,
+    about = "Launch the raftbus cluster or Redis, push open-loop load, check and report",
+    long_about = "Launch the raftbus cluster or Redis, push open-loop load, record latency and \
+                  a full operation history, and check it for lost, duplicated or reordered \
+                  messages.\n\nExit codes: 0 all checks hold, 1 a correctness violation, \
+                  2 bad usage or scenario, 3 environment problem, 4 performance regression."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a benchmark: start the target, push load, check the history, write DIR
+    Bench(Box<BenchArgs>),
+    /// Write report.html, summary.md and charts for a results directory
+    Report {
+        /// A results directory (a single run, or a `--target both` pair)
+        dir: PathBuf,
+    },
+    /// Compare two results directories; exits 4 when B regressed beyond the threshold
+    Compare {
+        /// The baseline results directory
+        a: PathBuf,
+        /// The results directory compared against the baseline
+        b: PathBuf,
+        /// Relative worsening of p99 latency or throughput that counts as a regression
+        #[arg(long, default_value_t = raftbus_reports::DEFAULT_THRESHOLD)]
+        threshold: f64,
+    },
+    /// Find every run under ROOT and write ROOT/index.html with trend charts
+    Trend {
+        /// A directory holding results directories (e.g. `results/`)
+        root: PathBuf,
+    },
+    /// Re-run the checks on a results directory's history.jsonl
+    Check {
+        /// A results directory written by `raftbus bench`
+        dir: PathBuf,
+        /// How many examples to show per violated invariant
+        #[arg(long, default_value_t = 10)]
+        max_examples: usize,
+    },
+}
+
+/// Payload delivery style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// XADD + XREAD BLOCK subscribers that resume by ID (no message may be missed)
+    Stream,
+    /// PUBLISH + SUBSCRIBE (what a disconnected subscriber misses is an at-most-once gap)
+    Pubsub,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Stream => Mode::Stream,
+            ModeArg::Pubsub => Mode::Pubsub,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 1500ms)"))
+}
+
+/// Options of `raftbus bench`. Flags left out take their value from `--scenario FILE`,
+/// or else the defaults shown.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BenchArgs {
+    /// What to drive: the bus cluster, Redis, or both in turn with the same seed [default: bus]
+    #[arg(long, value_enum)]
+    pub target: Option<TargetKind>,
+    /// Number of bus nodes [default: 3]
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Offered publishes per second, all publishers together (open loop) [default: 10000]
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Run length including warmup, e.g. 30s, 2m [default: 30s]
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Leading time excluded from latency/throughput statistics (still checked) [default: 5s]
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Payload bytes per message, at least 29 (the id + checksum header) [default: 100]
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Number of channels (ch0..chN-1) messages are spread over [default: 8]
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Publisher connections; the rate is split evenly between them [default: 4]
+    #[arg(long)]
+    pub publishers: Option<usize>,
+    /// Subscriber connections on every node, each reading all channels [default: 1]
+    #[arg(long)]
+    pub subscribers_per_node: Option<usize>,
+    /// stream: XADD/XREAD resume by ID; pubsub: PUBLISH/SUBSCRIBE [default: stream]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Scenario file (TOML, version = 1); flags given here override its values
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Seed for the run (phases, channel choice); random when absent, always printed
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Results directory [default: results/<unix-time>-<scenario name>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The raftbus-node binary [default: next to this executable]
+    #[arg(long, value_name = "PATH")]
+    pub node_bin: Option<PathBuf>,
+    /// Redis durability: none (no AOF), everysec or always (appendfsync) [default: none]
+    #[arg(long, value_enum)]
+    pub redis_persistence: Option<RedisPersistence>,
+    /// Redis replicas (0 or 1); subscribers read from the replica too [default: 0]
+    #[arg(long)]
+    pub redis_replicas: Option<usize>,
+    /// A publish with no reply after this long is recorded as indeterminate [default: 5s]
+    #[arg(long, value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// Test hook: at this time, kill every subscriber connection (CLIENT KILL) once
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub debug_kill_subscribers_at: Option<Duration>,
+}
+
+impl BenchArgs {
+    /// Applies the flags that were given on top of `base`.
+    pub fn apply(&self, base: Scenario) -> Scenario {
+        let mut s = base;
+        if let Some(v) = self.target {
+            s.target = v;
+        }
+        if let Some(v) = self.nodes {
+            s.nodes = v;
+        }
+        if let Some(v) = self.rate {
+            s.rate = v;
+        }
+        if let Some(v) = self.duration {
+            s.duration = v;
+        }
+        if let Some(v) = self.warmup {
+            s.warmup = v;
+        }
+        if let Some(v) = self.size {
+            s.size = v;
+        }
+        if let Some(v) = self.channels {
+            s.channels = v;
+        }
+        if let Some(v) = self.publishers {
+            s.publishers = v;
+        }
+        if let Some(v) = self.subscribers_per_node {
+            s.subscribers_per_node = v;
+        }
+        if let Some(v) = self.mode {
+            s.mode = v.into();
+        }
+        if let Some(v) = self.seed {
+            s.seed = Some(v);
+        }
+        if let Some(v) = self.redis_persistence {
+            s.redis.persistence = v;
+        }
+        if let Some(v) = self.redis_replicas {
+            s.redis.replicas = v;
+        }
+        if let Some(v) = self.request_timeout {
+            s.request_timeout = v;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_scenario_values() {
+        let cli = Cli::try_parse_from([
+            "raftbus",
+            "bench",
+            "--target",
+            "redis",
+            "--rate",
+            "500",
+            "--duration",
+            "2m",
+            "--mode",
+            "pubsub",
+        ])
+        .unwrap();
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        let base = Scenario {
+            rate: 7.0,
+            channels: 3,
+            ..Scenario::default()
+        };
+        let s = args.apply(base);
+        assert!(args.scenario.is_none());
+        assert_eq!(s.target, TargetKind::Redis);
+        assert_eq!(s.rate, 500.0);
+        assert_eq!(s.duration, Duration::from_secs(120));
+        assert_eq!(s.mode, Mode::Pubsub);
+        assert_eq!(s.channels, 3);
+    }
+
+    #[test]
+    fn bad_duration_is_a_usage_error() {
+        let err = Cli::try_parse_from(["raftbus", "bench", "--duration", "soon"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

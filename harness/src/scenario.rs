@@ -1,0 +1,478 @@
+//! The scenario: what one run measures, as validated data.
+//!
+//! A scenario file (`--scenario FILE`, TOML) describes the experiment; command-line flags
+//! override its values. The resolved scenario is written to `DIR/scenario.toml`, so a run
+//! is reproducible from that file alone (it includes the seed).
+//!
+//! ```toml
+//! version = 1
+//! name = "steady-10k"
+//! target = "bus"
+//! nodes = 3
+//! rate = 10000
+//! duration = "30s"
+//! warmup = "5s"
+//! mode = "stream"
+//!
+//! [[step]]
+//! at = "10s"
+//! rate = 5000
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use raftbus_reports::model::Mode;
+use serde::{Deserialize, Serialize};
+
+use crate::payload::HEADER_LEN;
+
+/// The only scenario layout this harness understands.
+pub const SCENARIO_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("scenario {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid scenario: field `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("cannot write scenario {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Which system a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A raftbus cluster of `nodes` raftbus-node processes.
+    Bus,
+    /// redis-server (plus an optional replica), the baseline.
+    Redis,
+    /// The bus, then Redis, with the same workload and seed.
+    Both,
+}
+
+/// Redis durability, mapped to `--appendonly` / `--appendfsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisPersistence {
+    /// No AOF, no snapshots: the speed bound.
+    None,
+    /// AOF with an fsync every second.
+    Everysec,
+    /// AOF with an fsync before every reply: the durability-equivalent bound.
+    Always,
+}
+
+impl RedisPersistence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisPersistence::None => "none",
+            RedisPersistence::Everysec => "everysec",
+            RedisPersistence::Always => "always",
+        }
+    }
+}
+
+/// Redis baseline options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisOptions {
+    #[serde(default = "default_persistence")]
+    pub persistence: RedisPersistence,
+    /// 0 or 1 asynchronous replica (`--replicaof`).
+    #[serde(default)]
+    pub replicas: usize,
+}
+
+fn default_persistence() -> RedisPersistence {
+    RedisPersistence::None
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            persistence: RedisPersistence::None,
+            replicas: 0,
+        }
+    }
+}
+
+/// From time `at` on, the total offered rate is `rate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(with = "humantime_serde_str")]
+    pub at: Duration,
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Layout version; must be 1.
+    pub version: u32,
+    /// Short name, used in the results directory name and in reports.
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(default = "default_target")]
+    pub target: TargetKind,
+    /// Bus cluster size (Redis uses one primary plus `redis.replicas`).
+    #[serde(default = "default_nodes")]
+    pub nodes: usize,
+    /// Offered publishes per second, all publishers together.
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+    /// Total run length, warmup included.
+    #[serde(default = "default_duration", with = "humantime_serde_str")]
+    pub duration: Duration,
+    /// Leading part of the run excluded from statistics (still checked).
+    #[serde(default = "default_warmup", with = "humantime_serde_str")]
+    pub warmup: Duration,
+    /// Payload bytes per message.
+    #[serde(default = "default_size")]
+    pub size: usize,
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    #[serde(default = "default_publishers")]
+    pub publishers: usize,
+    #[serde(default = "default_subscribers")]
+    pub subscribers_per_node: usize,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// Seed for everything random in the run; chosen at random when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// A publish without a reply after this long is indeterminate.
+    #[serde(default = "default_request_timeout", with = "humantime_serde_str")]
+    pub request_timeout: Duration,
+    #[serde(default)]
+    pub redis: RedisOptions,
+    /// Load steps: from `at` on, the offered rate is `rate`.
+    #[serde(default, rename = "step", skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+}
+
+fn default_name() -> String {
+    "bench".to_string()
+}
+fn default_target() -> TargetKind {
+    TargetKind::Bus
+}
+fn default_nodes() -> usize {
+    3
+}
+fn default_rate() -> f64 {
+    10_000.0
+}
+fn default_duration() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_warmup() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_size() -> usize {
+    100
+}
+fn default_channels() -> usize {
+    8
+}
+fn default_publishers() -> usize {
+    4
+}
+fn default_subscribers() -> usize {
+    1
+}
+fn default_mode() -> Mode {
+    Mode::Stream
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            version: SCENARIO_VERSION,
+            name: default_name(),
+            target: default_target(),
+            nodes: default_nodes(),
+            rate: default_rate(),
+            duration: default_duration(),
+            warmup: default_warmup(),
+            size: default_size(),
+            channels: default_channels(),
+            publishers: default_publishers(),
+            subscribers_per_node: default_subscribers(),
+            mode: default_mode(),
+            seed: None,
+            request_timeout: default_request_timeout(),
+            redis: RedisOptions::default(),
+            steps: Vec::new(),
+        }
+    }
+}
+
+/// Upper bounds that keep a typo from exhausting the machine.
+const MAX_NODES: usize = 9;
+const MAX_CHANNELS: usize = 4096;
+const MAX_PUBLISHERS: usize = 1024;
+const MAX_SUBSCRIBERS_PER_NODE: usize = 256;
+const MAX_SIZE: usize = 16 * 1024 * 1024;
+const MAX_RATE: f64 = 10_000_000.0;
+
+impl Scenario {
+    /// Parses a scenario file; it is not validated yet.
+    pub fn from_toml(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+        toml::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: path.to_string(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Scenario::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("scenario serializes to toml")
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), ScenarioError> {
+        let path = dir.join(raftbus_reports::model::SCENARIO_FILE);
+        std::fs::write(&path, self.to_toml()).map_err(|source| ScenarioError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.version != SCENARIO_VERSION {
+            return Err(invalid(
+                "version",
+                format!("must be {SCENARIO_VERSION}, got {}", self.version),
+            ));
+        }
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                "name",
+                format!(
+                    "must be non-empty and use only letters, digits, '-', '_' or '.', got {:?}",
+                    self.name
+                ),
+            ));
+        }
+        if self.nodes == 0 || self.nodes > MAX_NODES {
+            return Err(invalid(
+                "nodes",
+                format!("must be between 1 and {MAX_NODES}, got {}", self.nodes),
+            ));
+        }
+        check_rate("rate", self.rate)?;
+        if self.duration.is_zero() {
+            return Err(invalid("duration", "must be positive"));
+        }
+        if self.warmup >= self.duration {
+            return Err(invalid(
+                "warmup",
+                format!(
+                    "must be shorter than duration ({} >= {})",
+                    humantime::format_duration(self.warmup),
+                    humantime::format_duration(self.duration)
+                ),
+            ));
+        }
+        if self.size < HEADER_LEN || self.size > MAX_SIZE {
+            return Err(invalid(
+                "size",
+                format!(
+                    "must be between {HEADER_LEN} (the message header) and {MAX_SIZE} bytes, got {}",
+                    self.size
+                ),
+            ));
+        }
+        if self.channels == 0 || self.channels > MAX_CHANNELS {
+            return Err(invalid(
+                "channels",
+                format!(
+                    "must be between 1 and {MAX_CHANNELS}, got {}",
+                    self.channels
+                ),
+            ));
+        }
+        if self.publishers == 0 || self.publishers > MAX_PUBLISHERS {
+            return Err(invalid(
+                "publishers",
+                format!(
+                    "must be between 1 and {MAX_PUBLISHERS}, got {}",
+                    self.publishers
+                ),
+            ));
+        }
+        if self.subscribers_per_node > MAX_SUBSCRIBERS_PER_NODE {
+            return Err(invalid(
+                "subscribers_per_node",
+                format!(
+                    "must be at most {MAX_SUBSCRIBERS_PER_NODE}, got {}",
+                    self.subscribers_per_node
+                ),
+            ));
+        }
+        if self.seed.is_some_and(|seed| seed > i64::MAX as u64) {
+            return Err(invalid(
+                "seed",
+                format!("must be below 2^63, got {}", self.seed.unwrap_or(0)),
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(invalid("request_timeout", "must be positive"));
+        }
+        if self.redis.replicas > 1 {
+            return Err(invalid(
+                "redis.replicas",
+                format!("must be 0 or 1, got {}", self.redis.replicas),
+            ));
+        }
+        let mut previous = Duration::ZERO;
+        for step in &self.steps {
+            check_rate("step.rate", step.rate)?;
+            if step.at >= self.duration {
+                return Err(invalid(
+                    "step.at",
+                    format!(
+                        "{} is not before the end of the run ({})",
+                        humantime::format_duration(step.at),
+                        humantime::format_duration(self.duration)
+                    ),
+                ));
+            }
+            if step.at < previous {
+                return Err(invalid(
+                    "step.at",
+                    "steps must be in increasing order of `at`",
+                ));
+            }
+            previous = step.at;
+        }
+        Ok(())
+    }
+
+    /// Offered total rate at `t` seconds since the start.
+    pub fn rate_at(&self, t: f64) -> f64 {
+        let mut rate = self.rate;
+        for step in &self.steps {
+            if step.at.as_secs_f64() <= t {
+                rate = step.rate;
+            } else {
+                break;
+            }
+        }
+        rate
+    }
+
+    /// Highest total rate at any time of the run.
+    pub fn peak_rate(&self) -> f64 {
+        self.steps.iter().map(|s| s.rate).fold(self.rate, f64::max)
+    }
+
+    /// How many server processes the run starts.
+    pub fn server_count(&self, target: TargetKind) -> usize {
+        match target {
+            TargetKind::Redis => 1 + self.redis.replicas,
+            _ => self.nodes,
+        }
+    }
+}
+
+fn check_rate(field: &'static str, rate: f64) -> Result<(), ScenarioError> {
+    if !rate.is_finite() || rate <= 0.0 || rate > MAX_RATE {
+        return Err(invalid(
+            field,
+            format!(
+                "must be a positive number of messages per second up to {MAX_RATE}, got {rate}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Durations as humantime strings (`"30s"`, `"2m"`) in TOML.
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let s = Scenario {
+            seed: Some(7),
+            steps: vec![Step {
+                at: Duration::from_secs(10),
+                rate: 5000.0,
+            }],
+            ..Scenario::default()
+        };
+        s.validate().unwrap();
+        let back = Scenario::from_toml(&s.to_toml(), "x").unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.rate_at(0.0), 10_000.0);
+        assert_eq!(back.rate_at(10.0), 5000.0);
+        assert_eq!(back.peak_rate(), 10_000.0);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        let err = Scenario::from_toml("version = 1\nrat = 5\n", "f.toml").unwrap_err();
+        assert!(err.to_string().contains("rat"), "{err}");
+        let s = Scenario::from_toml("version = 1\nrate = -5.0\n", "f.toml").unwrap();
+        let err = s.validate().unwrap_err();
+        assert!(err.to_string().contains("`rate`"), "{err}");
+        let s = Scenario::from_toml("version = 2\n", "f.toml").unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("`version`"));
+        let s =
+            Scenario::from_toml("version = 1\nduration = \"5s\"\nwarmup = \"5s\"\n", "f").unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("`warmup`"));
+        let err = Scenario::from_toml("version = 1\nduration = \"soon\"\n", "f").unwrap_err();
+        assert!(err.to_string().contains("duration"), "{err}");
+    }
+}

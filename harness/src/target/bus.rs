@@ -1,0 +1,229 @@
+//! The bus: `nodes` raftbus-node processes forming one Raft group, ready once every node
+//! answers `INFO replication` and they agree on a leader.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftbus_reports::model::Target;
+
+use super::{
+    clear_attempt, info, info_field, wait_ready, Cluster, Node, ProcessSpec, ServerProcess,
+    Spawner, Startup, TargetError, START_ATTEMPTS,
+};
+
+/// A cluster without a leader after this long is an environment problem.
+pub const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const NODE_BIN: &str = "raftbus-node";
+
+/// `--node-bin PATH`, or `raftbus-node` next to the current executable.
+pub fn find_node_bin(explicit: Option<&Path>) -> Result<PathBuf, TargetError> {
+    let candidate = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join(NODE_BIN)))
+            .unwrap_or_else(|| PathBuf::from(NODE_BIN)),
+    };
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(TargetError::MissingBinary {
+            name: NODE_BIN.into(),
+            hint: format!(
+                "no executable at {}; build it with `cargo build -p raftbus-node` \
+                 (it must sit next to `raftbus`) or pass --node-bin PATH",
+                candidate.display()
+            ),
+        })
+    }
+}
+
+/// The version the node binary reports, best effort.
+pub fn version(program: &Path) -> String {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("{NODE_BIN} (unknown version)"))
+}
+
+/// The exact node command line of the design contract.
+fn args(
+    id: usize,
+    listen: SocketAddr,
+    raft: SocketAddr,
+    peers: &str,
+    data_dir: &Path,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec![
+        "--id".into(),
+        id.to_string().into(),
+        "--listen".into(),
+        listen.to_string().into(),
+        "--raft-listen".into(),
+        raft.to_string().into(),
+        "--peers".into(),
+        peers.into(),
+        "--data-dir".into(),
+    ];
+    a.push(data_dir.as_os_str().to_owned());
+    a
+}
+
+/// Starts `count` nodes under `dir` and waits for a leader.
+pub async fn start(
+    dir: &Path,
+    count: usize,
+    node_bin: Option<&Path>,
+    spawner: Arc<dyn Spawner>,
+) -> Result<Cluster, TargetError> {
+    let program = find_node_bin(node_bin)?;
+    let version = version(&program);
+    let names: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
+    let mut last_clash = String::new();
+    for attempt in 1..=START_ATTEMPTS {
+        clear_attempt(dir, &names);
+        let mut client = Vec::new();
+        let mut raft = Vec::new();
+        for name in &names {
+            let host = spawner.host(name);
+            let pick = || {
+                spawner.free_port(name).map_err(|source| TargetError::Io {
+                    what: "pick a free port".into(),
+                    source,
+                })
+            };
+            let (p, r) = (pick()?, pick()?);
+            let addr = SocketAddr::new(host, p);
+            super::check_client_addr(addr)?;
+            client.push(addr);
+            raft.push(SocketAddr::new(host, r));
+        }
+        let peers = raft
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut procs = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let data_dir = dir.join("data").join(name);
+            let spec = ProcessSpec {
+                name: name.clone(),
+                program: program.clone(),
+                args: args(i + 1, client[i], raft[i], &peers, &data_dir),
+                log: dir.join("logs").join(format!("{name}.log")),
+                data_dir,
+            };
+            procs.push(ServerProcess::start(spec, spawner.clone())?);
+        }
+        let probe: Vec<(String, SocketAddr)> =
+            names.iter().cloned().zip(client.iter().copied()).collect();
+        let outcome = wait_ready(&mut procs, "bus leader election", LEADER_TIMEOUT, || {
+            let probe = probe.clone();
+            async move { leader(&probe).await.is_some() }
+        })
+        .await?;
+        match outcome {
+            Startup::Ready => {
+                tracing::info!(%version, nodes = count, "bus ready");
+                let nodes = procs
+                    .into_iter()
+                    .zip(client)
+                    .map(|(process, addr)| Node {
+                        name: process.name().to_string(),
+                        addr,
+                        process,
+                    })
+                    .collect();
+                return Ok(Cluster {
+                    target: Target::Bus,
+                    detail: format!("{count} nodes"),
+                    version,
+                    nodes,
+                    writable: (0..count).collect(),
+                    spawner,
+                });
+            }
+            Startup::PortClash(tail) => {
+                tracing::warn!(
+                    attempt,
+                    "bus port taken during startup, retrying with new ports"
+                );
+                last_clash = tail;
+            }
+        }
+    }
+    Err(TargetError::PortsInUse {
+        attempts: START_ATTEMPTS,
+        tail: last_clash,
+    })
+}
+
+/// What one node says about leadership in `INFO replication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftInfo {
+    pub is_leader: bool,
+    pub leader_id: Option<u64>,
+    pub term: Option<u64>,
+}
+
+pub fn parse_raft_info(text: &str) -> RaftInfo {
+    RaftInfo {
+        is_leader: info_field(text, "role") == Some("leader"),
+        leader_id: info_field(text, "leader_id").and_then(|v| v.parse().ok()),
+        term: info_field(text, "term").and_then(|v| v.parse().ok()),
+    }
+}
+
+/// The leader id when every node answers and all agree on one leader that says so itself.
+pub async fn leader(nodes: &[(String, SocketAddr)]) -> Option<u64> {
+    let mut agreed: Option<u64> = None;
+    let mut leader_confirms = false;
+    for (i, (name, addr)) in nodes.iter().enumerate() {
+        let text = info(name, *addr, "replication").await.ok()?;
+        let ri = parse_raft_info(&text);
+        let id = ri.leader_id?;
+        if agreed.is_some_and(|a| a != id) {
+            return None;
+        }
+        agreed = Some(id);
+        if ri.is_leader && id == (i + 1) as u64 {
+            leader_confirms = true;
+        }
+    }
+    agreed.filter(|_| leader_confirms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raft_info_is_parsed() {
+        let t = "# Replication\r\nrole:follower\r\nleader_id:2\r\nterm:5\r\ncommit_index:9\r\n";
+        assert_eq!(
+            parse_raft_info(t),
+            RaftInfo {
+                is_leader: false,
+                leader_id: Some(2),
+                term: Some(5)
+            }
+        );
+        let none = parse_raft_info("role:follower\nleader_id:\n");
+        assert_eq!(none.leader_id, None);
+    }
+
+    #[test]
+    fn missing_node_binary_is_explained() {
+        let err = find_node_bin(Some(Path::new("/nonexistent/raftbus-node"))).unwrap_err();
+        assert!(err.to_string().contains("--node-bin"), "{err}");
+    }
+}

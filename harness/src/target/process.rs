@@ -1,0 +1,214 @@
+//! One server process: started from a fixed command line, killed as a process group.
+//!
+//! The chaos work drives nodes through [`ServerProcess::kill`], [`ServerProcess::restart`]
+//! (same flags, same data dir, same ports), [`ServerProcess::pause`] and
+//! [`ServerProcess::resume`].
+
+use std::ffi::OsString;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use super::spawner::Spawner;
+use super::TargetError;
+
+/// Everything needed to (re)start a server the same way.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// Node name, e.g. `n1`.
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// stdout and stderr go here (appended across restarts).
+    pub log: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+pub struct ServerProcess {
+    spec: ProcessSpec,
+    spawner: Arc<dyn Spawner>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl std::fmt::Debug for ServerProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerProcess")
+            .field("name", &self.spec.name)
+            .field("pid", &self.pid())
+            .field("paused", &self.paused)
+            .finish()
+    }
+}
+
+impl ServerProcess {
+    /// Starts the process.
+    pub fn start(spec: ProcessSpec, spawner: Arc<dyn Spawner>) -> Result<Self, TargetError> {
+        let mut p = ServerProcess {
+            spec,
+            spawner,
+            child: None,
+            paused: false,
+        };
+        p.spawn()?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self) -> Result<(), TargetError> {
+        std::fs::create_dir_all(&self.spec.data_dir).map_err(|source| TargetError::Io {
+            what: format!("create {}", self.spec.data_dir.display()),
+            source,
+        })?;
+        if let Some(parent) = self.spec.log.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| TargetError::Io {
+                what: format!("create {}", parent.display()),
+                source,
+            })?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.spec.log)
+            .map_err(|source| TargetError::Io {
+                what: format!("open {}", self.spec.log.display()),
+                source,
+            })?;
+        let log2 = log.try_clone().map_err(|source| TargetError::Io {
+            what: "duplicate log handle".into(),
+            source,
+        })?;
+        let mut cmd = Command::new(&self.spec.program);
+        cmd.args(&self.spec.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let child =
+            self.spawner
+                .spawn(&self.spec.name, cmd)
+                .map_err(|source| TargetError::Spawn {
+                    program: self.spec.program.display().to_string(),
+                    source,
+                })?;
+        tracing::debug!(node = %self.spec.name, pid = child.id(), "started");
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn spec(&self) -> &ProcessSpec {
+        &self.spec
+    }
+
+    /// The process id while it runs (it is also its process group id).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    fn signal_group(&self, sig: Signal) -> Result<(), TargetError> {
+        let Some(pid) = self.pid() else {
+            return Err(TargetError::NotRunning(self.spec.name.clone()));
+        };
+        killpg(Pid::from_raw(pid as i32), sig).map_err(|e| TargetError::Io {
+            what: format!("send {sig} to {}", self.spec.name),
+            source: e.into(),
+        })
+    }
+
+    /// If the process ended on its own, its exit status (the child is reaped).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// SIGKILL to the whole process group, then reap. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            tracing::debug!(node = %self.spec.name, "killed");
+        }
+        self.paused = false;
+    }
+
+    /// SIGTERM, then SIGKILL if it is still running after `grace`.
+    pub fn terminate(&mut self, grace: Duration) {
+        if self.paused {
+            let _ = self.signal_group(Signal::SIGCONT);
+        }
+        if self.signal_group(Signal::SIGTERM).is_ok() {
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if self.exited().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill();
+    }
+
+    /// Kills it if it runs, then starts it again with the same flags, data dir and ports.
+    pub fn restart(&mut self) -> Result<(), TargetError> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// SIGSTOP to the process group (a GC-pause stand-in).
+    pub fn pause(&mut self) -> Result<(), TargetError> {
+        self.signal_group(Signal::SIGSTOP)?;
+        self.paused = true;
+        Ok(())
+    }
+
+    /// SIGCONT to the process group.
+    pub fn resume(&mut self) -> Result<(), TargetError> {
+        self.signal_group(Signal::SIGCONT)?;
+        self.paused = false;
+        Ok(())
+    }
+
+    /// The last `lines` lines of the node's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.spec.log, lines)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `lines` lines of a file (reads at most its last 64 KiB).
+pub fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

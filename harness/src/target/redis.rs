@@ -1,0 +1,189 @@
+//! The Redis baseline: `redis-server` from `PATH`, a primary `n1` and optionally a
+//! replica `n2` (`--replicaof`). Publishers talk to the primary; subscribers to both.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftbus_reports::model::Target;
+
+use super::{
+    clear_attempt, info, info_field, wait_ready, Cluster, Node, ProcessSpec, ServerProcess,
+    Spawner, Startup, TargetError, START_ATTEMPTS,
+};
+use crate::scenario::{RedisOptions, RedisPersistence};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Finds `redis-server` or explains how to install it.
+pub fn find_redis_server() -> Result<std::path::PathBuf, TargetError> {
+    super::find_on_path("redis-server").ok_or_else(|| TargetError::MissingBinary {
+        name: "redis-server".into(),
+        hint: "it must be on PATH; install it with `sudo apt-get install -y redis-server`".into(),
+    })
+}
+
+/// `redis-server 7.0.15` from `redis-server --version`.
+pub fn version(program: &Path) -> String {
+    let out = std::process::Command::new(program)
+        .arg("--version")
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("v="))
+        .map(|v| format!("redis-server {v}"))
+        .unwrap_or_else(|| "redis-server (unknown version)".into())
+}
+
+/// What the options mean, for `summary.target_detail`.
+pub fn detail(opts: &RedisOptions) -> String {
+    let persistence = match opts.persistence {
+        RedisPersistence::None => "no persistence",
+        RedisPersistence::Everysec => "appendfsync everysec",
+        RedisPersistence::Always => "appendfsync always",
+    };
+    match opts.replicas {
+        0 => persistence.to_string(),
+        n => format!("{persistence}, {n} replica"),
+    }
+}
+
+fn args(
+    port: u16,
+    host: std::net::IpAddr,
+    data_dir: &Path,
+    opts: &RedisOptions,
+    replica_of: Option<SocketAddr>,
+) -> Vec<OsString> {
+    let (appendonly, fsync) = match opts.persistence {
+        RedisPersistence::None => ("no", "everysec"),
+        RedisPersistence::Everysec => ("yes", "everysec"),
+        RedisPersistence::Always => ("yes", "always"),
+    };
+    let mut a: Vec<OsString> = [
+        "--port".to_string(),
+        port.to_string(),
+        "--bind".into(),
+        host.to_string(),
+        "--save".into(),
+        String::new(),
+        "--dir".into(),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    a.push(data_dir.as_os_str().to_owned());
+    for s in [
+        "--appendonly",
+        appendonly,
+        "--appendfsync",
+        fsync,
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+    ] {
+        a.push(s.into());
+    }
+    if let Some(primary) = replica_of {
+        a.push("--replicaof".into());
+        a.push(primary.ip().to_string().into());
+        a.push(primary.port().to_string().into());
+    }
+    a
+}
+
+/// Starts Redis under `dir` (`dir/data/nI`, `dir/logs/nI.log`) and waits until it serves
+/// (and the replica, if any, is in sync).
+pub async fn start(
+    dir: &Path,
+    opts: &RedisOptions,
+    spawner: Arc<dyn Spawner>,
+) -> Result<Cluster, TargetError> {
+    let program = find_redis_server()?;
+    let version = version(&program);
+    let count = 1 + opts.replicas;
+    let names: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
+    let mut last_clash = String::new();
+    for attempt in 1..=START_ATTEMPTS {
+        clear_attempt(dir, &names);
+        let mut procs = Vec::new();
+        let mut addrs = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let host = spawner.host(name);
+            let port = spawner.free_port(name).map_err(|source| TargetError::Io {
+                what: "pick a free port".into(),
+                source,
+            })?;
+            let addr = SocketAddr::new(host, port);
+            super::check_client_addr(addr)?;
+            let data_dir = dir.join("data").join(name);
+            let spec = ProcessSpec {
+                name: name.clone(),
+                program: program.clone(),
+                args: args(port, host, &data_dir, opts, (i > 0).then(|| addrs[0])),
+                log: dir.join("logs").join(format!("{name}.log")),
+                data_dir,
+            };
+            procs.push(ServerProcess::start(spec, spawner.clone())?);
+            addrs.push(addr);
+        }
+        let probe_addrs: Vec<(String, SocketAddr)> =
+            names.iter().cloned().zip(addrs.iter().copied()).collect();
+        let outcome = wait_ready(&mut procs, "redis-server", READY_TIMEOUT, || {
+            let probe_addrs = probe_addrs.clone();
+            async move { redis_ready(&probe_addrs).await }
+        })
+        .await?;
+        match outcome {
+            Startup::Ready => {
+                tracing::info!(%version, primary = %addrs[0], replicas = opts.replicas, "redis ready");
+                let nodes = procs
+                    .into_iter()
+                    .zip(addrs)
+                    .map(|(process, addr)| Node {
+                        name: process.name().to_string(),
+                        addr,
+                        process,
+                    })
+                    .collect();
+                return Ok(Cluster {
+                    target: Target::Redis,
+                    detail: detail(opts),
+                    version,
+                    nodes,
+                    writable: vec![0],
+                    spawner,
+                });
+            }
+            Startup::PortClash(tail) => {
+                tracing::warn!(
+                    attempt,
+                    "redis port taken during startup, retrying with new ports"
+                );
+                last_clash = tail;
+            }
+        }
+    }
+    Err(TargetError::PortsInUse {
+        attempts: START_ATTEMPTS,
+        tail: last_clash,
+    })
+}
+
+/// Every server answers PING, and every replica's link to the primary is up.
+async fn redis_ready(nodes: &[(String, SocketAddr)]) -> bool {
+    for (i, (name, addr)) in nodes.iter().enumerate() {
+        let Ok(text) = info(name, *addr, "replication").await else {
+            return false;
+        };
+        if i > 0 && info_field(&text, "master_link_status") != Some("up") {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,160 @@
+//! Where server processes run and which address they get.
+//!
+//! A [`Spawner`] turns a prepared [`std::process::Command`] into a running child in the
+//! node's environment and says which host address the node listens on. Today the only one
+//! is [`LoopbackSpawner`] (every node on 127.0.0.1); a lab spawner will later run each
+//! node inside its own network namespace with an address from 198.18.0.0/15.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Mutex, OnceLock};
+
+use nix::sys::signal::Signal;
+
+pub trait Spawner: Send + Sync + 'static {
+    /// The host address node `name` listens on; clients connect to it.
+    fn host(&self, name: &str) -> IpAddr;
+    /// A port that is free on `host(name)` right now (it may be taken before use:
+    /// callers retry on "address in use").
+    fn free_port(&self, name: &str) -> io::Result<u16>;
+    /// Starts `cmd` for node `name`, in its own process group, dying with the harness.
+    fn spawn(&self, name: &str, cmd: Command) -> io::Result<Child>;
+    /// How the harness reaches the nodes, for `summary.environment.network`.
+    fn network(&self) -> &'static str;
+    /// Notes for the report about this network.
+    fn notes(&self) -> Vec<String>;
+}
+
+/// Every node on 127.0.0.1, ports from the kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoopbackSpawner;
+
+impl Spawner for LoopbackSpawner {
+    fn host(&self, _name: &str) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+
+    fn free_port(&self, _name: &str) -> io::Result<u16> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        Ok(listener.local_addr()?.port())
+    }
+
+    fn spawn(&self, _name: &str, cmd: Command) -> io::Result<Child> {
+        spawn_in_own_group(cmd)
+    }
+
+    fn network(&self) -> &'static str {
+        "loopback"
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec!["network: loopback ports, no lab namespaces (network faults unavailable)".into()]
+    }
+}
+
+/// Refuses any address a client must never talk to: only loopback and the lab range
+/// 198.18.0.0/15 are allowed.
+pub fn check_client_addr(addr: SocketAddr) -> Result<(), super::TargetError> {
+    let ok = match addr.ip() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback() || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        }
+        IpAddr::V6(v6) => v6.is_loopback(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(super::TargetError::AddressNotAllowed(addr))
+    }
+}
+
+type SpawnRequest = (Command, std_mpsc::Sender<io::Result<Child>>);
+
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the
+/// process. Tokio's blocking threads come and go, so every child is forked from one
+/// launcher thread that lives as long as the harness process.
+fn launcher() -> &'static Mutex<std_mpsc::Sender<SpawnRequest>> {
+    static LAUNCHER: OnceLock<Mutex<std_mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    LAUNCHER.get_or_init(|| {
+        let (tx, rx) = std_mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("raftbus-launcher".into())
+            .spawn(move || {
+                // The sender lives in a static, so this loop never ends before the process.
+                while let Ok((mut cmd, reply)) = rx.recv() {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawn the launcher thread");
+        Mutex::new(tx)
+    })
+}
+
+/// Spawns `cmd` in a new process group with `PR_SET_PDEATHSIG(SIGKILL)`.
+pub fn spawn_in_own_group(mut cmd: Command) -> io::Result<Child> {
+    let parent = std::process::id() as i32;
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (setpgid, prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
+                .map_err(io::Error::from)?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            // The harness may have died between fork and prctl.
+            if nix::unistd::getppid().as_raw() != parent {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let (tx, rx) = std_mpsc::channel();
+    launcher()
+        .lock()
+        .expect("launcher lock")
+        .send((cmd, tx))
+        .map_err(|_| io::Error::other("launcher thread is gone"))?;
+    rx.recv()
+        .map_err(|_| io::Error::other("launcher thread is gone"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_and_lab_addresses_are_allowed() {
+        for ok in [
+            "127.0.0.1:1",
+            "127.3.2.1:5",
+            "198.18.0.5:6379",
+            "198.19.255.1:1",
+            "[::1]:1",
+        ] {
+            assert!(check_client_addr(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "10.0.0.1:1",
+            "198.20.0.1:1",
+            "8.8.8.8:53",
+            "[2001:db8::1]:1",
+        ] {
+            assert!(check_client_addr(bad.parse().unwrap()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn children_get_their_own_process_group() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let mut child = spawn_in_own_group(cmd).unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let pgid = nix::unistd::getpgid(Some(pid)).unwrap();
+        assert_eq!(pgid, pid);
+        nix::sys::signal::killpg(pgid, Signal::SIGKILL).unwrap();
+        assert!(!child.wait().unwrap().success());
+    }
+}

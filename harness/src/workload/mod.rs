@@ -1,0 +1,382 @@
+//! The workload: open-loop publishers, subscribers on every node, then drain and read
+//! each node's final streams.
+//!
+//! - [`publisher`] — the open-loop schedule and the outcome of each publish.
+//! - [`subscriber`] — XREAD / SUBSCRIBE subscribers with reconnect and resume.
+//! - [`resp`] — a minimal RESP client for connections the harness fully controls.
+//! - [`progress`] — the progress display.
+
+pub mod progress;
+pub mod publisher;
+pub mod resp;
+pub mod subscriber;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftbus_reports::model::{Mode, Target};
+use tokio::sync::watch;
+
+use crate::history::Event;
+use crate::payload::{self, Decoded};
+use crate::record::{Clock, Recorder};
+use crate::scenario::Scenario;
+use crate::target::check_client_addr;
+use publisher::{Publisher, PublisherSpec};
+use resp::{parse_entries, EntryId, RespConn, Value};
+use subscriber::{Subscriber, SubscriberProgress, SubscriberSpec, CLIENT_NAME_PREFIX};
+
+/// How long subscribers get to connect before the clock starts.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long subscribers get to catch up after the load stopped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pub/sub has no end marker: drained once no delivery arrived for this long.
+const PUBSUB_QUIET: Duration = Duration::from_secs(1);
+/// Page size of the final XRANGE reads.
+const FINAL_PAGE: usize = 10_000;
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("publisher {index} cannot connect: {message}")]
+    Connect { index: u32, message: String },
+}
+
+/// Everything a load run needs to know.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The resolved scenario.
+    pub scenario: Arc<Scenario>,
+    pub seed: u64,
+    pub target: Target,
+    /// Nodes publishers may talk to.
+    pub publish_endpoints: Vec<(String, SocketAddr)>,
+    /// Every node: subscribers connect to each, final streams are read from each.
+    pub endpoints: Vec<(String, SocketAddr)>,
+    /// Test hook: kill every subscriber connection at this time.
+    pub kill_subscribers_at: Option<Duration>,
+    /// Label of the progress display.
+    pub label: String,
+}
+
+/// What happened besides the recorded events.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub subscribers: usize,
+    /// Whether every subscriber caught up before the drain timeout.
+    pub drained: bool,
+    /// Stream entries read from the nodes' final streams, all nodes together.
+    pub final_entries: u64,
+    /// Nodes whose final streams could not be read.
+    pub final_unreadable: Vec<String>,
+    /// Subscriber connections killed by the test hook (`None`: the hook did not run).
+    pub killed_subscribers: Option<usize>,
+}
+
+/// Runs the workload against the endpoints; every event goes to `recorder`.
+pub async fn run(
+    plan: &LoadPlan,
+    clock: &Clock,
+    recorder: Recorder,
+) -> Result<LoadReport, LoadError> {
+    let s = plan.scenario.clone();
+    let mut report = LoadReport::default();
+
+    // Subscribers first, so they see everything from the first message on.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut subs = Vec::new();
+    let mut progress: Vec<Arc<SubscriberProgress>> = Vec::new();
+    let mut next_id = 0u32;
+    for (node, addr) in &plan.endpoints {
+        for _ in 0..s.subscribers_per_node {
+            let sub = Subscriber::new(SubscriberSpec {
+                id: next_id,
+                node: node.clone(),
+                addr: *addr,
+                mode: s.mode,
+                channels: s.channels,
+            });
+            next_id += 1;
+            progress.push(sub.progress());
+            subs.push(tokio::spawn(sub.run(
+                clock.clone(),
+                recorder.clone(),
+                stop_rx.clone(),
+            )));
+        }
+    }
+    report.subscribers = subs.len();
+
+    let mut publishers = Vec::new();
+    for index in 0..s.publishers as u32 {
+        let spec = PublisherSpec {
+            index,
+            endpoints: plan.publish_endpoints.clone(),
+            scenario: s.clone(),
+            target: plan.target,
+            seed: plan.seed,
+        };
+        match Publisher::connect(spec).await {
+            Ok(p) => publishers.push(p),
+            Err(message) => {
+                // Stop the subscribers so every recorder handle is released.
+                let _ = stop_tx.send(true);
+                for sub in subs {
+                    let _ = sub.await;
+                }
+                return Err(LoadError::Connect { index, message });
+            }
+        }
+    }
+
+    let deadline = tokio::time::Instant::now() + SUBSCRIBE_TIMEOUT;
+    while !progress.iter().all(|p| p.connected.load(Ordering::Relaxed)) {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("not every subscriber connected before the load started");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Time 0: the schedule starts now.
+    let start = clock.start_at(std::time::Instant::now() + Duration::from_millis(10));
+    let start = tokio::time::Instant::from_std(start);
+    tracing::info!(
+        rate = s.rate,
+        publishers = s.publishers,
+        subscribers = report.subscribers,
+        "load started"
+    );
+    let (progress_stop_tx, progress_stop_rx) = watch::channel(false);
+    let progress_task = tokio::spawn(progress::show(
+        recorder.live().clone(),
+        clock.clone(),
+        s.duration,
+        plan.label.clone(),
+        progress_stop_rx,
+    ));
+    let killer = plan.kill_subscribers_at.map(|at| {
+        let endpoints = plan.endpoints.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start + at).await;
+            let mut killed = 0;
+            for (node, addr) in &endpoints {
+                match kill_subscribers(*addr).await {
+                    Ok(n) => killed += n,
+                    Err(e) => tracing::warn!(%node, error = %e, "cannot kill subscribers"),
+                }
+            }
+            tracing::info!(killed, "killed subscriber connections (test hook)");
+            killed
+        })
+    });
+    let mut tasks = Vec::new();
+    for p in publishers {
+        tasks.push(tokio::spawn(p.run(clock.clone(), start, recorder.clone())));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let Some(k) = killer {
+        if k.is_finished() {
+            report.killed_subscribers = Some(k.await.unwrap_or(0));
+        } else {
+            k.abort();
+        }
+    }
+    tracing::info!("load stopped, draining subscribers");
+
+    report.drained = match s.mode {
+        Mode::Stream => drain_streams(plan, &progress).await,
+        Mode::Pubsub => drain_quiet(&progress).await,
+    };
+    if !report.drained {
+        tracing::warn!(
+            "subscribers did not catch up within {}s",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    let _ = stop_tx.send(true);
+    for sub in subs {
+        let _ = sub.await;
+    }
+    let _ = progress_stop_tx.send(true);
+    let _ = progress_task.await;
+
+    for (node, addr) in &plan.endpoints {
+        match read_final(node, *addr, s.channels, &recorder).await {
+            Ok(n) => report.final_entries += n,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "cannot read final streams");
+                report.final_unreadable.push(node.clone());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Waits until every subscriber has received each channel's last entry (the highest
+/// last id any node reports).
+async fn drain_streams(plan: &LoadPlan, progress: &[Arc<SubscriberProgress>]) -> bool {
+    let channels = plan.scenario.channels;
+    let mut target = vec![EntryId::default(); channels];
+    for (node, addr) in &plan.endpoints {
+        match last_ids(*addr, channels).await {
+            Ok(ids) => {
+                for (t, id) in target.iter_mut().zip(ids) {
+                    *t = (*t).max(id);
+                }
+            }
+            Err(e) => tracing::warn!(%node, error = %e, "cannot read stream ends"),
+        }
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let caught_up = progress.iter().all(|p| {
+            let last = p.last_ids.lock().expect("progress lock");
+            last.iter().zip(&target).all(|(l, t)| l >= t)
+        });
+        if caught_up {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until no subscriber received anything for [`PUBSUB_QUIET`].
+async fn drain_quiet(progress: &[Arc<SubscriberProgress>]) -> bool {
+    let total = || -> u64 {
+        progress
+            .iter()
+            .map(|p| p.delivered.load(Ordering::Relaxed))
+            .sum()
+    };
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    let mut last = total();
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = tokio::time::Instant::now();
+        let t = total();
+        if t != last {
+            last = t;
+            quiet_since = now;
+        } else if now - quiet_since >= PUBSUB_QUIET {
+            return true;
+        }
+        if now >= deadline {
+            return false;
+        }
+    }
+}
+
+async fn admin(addr: SocketAddr) -> std::io::Result<RespConn> {
+    check_client_addr(addr).map_err(std::io::Error::other)?;
+    RespConn::connect(addr, ADMIN_TIMEOUT).await
+}
+
+async fn call(conn: &mut RespConn, args: &[String]) -> std::io::Result<Value> {
+    match tokio::time::timeout(ADMIN_TIMEOUT, conn.call(args)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{} timed out", args[0]),
+        )),
+    }
+}
+
+/// The last entry id of each channel on one node (`0-0` for an empty stream).
+async fn last_ids(addr: SocketAddr, channels: usize) -> std::io::Result<Vec<EntryId>> {
+    let mut conn = admin(addr).await?;
+    let mut out = Vec::with_capacity(channels);
+    for c in 0..channels {
+        let args = ["XREVRANGE", &format!("ch{c}"), "+", "-", "COUNT", "1"].map(String::from);
+        let entries = parse_entries(&call(&mut conn, &args).await?)?;
+        out.push(
+            entries
+                .first()
+                .and_then(|e| EntryId::parse(&e.id))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(out)
+}
+
+/// Reads every channel of one node with XRANGE in pages and records `Final` events.
+async fn read_final(
+    node: &str,
+    addr: SocketAddr,
+    channels: usize,
+    recorder: &Recorder,
+) -> std::io::Result<u64> {
+    let mut conn = admin(addr).await?;
+    let mut total = 0;
+    for c in 0..channels {
+        let channel = format!("ch{c}");
+        let mut from = "-".to_string();
+        loop {
+            let args = [
+                "XRANGE".to_string(),
+                channel.clone(),
+                from.clone(),
+                "+".into(),
+                "COUNT".into(),
+                FINAL_PAGE.to_string(),
+            ];
+            let entries = parse_entries(&call(&mut conn, &args).await?)?;
+            let n = entries.len();
+            let mut last = None;
+            for e in entries {
+                let (msg, intact) = match e.payload.as_deref().map(payload::decode) {
+                    Some(Decoded::Intact(m)) => (Some(m), true),
+                    Some(Decoded::Corrupt(m)) => (Some(m), false),
+                    _ => (None, false),
+                };
+                last = EntryId::parse(&e.id);
+                recorder
+                    .record(Event::Final {
+                        node: node.to_string(),
+                        channel: channel.clone(),
+                        id: e.id,
+                        msg,
+                        intact,
+                    })
+                    .await;
+                total += 1;
+            }
+            match last {
+                Some(id) if n == FINAL_PAGE => from = id.next().to_string(),
+                _ => break,
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Kills every connection named `rb-sub-*` on one server; returns how many.
+pub async fn kill_subscribers(addr: SocketAddr) -> std::io::Result<usize> {
+    let mut conn = admin(addr).await?;
+    let list = call(&mut conn, &["CLIENT".into(), "LIST".into()]).await?;
+    let text = list.as_str().unwrap_or("").to_string();
+    let mut killed = 0;
+    for line in text.lines() {
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+        };
+        if field("name").is_some_and(|n| n.starts_with(CLIENT_NAME_PREFIX)) {
+            if let Some(id) = field("id") {
+                let args = ["CLIENT", "KILL", "ID", id].map(String::from);
+                if let Value::Int(n) = call(&mut conn, &args).await? {
+                    killed += n as usize;
+                }
+            }
+        }
+    }
+    Ok(killed)
+}

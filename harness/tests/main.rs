@@ -1,0 +1,19 @@
+//! Integration tests: the real `raftbus` binary against real `redis-server` processes.
+//!
+//! One test binary; the modules live in `tests/main/` so cargo does not build each as
+//! its own test target.
+
+#[path = "main/bench.rs"]
+mod bench;
+#[path = "main/bus.rs"]
+mod bus;
+#[path = "main/check.rs"]
+mod check;
+#[path = "main/errors.rs"]
+mod errors;
+#[path = "main/nightly.rs"]
+mod nightly;
+#[path = "main/target.rs"]
+mod target;
+#[path = "main/util.rs"]
+mod util;

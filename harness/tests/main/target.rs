@@ -1,0 +1,77 @@
+//! The target API the chaos work drives: kill, restart (same flags, data dir, ports),
+//! pause and resume a node, and nothing left running after the cluster is dropped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftbus::scenario::RedisOptions;
+use raftbus::target::{self, LoopbackSpawner};
+
+use crate::util::require_redis;
+
+async fn ping(addr: SocketAddr, timeout: Duration) -> bool {
+    let attempt = async {
+        let mut c = target::connect("n1", addr, timeout).await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut c).await.ok()
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(p)) if p == "PONG")
+}
+
+async fn wait_ping(addr: SocketAddr) -> bool {
+    for _ in 0..100 {
+        if ping(addr, Duration::from_millis(500)).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_can_be_killed_restarted_paused_and_resumed() {
+    require_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = target::redis::start(
+        dir.path(),
+        &RedisOptions::default(),
+        Arc::new(LoopbackSpawner),
+    )
+    .await
+    .unwrap();
+    let (name, addr) = cluster.endpoints()[0].clone();
+    assert_eq!(name, "n1");
+    assert!(addr.ip().is_loopback());
+    assert!(ping(addr, Duration::from_secs(2)).await);
+
+    let node = cluster.node_mut("n1").unwrap();
+    let pid = node.process.pid().unwrap();
+    node.process.kill();
+    assert_eq!(node.process.pid(), None);
+    assert!(!alive(pid), "killed and reaped");
+    assert!(!ping(addr, Duration::from_millis(500)).await);
+
+    node.process.restart().unwrap();
+    let new_pid = node.process.pid().unwrap();
+    assert_ne!(new_pid, pid);
+    assert!(wait_ping(addr).await, "restarted on the same port");
+
+    let node = cluster.node_mut("n1").unwrap();
+    node.process.pause().unwrap();
+    assert!(node.process.is_paused());
+    assert!(
+        !ping(addr, Duration::from_millis(500)).await,
+        "a paused server does not answer"
+    );
+    node.process.resume().unwrap();
+    assert!(wait_ping(addr).await, "answers again after resume");
+
+    let log = std::fs::read_to_string(dir.path().join("logs/n1.log")).unwrap();
+    assert!(!log.is_empty());
+    drop(cluster);
+    assert!(!alive(new_pid), "dropping the cluster kills its processes");
+}
