@@ -81,8 +81,6 @@ pub struct Bus {
 
 /// Most appends in one Raft entry; bounded so one entry stays well under the frame limit.
 const MAX_BATCH: usize = 1024;
-/// Proposals in flight at once; more queue up and form the next, larger batch.
-const MAX_INFLIGHT: usize = 4;
 /// How long to wait before retrying while no leader is known or reachable.
 const RETRY_DELAY: Duration = Duration::from_millis(20);
 
@@ -98,13 +96,14 @@ impl Bus {
         shutdown: Shutdown,
     ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
+        let inflight = settings.max_inflight_batches;
         let router = Router {
             id,
             raft: raft.clone(),
             peers,
             queue: queue.clone(),
         };
-        tokio::spawn(router.run(rx, shutdown));
+        tokio::spawn(router.run(rx, inflight, shutdown));
         Bus {
             id,
             raft,
@@ -281,8 +280,13 @@ struct Router {
 }
 
 impl Router {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Op>, mut shutdown: Shutdown) {
-        let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT));
+    async fn run(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Op>,
+        max_inflight: usize,
+        mut shutdown: Shutdown,
+    ) {
+        let inflight = Arc::new(Semaphore::new(max_inflight));
         loop {
             let permit = tokio::select! {
                 p = inflight.clone().acquire_owned() => p.expect("semaphore is never closed"),
