@@ -361,8 +361,27 @@ impl Router {
             op.maybe_sent = true;
         }
         let queue_retry = self.clone_for_retry();
+        // A proposal on a deposed or cut-off leader may stay unresolved for as long as the
+        // fault lasts; past the latest deadline its appends are answered "unknown" and its
+        // in-flight slot is freed so later writes are not stuck behind it.
+        let give_up = ops
+            .iter()
+            .map(|op| op.deadline)
+            .max()
+            .unwrap_or_else(Instant::now);
         tokio::spawn(async move {
-            let result = waiting.await;
+            let result = match tokio::time::timeout_at(give_up, waiting).await {
+                Ok(result) => result,
+                Err(_) => {
+                    drop(permit);
+                    for op in ops {
+                        op.finish(Err(ForwardError::Unknown(
+                            "not committed before the write timeout".into(),
+                        )));
+                    }
+                    return;
+                }
+            };
             drop(permit);
             match result {
                 Ok(Ok(resp)) => match resp.data {

@@ -59,6 +59,8 @@ pub const LATEST_FILE: &str = "latest.md";
 pub const NIGHT_SUMMARY_FILE: &str = "summary.md";
 /// Suffix of a rerun's results directory (`ROOT/<night>/<scenario>.rerun/`).
 pub const RERUN_SUFFIX: &str = ".rerun";
+/// Suffix of the results directory in the rerun command printed for people.
+pub const REPRO_SUFFIX: &str = ".repro";
 
 /// How to run a night.
 #[derive(Debug, Clone)]
@@ -496,6 +498,8 @@ impl Ctx<'_> {
         input: &Path,
         seed: Option<u64>,
     ) -> Result<Attempt, NightlyError> {
+        let repro_dir = self.night_dir.join(format!("{}{REPRO_SUFFIX}", p.name));
+        let mut repro_args: Vec<String> = Vec::new();
         let mut args: Vec<String> = Vec::new();
         let expected_dirs: Vec<(Target, PathBuf)> = match p.command {
             SuiteCommand::Check => {
@@ -509,28 +513,36 @@ impl Ctx<'_> {
                 Vec::new()
             }
             SuiteCommand::Bench | SuiteCommand::Chaos => {
-                args.extend([
-                    p.command.as_str().to_string(),
-                    "--scenario".to_string(),
-                    input.display().to_string(),
-                    "--seed".to_string(),
-                    seed.expect("bench and chaos have a seed").to_string(),
-                    "--out".to_string(),
-                    dir.display().to_string(),
-                ]);
+                let seed = seed.expect("bench and chaos have a seed").to_string();
+                for (out, list) in [(dir, &mut args), (repro_dir.as_path(), &mut repro_args)] {
+                    list.extend([
+                        p.command.as_str().to_string(),
+                        "--scenario".to_string(),
+                        input.display().to_string(),
+                        "--seed".to_string(),
+                        seed.clone(),
+                        "--out".to_string(),
+                        out.display().to_string(),
+                    ]);
+                }
+                let mut extra = Vec::new();
                 if let Some(node) = &self.opts.node_bin {
-                    args.extend(["--node-bin".to_string(), node.display().to_string()]);
+                    extra.extend(["--node-bin".to_string(), node.display().to_string()]);
                 }
                 if p.command == SuiteCommand::Chaos {
                     let kinds: Vec<&str> = p.faults.iter().map(FaultKind::as_str).collect();
-                    args.extend(["--faults".to_string(), kinds.join(",")]);
-                    if let Some(i) = p.interval {
-                        args.extend([
-                            "--interval".to_string(),
-                            humantime::format_duration(i).to_string(),
-                        ]);
+                    extra.extend(["--faults".to_string(), kinds.join(",")]);
+                    for (flag, value) in [("--interval", p.interval), ("--recovery", p.recovery)] {
+                        if let Some(v) = value {
+                            extra.extend([
+                                flag.to_string(),
+                                humantime::format_duration(v).to_string(),
+                            ]);
+                        }
                     }
                 }
+                args.extend(extra.iter().cloned());
+                repro_args.extend(extra);
                 match p.target {
                     Some(TargetKind::Both) => vec![
                         (Target::Bus, dir.join("bus")),
@@ -546,6 +558,15 @@ impl Ctx<'_> {
             args,
         };
         let command = inv.command_line();
+        let rerun_command = if repro_args.is_empty() {
+            command.clone()
+        } else {
+            Invocation {
+                program: self.opts.raftbus_bin.clone(),
+                args: repro_args,
+            }
+            .command_line()
+        };
         let log = dir.join(LOG_FILE);
         // Generous: a stuck run must not eat the whole night, a slow one must finish.
         let deadline = p.estimate * 3 + Duration::from_secs(120);
@@ -556,6 +577,7 @@ impl Ctx<'_> {
                 return Ok(Attempt {
                     dir: dir.to_path_buf(),
                     command,
+                    rerun_command,
                     child: None,
                     targets: Vec::new(),
                     verdict: AttemptVerdict::Error(format!(
@@ -578,9 +600,17 @@ impl Ctx<'_> {
             }
             _ => judge_runs(&child, &expected_dirs, p.redis_violations_expected),
         };
+        let verdict = match verdict {
+            AttemptVerdict::Error(e) => match last_output_line(&log) {
+                Some(line) => AttemptVerdict::Error(format!("{e}: {line}")),
+                None => AttemptVerdict::Error(e),
+            },
+            v => v,
+        };
         Ok(Attempt {
             dir: dir.to_path_buf(),
             command,
+            rerun_command,
             targets,
             verdict,
             violations,
@@ -649,6 +679,21 @@ impl Ctx<'_> {
             report,
         })
     }
+}
+
+/// The child's last line of output in `log` (not nightly's own `#` footer), trimmed.
+fn last_output_line(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("# ") && !l.starts_with("$ "))?;
+    let mut line: String = line.chars().take(300).collect();
+    if line.len() < text.len() && line.chars().count() == 300 {
+        line.push('…');
+    }
+    Some(line)
 }
 
 /// The progress line for a finished scenario.

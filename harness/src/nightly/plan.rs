@@ -35,6 +35,10 @@ pub enum PlanError {
     NothingToRun { suite: String, reason: String },
 }
 
+/// `raftbus chaos` defaults, used when the suite does not say.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_RECOVERY: Duration = Duration::from_secs(10);
+
 /// A fault kind the machine cannot inject, and why.
 type Dropped = (FaultKind, String);
 
@@ -53,6 +57,8 @@ pub struct PlannedScenario {
     pub dropped_faults: Vec<(FaultKind, String)>,
     /// Chaos: time between fault starts, after fitting every kind into the run.
     pub interval: Option<Duration>,
+    /// Chaos: quiet time with load after the last fault.
+    pub recovery: Option<Duration>,
     /// Check: the directory to re-verify.
     pub check_dir: Option<PathBuf>,
     /// Estimated wall time, overhead included, all target runs together.
@@ -275,6 +281,7 @@ pub fn plan(
                 faults: Vec::new(),
                 dropped_faults: Vec::new(),
                 interval: None,
+                recovery: None,
                 check_dir: suite.check_dir(s),
                 estimate: suite.plan.run_overhead,
                 redis_violations_expected: s.redis_violations_expected(),
@@ -285,11 +292,19 @@ pub fn plan(
         // Whole seconds, rounded down so the plan stays inside the budget.
         let d = Duration::from_secs((durations[i].unwrap_or(0.0).floor() as u64).max(1));
         let scenario = suite.harness_scenario(s, d);
-        let interval = (s.command == SuiteCommand::Chaos).then(|| {
-            let wanted = s.interval.unwrap_or(Duration::from_secs(10));
-            // Room for one fault window of every kind after the warmup.
-            let room = d.saturating_sub(scenario.warmup).as_secs() / (ok.len() as u64 + 1);
-            wanted.min(Duration::from_secs(room.max(1)))
+        // Chaos: warmup, one interval per fault kind (each appears at least once), then
+        // the recovery phase, all inside the run.
+        let active = d.saturating_sub(scenario.warmup).as_secs();
+        let recovery = (s.command == SuiteCommand::Chaos).then(|| {
+            let wanted = s.recovery.unwrap_or(DEFAULT_RECOVERY);
+            wanted.min(Duration::from_secs(active / 4))
+        });
+        let interval = recovery.map(|recovery| {
+            let wanted = s.interval.unwrap_or(DEFAULT_INTERVAL);
+            // `raftbus chaos` draws each fault window and gap within ±20% of half an
+            // interval: k kinds are sure to fit when k × 1.2 × interval fits.
+            let room = active.saturating_sub(recovery.as_secs()) as f64 / (1.2 * ok.len() as f64);
+            wanted.min(Duration::from_secs((room.floor() as u64).max(1)))
         });
         let estimate = Duration::from_secs_f64(runs * (overhead + (1.0 + frac) * secs(d)));
         scenarios.push(PlannedScenario {
@@ -300,6 +315,7 @@ pub fn plan(
             faults: ok.clone(),
             dropped_faults: dropped.clone(),
             interval,
+            recovery,
             check_dir: None,
             estimate,
             redis_violations_expected: s.redis_violations_expected(),
@@ -388,9 +404,10 @@ impl Plan {
                     if !p.faults.is_empty() {
                         let kinds: Vec<&str> = p.faults.iter().map(|k| k.as_str()).collect();
                         t.push_str(&format!(
-                            ", faults {} every {}",
+                            ", faults {} every {}, recovery {}",
                             kinds.join(","),
-                            fmt_d(p.interval.unwrap_or_default())
+                            fmt_d(p.interval.unwrap_or_default()),
+                            fmt_d(p.recovery.unwrap_or_default())
                         ));
                     }
                     t
@@ -513,9 +530,11 @@ duration = "7s"
         let s = suite(SUITE);
         let p = plan(&s, Duration::from_secs(100), Some(&caps(true, true))).unwrap();
         let chaos = &p.scenarios[1];
-        // 100 - 47 = 53 s → unit 13.25 → chaos 26 s, warmup 5 s, 21 s / 4 slots = 5 s.
+        // 100 - 47 = 53 s → unit 13.25 → chaos 26 s; after the 5 s warmup, recovery is
+        // cut to a quarter (5 s) and 16 s remain for 3 kinds at up to 1.2 intervals: 4 s.
         assert_eq!(chaos.duration(), Some(Duration::from_secs(26)));
-        assert_eq!(chaos.interval, Some(Duration::from_secs(5)));
+        assert_eq!(chaos.recovery, Some(Duration::from_secs(5)));
+        assert_eq!(chaos.interval, Some(Duration::from_secs(4)));
     }
 
     #[test]

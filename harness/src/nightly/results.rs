@@ -50,6 +50,9 @@ pub struct Attempt {
     pub dir: PathBuf,
     /// The exact command line that ran it.
     pub command: String,
+    /// The command that reproduces it: the same one, writing to `<scenario>.repro/`
+    /// so the night's results are not overwritten.
+    pub rerun_command: String,
     /// How the child ended (`None` when it could not be started).
     pub child: Option<ChildRun>,
     pub targets: Vec<TargetResult>,
@@ -163,7 +166,7 @@ impl ScenarioResult {
     pub fn rerun_command(&self) -> Option<&str> {
         self.failing_attempt()
             .or(self.first.as_ref())
-            .map(|a| a.command.as_str())
+            .map(|a| a.rerun_command.as_str())
     }
 
     pub fn total_elapsed(&self) -> Duration {

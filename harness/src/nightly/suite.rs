@@ -243,6 +243,10 @@ pub struct SuiteScenario {
     /// Chaos: time between fault starts (shortened so every kind fits the duration).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub interval: Option<Duration>,
+    /// Chaos: quiet time with load after the last fault [default: 10s, at most a quarter
+    /// of the run after warmup].
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub recovery: Option<Duration>,
     /// Violations in this scenario's Redis runs are expected: reported, not failures.
     /// Defaults to true for Redis; bus runs may never violate.
     pub expect_violations: Option<bool>,
@@ -459,6 +463,7 @@ impl Suite {
                     (s.max_duration.is_some(), "max_duration"),
                     (!s.faults.is_empty(), "faults"),
                     (s.interval.is_some(), "interval"),
+                    (s.recovery.is_some(), "recovery"),
                     (workload_set, "workload fields"),
                 ];
                 if let Some((_, field)) = extra.iter().find(|(set, _)| *set) {

@@ -79,6 +79,14 @@ duration = "3s"
     let run_dir = first.night_dir.join("redis-bench");
     assert!(run_dir.join("summary.json").is_file());
     assert!(read(&run_dir.join("nightly.log")).contains(&format!("--seed {seed}")));
+    // The printed rerun command is the same run, into a directory of its own.
+    let attempt = r.first.as_ref().unwrap();
+    let out = format!("--out {}", run_dir.display());
+    assert!(attempt.command.contains(&out), "{}", attempt.command);
+    assert_eq!(
+        attempt.rerun_command,
+        attempt.command.replace(&out, &format!("{out}.repro"))
+    );
     let junit = read(&first.junit_path);
     assert!(
         junit.contains("<testcase classname=\"tiny\" name=\"redis-bench\""),
@@ -251,4 +259,28 @@ fn bad_budgets_and_environments_fail_before_running() {
     let err = run_nightly(&opts, &mut |_| {}).unwrap_err();
     assert_eq!(err.exit_code(), 3);
     assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+/// The shipped suite for real: `RAFTBUS_NIGHTLY_ROOT=/tmp/nightly RAFTBUS_NIGHTLY_BUDGET=4m
+/// cargo test -p raftbus --test main nightly::shipped_suite -- --ignored --nocapture`;
+/// run it twice into the same ROOT to see the comparison.
+#[test]
+#[ignore = "runs the default suite for its whole budget (4m unless RAFTBUS_NIGHTLY_BUDGET)"]
+fn shipped_suite_runs_valid_within_its_budget() {
+    require_redis();
+    let root = std::env::var_os("RAFTBUS_NIGHTLY_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("raftbus-nightly"));
+    let budget = std::env::var("RAFTBUS_NIGHTLY_BUDGET").unwrap_or_else(|_| "4m".into());
+    let budget = humantime::parse_duration(&budget).expect("a duration");
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/nightly.toml");
+    let outcome = night(&options(&root, &suite, budget));
+    eprintln!("{}", read(&outcome.latest_path));
+    assert_eq!(outcome.exit_code, 0);
+    assert!(outcome
+        .report
+        .results
+        .iter()
+        .all(|r| r.status == raftbus::nightly::results::Status::Passed));
+    assert!(outcome.junit_path.is_file() && outcome.index_path.is_some());
 }
