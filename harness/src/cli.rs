@@ -7,6 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use raftbus_reports::model::Mode;
 
+use raftbus_faults::FaultKind;
+
+use crate::chaos::ChaosOptions;
 use crate::scenario::{RedisPersistence, Scenario, TargetKind};
 
 #[derive(Debug, Parser)]
@@ -28,6 +31,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a benchmark: start the target, push load, check the history, write DIR
     Bench(Box<BenchArgs>),
+    /// Run a benchmark while a nemesis injects faults (kill, pause, partition, ...), then a
+    /// quiet recovery phase; the checks then say what survived
+    Chaos(Box<ChaosArgs>),
     /// Write report.html, summary.md and charts for a results directory
     Report {
         /// A results directory (a single run, or a `--target both` pair)
@@ -126,7 +132,8 @@ pub struct BenchArgs {
     /// The raftbus-node binary [default: next to this executable]
     #[arg(long, value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
-    /// Redis durability: none (no AOF), everysec or always (appendfsync) [default: none]
+    /// Redis durability: none (no AOF), everysec or always (appendfsync) [default: always, the
+    /// bus's durability class]
     #[arg(long, value_enum)]
     pub redis_persistence: Option<RedisPersistence>,
     /// Redis replicas (0 or 1); subscribers read from the replica too [default: 0]
@@ -138,6 +145,66 @@ pub struct BenchArgs {
     /// Test hook: at this time, kill every subscriber connection (CLIENT KILL) once
     #[arg(long, hide = true, value_parser = parse_duration)]
     pub debug_kill_subscribers_at: Option<Duration>,
+}
+
+/// Options of `raftbus chaos`: everything `bench` takes, plus the nemesis.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ChaosArgs {
+    #[command(flatten)]
+    pub bench: BenchArgs,
+    /// Fault kinds mixed by the seed, each at least once: kill, pause, terminate, restart,
+    /// partition, loss, delay, bandwidth [default: kill,pause,partition unless the scenario
+    /// has [chaos] or [[fault]] entries]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1.., value_parser = parse_fault_kind)]
+    pub faults: Option<Vec<FaultKind>>,
+    /// One fault (about half) and one quiet gap (the other half) per interval [default: 10s]
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// Quiet phase after the last fault, load still running [default: 10s]
+    #[arg(long, value_parser = parse_duration)]
+    pub recovery: Option<Duration>,
+}
+
+fn parse_fault_kind(s: &str) -> Result<FaultKind, String> {
+    s.parse().map_err(|e: raftbus_faults::Error| e.to_string())
+}
+
+impl ChaosArgs {
+    /// The bench flags over `base`, then the nemesis flags. Without `--faults`, a scenario
+    /// that has no faults gets `kill,pause,partition`.
+    pub fn apply(&self, base: Scenario) -> Scenario {
+        let mut s = self.bench.apply(base);
+        if s.name == Scenario::default().name {
+            s.name = "chaos".into();
+        }
+        let flags_given =
+            self.faults.is_some() || self.interval.is_some() || self.recovery.is_some();
+        if s.chaos.is_none() && (flags_given || s.faults.is_empty()) {
+            s.chaos = Some(ChaosOptions::default());
+        }
+        if let Some(chaos) = s.chaos.as_mut() {
+            if let Some(f) = &self.faults {
+                chaos.faults = f.clone();
+            }
+            if chaos.faults.is_empty() && s.faults.is_empty() {
+                chaos.faults = vec![FaultKind::Kill, FaultKind::Pause, FaultKind::Partition];
+            }
+            if let Some(i) = self.interval {
+                chaos.interval = i;
+            }
+            if let Some(r) = self.recovery {
+                chaos.recovery = r;
+            }
+        }
+        s
+    }
+}
+
+impl Command {
+    /// Commands that start servers, and so run inside the lab (entered in `main`).
+    pub fn uses_lab(&self) -> bool {
+        matches!(self, Command::Bench(_) | Command::Chaos(_))
+    }
 }
 
 impl BenchArgs {
@@ -224,6 +291,37 @@ mod tests {
         assert_eq!(s.duration, Duration::from_secs(120));
         assert_eq!(s.mode, Mode::Pubsub);
         assert_eq!(s.channels, 3);
+    }
+
+    #[test]
+    fn chaos_flags_become_the_scenario_nemesis() {
+        let cli = Cli::try_parse_from([
+            "raftbus",
+            "chaos",
+            "--faults",
+            "kill,partition",
+            "--interval",
+            "6s",
+            "--duration",
+            "40s",
+        ])
+        .unwrap();
+        let Command::Chaos(args) = cli.command else {
+            panic!("not chaos")
+        };
+        let s = args.apply(Scenario::default());
+        let chaos = s.chaos.expect("chaos options");
+        assert_eq!(chaos.faults, vec![FaultKind::Kill, FaultKind::Partition]);
+        assert_eq!(chaos.interval, Duration::from_secs(6));
+        assert_eq!(s.duration, Duration::from_secs(40));
+        // No flags: the default mix.
+        let Command::Chaos(args) = Cli::try_parse_from(["raftbus", "chaos"]).unwrap().command
+        else {
+            panic!("not chaos")
+        };
+        let s = args.apply(Scenario::default());
+        assert_eq!(s.chaos.unwrap().faults.len(), 3);
+        assert!(Cli::try_parse_from(["raftbus", "chaos", "--faults", "explode"]).is_err());
     }
 
     #[test]

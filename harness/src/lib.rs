@@ -6,10 +6,12 @@
 //! - [`target`] — server processes: the bus cluster or Redis, on loopback for now.
 //! - [`workload`] — open-loop publishers, subscribers, drain and final stream reads.
 //! - [`record`] — the history writer, latency histograms, per-second counters.
+//! - [`chaos`] — the nemesis: seeded or explicit fault schedules, role targets, journal/heal.
 //! - [`check`] — the history checkers: one invariant per file, counts and examples.
 //! - [`history`] — the operation history format (`history.jsonl`).
 //! - [`payload`] — message payloads with id and checksum.
 //! - [`nightly`] — `raftbus nightly`: suites in a time budget, reruns, JUnit, latest.md, trend.
+pub mod chaos;
 pub mod check;
 pub mod cli;
 pub mod history;

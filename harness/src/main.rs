@@ -1,10 +1,12 @@
 //! The `raftbus` command: parse the command line, set up logging, run, map to an exit code.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use raftbus::cli::Cli;
 use raftbus::run::{exit, run};
+use raftbus_faults::Lab;
 
 fn main() -> ExitCode {
     // Usage errors exit with 2 (clap's convention matches the contract).
@@ -17,6 +19,14 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,raftbus=info")),
         )
         .init();
+    // Commands that start servers run inside the lab. Lab::enter needs a single-threaded
+    // process, so this comes before the runtime exists. RAFTBUS_LAB=loopback skips it.
+    let lab = cli.command.uses_lab().then(|| {
+        Arc::new(match std::env::var("RAFTBUS_LAB").as_deref() {
+            Ok("loopback") => Lab::loopback("RAFTBUS_LAB=loopback"),
+            _ => Lab::enter(),
+        })
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -27,8 +37,14 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::ENVIRONMENT);
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(run(cli, lab.clone()));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Removes every host namespace, the nft table and the bridge (also on drop).
+    if let Some(lab) = lab {
+        if let Err(e) = lab.teardown() {
+            tracing::warn!(error = %e, "lab teardown failed");
+        }
+    }
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -9,11 +9,15 @@ use raftbus_reports::model::{
     Environment, Mode, Summary, Target, TimeSeries, Verdict, Workload, HISTORY_FILE, SUMMARY_SCHEMA,
 };
 
+use raftbus_faults::{FaultKind, Lab};
+use tokio::sync::watch;
+
+use crate::chaos::{ChaosError, Nemesis, NetworkFacilities, PeerProxies, PlanContext, Schedule};
 use crate::check::{check_file, CheckError, CheckOptions};
-use crate::cli::{BenchArgs, Cli, Command};
+use crate::cli::{BenchArgs, ChaosArgs, Cli, Command};
 use crate::record::{self, Clock, RecordError, RecorderConfig};
 use crate::scenario::{Scenario, ScenarioError, TargetKind};
-use crate::target::{self, LoopbackSpawner, Spawner, TargetError};
+use crate::target::{self, TargetError};
 use crate::workload::{self, LoadError, LoadPlan};
 
 /// Exit codes of the CLI contract.
@@ -52,6 +56,8 @@ pub enum RunError {
     Report(#[from] raftbus_reports::ReportError),
     #[error("interrupted")]
     Interrupted,
+    #[error("chaos: {0}")]
+    Chaos(#[from] ChaosError),
 }
 
 impl RunError {
@@ -60,6 +66,7 @@ impl RunError {
             RunError::Scenario(_) | RunError::Usage(_) => exit::USAGE,
             RunError::Interrupted => exit::INTERRUPTED,
             RunError::Check(CheckError::Parse { .. }) => exit::USAGE,
+            RunError::Chaos(ChaosError::Schedule(_) | ChaosError::BadSelector(_)) => exit::USAGE,
             _ => exit::ENVIRONMENT,
         }
     }
@@ -70,10 +77,18 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
     move |source| RunError::Io { what, source }
 }
 
-/// Runs one command; `Ok` carries the exit code (0 valid, 1 violation).
-pub async fn run(cli: Cli) -> Result<u8, RunError> {
+/// Runs one command; `Ok` carries the exit code (0 valid, 1 violation). `lab` is the lab
+/// `main` entered for commands that start servers (`None`: plain loopback).
+pub async fn run(cli: Cli, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
     match cli.command {
-        Command::Bench(args) => bench(*args).await,
+        Command::Bench(args) => {
+            let scenario = resolve_scenario(&args)?;
+            bench(scenario, *args, lab, "bench").await
+        }
+        Command::Chaos(args) => {
+            let scenario = resolve_chaos_scenario(&args)?;
+            bench(scenario, args.bench, lab, "chaos").await
+        }
         Command::Check { dir, max_examples } => check(&dir, max_examples),
         Command::Report { dir } => {
             let r = raftbus_reports::render_run(&dir)?;
@@ -123,8 +138,26 @@ pub fn resolve_scenario(args: &BenchArgs) -> Result<Scenario, RunError> {
     Ok(s)
 }
 
-async fn bench(args: BenchArgs) -> Result<u8, RunError> {
-    let scenario = resolve_scenario(&args)?;
+/// Like [`resolve_scenario`], with the nemesis flags of `raftbus chaos`.
+pub fn resolve_chaos_scenario(args: &ChaosArgs) -> Result<Scenario, RunError> {
+    let base = match &args.bench.scenario {
+        Some(path) => Scenario::load(path)?,
+        None => Scenario::default(),
+    };
+    let mut s = args.apply(base);
+    s.validate()?;
+    if s.seed.is_none() {
+        s.seed = Some(rand::random::<u64>() >> 1);
+    }
+    Ok(s)
+}
+
+async fn bench(
+    scenario: Scenario,
+    args: BenchArgs,
+    lab: Option<Arc<Lab>>,
+    command: &str,
+) -> Result<u8, RunError> {
     let seed = scenario.seed.expect("resolved");
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("{}-{}", unix_now(), scenario.name))
@@ -135,7 +168,7 @@ async fn bench(args: BenchArgs) -> Result<u8, RunError> {
         .map_err(io_err(format!("resolve {}", dir.display())))?;
     scenario.write(&dir)?;
     let mut rerun = format!(
-        "raftbus bench --scenario {} --seed {seed}",
+        "raftbus {command} --scenario {} --seed {seed}",
         dir.join(raftbus_reports::model::SCENARIO_FILE).display()
     );
     if let Some(bin) = &args.node_bin {
@@ -158,7 +191,7 @@ async fn bench(args: BenchArgs) -> Result<u8, RunError> {
         if tdir != dir {
             scenario.write(&tdir)?;
         }
-        let work = bench_one(&scenario, &args, target, &tdir, &rerun);
+        let work = bench_one(&scenario, &args, target, &tdir, &rerun, lab.as_ref());
         let summary = tokio::select! {
             r = work => r?,
             _ = tokio::signal::ctrl_c() => {
@@ -196,16 +229,61 @@ async fn bench_one(
     target: Target,
     dir: &Path,
     rerun: &str,
+    lab: Option<&Arc<Lab>>,
 ) -> Result<Summary, RunError> {
     let seed = s.seed.expect("resolved");
     let started_at = unix_now();
     for sub in ["logs", "data"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(io_err(format!("create {sub} dir")))?;
     }
-    let spawner: Arc<dyn Spawner> = Arc::new(LoopbackSpawner);
-    let mut cluster = match target {
+    let kind = match target {
+        Target::Bus => TargetKind::Bus,
+        Target::Redis => TargetKind::Redis,
+    };
+    let names: Vec<String> = (1..=s.server_count(kind))
+        .map(|i| format!("n{i}"))
+        .collect();
+    let ctx = plan_context(target, names.len(), lab);
+    let schedule = if s.has_faults() {
+        let schedule = Schedule::plan(
+            seed,
+            s.chaos.as_ref(),
+            &s.faults,
+            s.warmup,
+            s.duration,
+            &ctx,
+        )?;
+        eprintln!(
+            "raftbus: fault schedule for {} (seed {seed}), then {} quiet:\n{schedule}",
+            format!("{target:?}").to_lowercase(),
+            humantime::format_duration(schedule.recovery)
+        );
+        Some(schedule)
+    } else {
+        None
+    };
+    // Delay needs the peer links behind proxies; so do partitions without nftables.
+    let needs_proxies = target == Target::Bus
+        && schedule.as_ref().is_some_and(|sch| {
+            sch.steps.iter().any(|st| {
+                st.kind == FaultKind::Delay || (st.kind == FaultKind::Partition && !ctx.kernel_net)
+            })
+        });
+    let mut proxies = needs_proxies.then(|| {
+        let listen = lab.map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.lab_addr());
+        PeerProxies::new(std::net::IpAddr::V4(listen), seed)
+    });
+    let spawner = target::lab::spawner_for(lab, &names)?;
+    let cluster = match target {
         Target::Bus => {
-            target::bus::start(dir, s.nodes, args.node_bin.as_deref(), spawner.clone()).await?
+            target::bus::start_with(
+                dir,
+                s.nodes,
+                args.node_bin.as_deref(),
+                spawner.clone(),
+                proxies.as_mut(),
+            )
+            .await?
         }
         Target::Redis => target::redis::start(dir, &s.redis, spawner.clone()).await?,
     };
@@ -227,11 +305,73 @@ async fn bench_one(
         kill_subscribers_at: args.debug_kill_subscribers_at,
         label: format!("{target:?}").to_lowercase(),
     };
-    let load = workload::run(&plan, &clock, recorder).await;
+    let shared = Arc::new(std::sync::Mutex::new(cluster));
+    let nemesis = schedule.clone().map(|sch| {
+        let facilities = NetworkFacilities {
+            net: lab.filter(|l| l.mode().is_namespaced()).map(|l| l.net()),
+            proxies: proxies
+                .as_ref()
+                .map(PeerProxies::controls)
+                .unwrap_or_default(),
+        };
+        Nemesis::new(
+            sch,
+            seed,
+            shared.clone(),
+            facilities,
+            clock.clone(),
+            recorder.clone(),
+        )
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let load_work = async {
+        let r = workload::run(&plan, &clock, recorder).await;
+        // The load is over (or failed): the nemesis heals and stops.
+        let _ = stop_tx.send(true);
+        r
+    };
+    let nemesis_work = async move {
+        match nemesis {
+            Some(n) => Some(n.run(stop_rx).await),
+            None => None,
+        }
+    };
+    let (load, faults) = tokio::join!(load_work, nemesis_work);
+    let mut cluster = Arc::try_unwrap(shared)
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .unwrap_or_else(|_| {
+            unreachable!("the nemesis holds no reference to the cluster once done")
+        });
     // The recorder finishes once every task holding a clone is gone.
     let output = handle.finish().await?;
     let load = load?;
     let mut notes = cluster.network_notes();
+    let mut windows = Vec::new();
+    if let (Some(schedule), Some(faults)) = (&schedule, faults) {
+        notes.push(format!(
+            "chaos schedule (seed {seed}{}): {}",
+            if schedule.explicit { ", explicit" } else { "" },
+            schedule.one_line()
+        ));
+        if proxies.is_some() {
+            notes.push(
+                "delay: userspace TCP proxies on every peer link (this kernel has no netem); \
+                 partitions also blackhole the proxies of blocked pairs"
+                    .into(),
+            );
+        }
+        for kind in schedule.kinds() {
+            if !faults.windows.iter().any(|w| w.kind == kind.as_str()) {
+                notes.push(format!("scheduled fault kind {kind} was never applied"));
+            }
+        }
+        if faults.stopped_early {
+            notes.push("the nemesis stopped before the end of its schedule".into());
+        }
+        notes.extend(faults.notes);
+        windows = faults.windows;
+    }
+    drop(proxies);
     if let Err(e) = cluster.check_alive() {
         tracing::warn!(error = %e, "a node died during the run");
         notes.push(format!("a node died during the run: {e}"));
@@ -294,7 +434,7 @@ async fn bench_one(
         throughput: output.throughput,
         latency_us: output.latency,
         checks: outcome.checks,
-        faults: Vec::new(),
+        faults: windows,
         recovery: outcome.recovery,
         environment: environment(network, version, notes),
     };
@@ -310,6 +450,34 @@ async fn bench_one(
         let _ = std::fs::remove_dir_all(dir.join("data"));
     }
     Ok(summary)
+}
+
+/// What the lab offers this target's nemesis.
+fn plan_context(target: Target, nodes: usize, lab: Option<&Arc<Lab>>) -> PlanContext {
+    let (kernel_net, tbf, net_reason) = match lab {
+        Some(lab) => match lab.mode() {
+            raftbus_faults::LabMode::Namespaces { .. } => {
+                let caps = lab.capabilities();
+                let reason = if caps.nftables {
+                    String::new()
+                } else {
+                    "nftables is not usable in the lab".to_string()
+                };
+                (caps.nftables, caps.tbf, reason)
+            }
+            raftbus_faults::LabMode::Loopback { reason } => {
+                (false, false, format!("loopback lab: {reason}"))
+            }
+        },
+        None => (false, false, "no lab".to_string()),
+    };
+    PlanContext {
+        target,
+        nodes,
+        kernel_net,
+        tbf,
+        net_reason,
+    }
 }
 
 fn environment(network: String, target_version: String, notes: Vec<String>) -> Environment {
@@ -365,6 +533,34 @@ pub fn print_summary(s: &Summary, dir: &Path) {
             "  {name:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             p.count, p.p50, p.p90, p.p99, p.p999, p.max
         );
+    }
+    if !s.faults.is_empty() {
+        let mut kinds: Vec<&str> = s.faults.iter().map(|f| f.kind.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let counts: Vec<String> = kinds
+            .iter()
+            .map(|k| format!("{k}×{}", s.faults.iter().filter(|f| f.kind == *k).count()))
+            .collect();
+        println!("  faults  {}", counts.join("  "));
+        let recovered: Vec<f64> = s
+            .recovery
+            .iter()
+            .filter_map(|r| r.first_ok_after_s)
+            .collect();
+        let never = s.recovery.len() - recovered.len();
+        if !recovered.is_empty() {
+            println!(
+                "  recovery  first ok publish after heal: max {:.2}s, mean {:.2}s{}",
+                recovered.iter().cloned().fold(0.0, f64::max),
+                recovered.iter().sum::<f64>() / recovered.len() as f64,
+                if never > 0 {
+                    format!(", {never} heal(s) never followed by one")
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     println!(
         "  checks  acked {}  failed {}  indeterminate {}  delivered {}",

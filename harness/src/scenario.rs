@@ -17,6 +17,19 @@
 //! [[step]]
 //! at = "10s"
 //! rate = 5000
+//!
+//! # faults: a seeded mix (what `raftbus chaos --faults` writes) ...
+//! [chaos]
+//! faults = ["kill", "pause", "partition"]
+//! interval = "10s"
+//! recovery = "10s"
+//!
+//! # ... or an explicit timeline (not both)
+//! # [[fault]]
+//! # at = "10s"
+//! # duration = "5s"
+//! # kind = "partition"
+//! # mode = "isolate-leader"
 //! ```
 
 use std::path::Path;
@@ -100,14 +113,15 @@ pub struct RedisOptions {
     pub replicas: usize,
 }
 
+/// The same durability class as the bus: acknowledged means fsynced.
 fn default_persistence() -> RedisPersistence {
-    RedisPersistence::None
+    RedisPersistence::Always
 }
 
 impl Default for RedisOptions {
     fn default() -> Self {
         RedisOptions {
-            persistence: RedisPersistence::None,
+            persistence: default_persistence(),
             replicas: 0,
         }
     }
@@ -166,6 +180,12 @@ pub struct Scenario {
     /// Load steps: from `at` on, the offered rate is `rate`.
     #[serde(default, rename = "step", skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
+    /// A seeded fault mix (`raftbus chaos --faults ...` writes it here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<crate::chaos::ChaosOptions>,
+    /// An explicit fault timeline (`[[fault]] at = "10s", duration = "5s", kind = ...`).
+    #[serde(default, rename = "fault", skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::chaos::FaultStep>,
 }
 
 fn default_name() -> String {
@@ -224,6 +244,8 @@ impl Default for Scenario {
             request_timeout: default_request_timeout(),
             redis: RedisOptions::default(),
             steps: Vec::new(),
+            chaos: None,
+            faults: Vec::new(),
         }
     }
 }
@@ -379,7 +401,39 @@ impl Scenario {
             }
             previous = step.at;
         }
+        if let Some(chaos) = &self.chaos {
+            if !chaos.faults.is_empty() && !self.faults.is_empty() {
+                return Err(invalid(
+                    "fault",
+                    "give either a seeded fault mix ([chaos] faults, --faults) or an explicit [[fault]] timeline, not both",
+                ));
+            }
+            if chaos.interval.is_zero() {
+                return Err(invalid("chaos.interval", "must be positive"));
+            }
+            if chaos.recovery >= self.duration {
+                return Err(invalid("chaos.recovery", "must be shorter than duration"));
+            }
+        }
+        for f in &self.faults {
+            if f.at + f.duration > self.duration {
+                return Err(invalid(
+                    "fault.at",
+                    format!(
+                        "the {} fault at {} ends after the run ({})",
+                        f.kind,
+                        humantime::format_duration(f.at),
+                        humantime::format_duration(self.duration)
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the run injects faults.
+    pub fn has_faults(&self) -> bool {
+        !self.faults.is_empty() || self.chaos.as_ref().is_some_and(|c| !c.faults.is_empty())
     }
 
     /// Offered total rate at `t` seconds since the start.

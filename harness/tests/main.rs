@@ -7,6 +7,8 @@
 mod bench;
 #[path = "main/bus.rs"]
 mod bus;
+#[path = "main/chaos.rs"]
+mod chaos;
 #[path = "main/check.rs"]
 mod check;
 #[path = "main/errors.rs"]

@@ -79,8 +79,10 @@ pub struct Bus {
     queue: mpsc::UnboundedSender<Op>,
 }
 
-/// Most appends in one Raft entry; bounded so one entry stays well under the frame limit.
-const MAX_BATCH: usize = 1024;
+/// Most appends in one Raft entry, by count and by payload bytes (at least one append), so
+/// a follower catching up gets AppendEntries it can store within one heartbeat.
+const MAX_BATCH: usize = 256;
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// How long to wait before retrying while no leader is known or reachable.
 const RETRY_DELAY: Duration = Duration::from_millis(20);
 
@@ -296,10 +298,14 @@ impl Router {
                 op = rx.recv() => match op { Some(op) => op, None => return },
                 _ = shutdown.recv() => return,
             };
+            let mut bytes = first.append.size();
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(op) => batch.push(op),
+                    Ok(op) => {
+                        bytes += op.append.size();
+                        batch.push(op);
+                    }
                     Err(_) => break,
                 }
             }

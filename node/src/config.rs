@@ -91,6 +91,7 @@ pub struct NodeSettings {
     pub snapshot_every: u64,
     /// Log entries kept behind the latest snapshot, for followers that are a little behind.
     pub keep_after_snapshot: u64,
+    /// Also the time one AppendEntries may take (openraft uses it as the RPC timeout).
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -116,9 +117,9 @@ impl Default for NodeSettings {
             subscriber_backlog: 65_536,
             snapshot_every: 20_000,
             keep_after_snapshot: 2_000,
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1_000,
+            heartbeat_ms: 150,
+            election_timeout_min_ms: 750,
+            election_timeout_max_ms: 1_500,
             write_timeout_ms: 5_000,
             requirepass: None,
             max_pipeline: 10_000,

@@ -66,8 +66,12 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
         election_timeout_max: settings.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
         max_in_snapshot_log_to_keep: settings.keep_after_snapshot,
-        snapshot_max_chunk_size: (MAX_FRAME / 4) as u64,
-        max_payload_entries: 1_000,
+        // openraft gives an AppendEntries exactly one heartbeat interval to come back, so
+        // one request must stay small enough to be sent, fsynced and answered in that time
+        // even when a follower catches up: few entries (each a batch of appends).
+        max_payload_entries: 16,
+        snapshot_max_chunk_size: (MAX_FRAME / 16) as u64,
+        install_snapshot_timeout: 5_000,
         ..Default::default()
     }
     .validate()

@@ -17,6 +17,18 @@ pub struct Append {
     pub max_len: Option<u64>,
 }
 
+impl Append {
+    /// Payload bytes: channel name plus every field and value.
+    pub fn size(&self) -> usize {
+        self.channel.len()
+            + self
+                .fields
+                .iter()
+                .map(|(f, v)| f.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
 /// A replicated command. Only appends go through Raft; reads are served locally.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {

@@ -84,6 +84,18 @@ pub async fn start(
     node_bin: Option<&Path>,
     spawner: Arc<dyn Spawner>,
 ) -> Result<Cluster, TargetError> {
+    start_with(dir, count, node_bin, spawner, None).await
+}
+
+/// Like [`start`]; with `proxies`, every peer link runs through a delay proxy (each node's
+/// `--peers` names the proxies for the others), so delay can be injected at runtime.
+pub async fn start_with(
+    dir: &Path,
+    count: usize,
+    node_bin: Option<&Path>,
+    spawner: Arc<dyn Spawner>,
+    mut proxies: Option<&mut crate::chaos::PeerProxies>,
+) -> Result<Cluster, TargetError> {
     let program = find_node_bin(node_bin)?;
     let version = version(&program);
     let names: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
@@ -112,13 +124,23 @@ pub async fn start(
             .map(|(i, a)| format!("{}={a}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
+        let peers_of: Vec<String> = match proxies.as_deref_mut() {
+            Some(p) => p
+                .build(&names, &raft)
+                .await
+                .map_err(|source| TargetError::Io {
+                    what: "start the peer delay proxies".into(),
+                    source,
+                })?,
+            None => vec![peers; names.len()],
+        };
         let mut procs = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let data_dir = dir.join("data").join(name);
             let spec = ProcessSpec {
                 name: name.clone(),
                 program: program.clone(),
-                args: args(i + 1, client[i], raft[i], &peers, &data_dir),
+                args: args(i + 1, client[i], raft[i], &peers_of[i], &data_dir),
                 log: dir.join("logs").join(format!("{name}.log")),
                 data_dir,
             };

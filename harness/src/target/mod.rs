@@ -1,6 +1,7 @@
 //! Targets: the server processes a run drives, the bus cluster or Redis.
 //!
-//! - [`spawner`] — where processes run and which address they get (loopback today).
+//! - [`spawner`] — where processes run and which address they get.
+//! - [`lab`] — the lab spawner: each server in its own network namespace (198.18.1.N).
 //! - [`process`] — one server process: start, kill, restart, pause, resume, log tail.
 //! - [`bus`] — a raftbus cluster of `raftbus-node` processes, ready once it has a leader.
 //! - [`redis`] — `redis-server` (plus an optional replica), the baseline.
@@ -9,6 +10,7 @@
 //! and each process also dies with the harness through `PR_SET_PDEATHSIG`.
 
 pub mod bus;
+pub mod lab;
 pub mod process;
 pub mod redis;
 pub mod spawner;

@@ -1,0 +1,625 @@
+//! The nemesis: drives a [`Schedule`] against a running cluster while the load runs.
+//!
+//! For each step: wait for its start (relative to the run clock), find the roles (who
+//! leads now), resolve the targets with the step's seeded RNG, apply the fault through the
+//! [`Journal`], wait for the end of the window, heal it through its named inverse, and
+//! record the window as a history [`Event::Fault`] and a summary [`FaultWindow`]. A
+//! rolling restart terminates and restarts each node in turn, waiting for the cluster to
+//! be whole again before the next. On stop (the load ended early, Ctrl-C drops the
+//! future), everything still applied is healed: by [`Nemesis::run`] itself, by the
+//! journal's drop, and on panic by the hook [`raftbus_faults::heal_on_panic`] installs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use raftbus_faults::{
+    heal_on_panic, Bandwidth, Endpoint, Fault, FaultId, FaultKind, Journal, NetControl, Partition,
+    PartitionMode, ProcessHandle, ProxyControl,
+};
+use raftbus_reports::model::{FaultWindow, Target};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::schedule::{FaultStep, Schedule};
+use super::select::{find_roles, Roles};
+use super::{secs, ChaosError};
+use crate::history::Event;
+use crate::record::{Clock, Recorder};
+use crate::target::Cluster;
+
+/// How long a node gets to answer "who leads" at fault start.
+const ROLE_TIMEOUT: Duration = Duration::from_millis(700);
+/// How long to wait for some node to claim leadership before choosing by seed.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// Rolling restart: how long a node gets to exit after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(10);
+/// Rolling restart: how long the cluster gets to be whole again after each restart.
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How network faults reach the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFacilities {
+    /// Kernel faults (nftables partitions and loss, tbf) in the namespace lab.
+    pub net: Option<NetControl>,
+    /// The bus's peer-link proxies, keyed `(from, to)` (when delay is scheduled, or for
+    /// partitions on loopback).
+    pub proxies: BTreeMap<(String, String), ProxyControl>,
+}
+
+/// What the nemesis did.
+#[derive(Debug, Clone, Default)]
+pub struct NemesisOutput {
+    /// Every fault window, in order.
+    pub windows: Vec<FaultWindow>,
+    /// Faults that could not be applied or healed, for the summary notes.
+    pub notes: Vec<String>,
+    /// Whether it stopped before the end of its schedule.
+    pub stopped_early: bool,
+}
+
+/// The fault driver of one run; see the module docs.
+pub struct Nemesis {
+    schedule: Schedule,
+    seed: u64,
+    target: Target,
+    endpoints: Vec<(String, SocketAddr)>,
+    cluster: Arc<Mutex<Cluster>>,
+    journal: Arc<Mutex<Journal>>,
+    proxies: BTreeMap<(String, String), ProxyControl>,
+    net_available: bool,
+    clock: Clock,
+    recorder: Recorder,
+}
+
+/// One applied step, until it is healed.
+struct Applied {
+    ids: Vec<FaultId>,
+    targets: Vec<String>,
+    detail: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Nemesis {
+    /// A nemesis for `cluster`. The journal restarts killed or terminated nodes through the
+    /// cluster (same flags, data dir and address) and heals on panic.
+    pub fn new(
+        schedule: Schedule,
+        seed: u64,
+        cluster: Arc<Mutex<Cluster>>,
+        facilities: NetworkFacilities,
+        clock: Clock,
+        recorder: Recorder,
+    ) -> Self {
+        let (target, endpoints) = {
+            let c = lock(&cluster);
+            (c.target, c.endpoints())
+        };
+        let net_available = facilities.net.as_ref().is_some_and(NetControl::available);
+        let mut journal = Journal::new(facilities.net);
+        let weak = Arc::downgrade(&cluster);
+        journal.set_restarter(
+            move |host: &str| -> Result<ProcessHandle, Box<dyn std::error::Error + Send + Sync>> {
+                let cluster = weak.upgrade().ok_or("the cluster is gone")?;
+                let mut c = lock(&cluster);
+                let node = c
+                    .node_mut(host)
+                    .ok_or_else(|| format!("no node named {host}"))?;
+                node.process.restart()?;
+                let pid = node.process.pid().ok_or("not running after restart")?;
+                tracing::info!(node = host, pid, "node restarted");
+                Ok(ProcessHandle::group(pid))
+            },
+        );
+        let journal = Arc::new(Mutex::new(journal));
+        heal_on_panic(journal.clone());
+        Nemesis {
+            schedule,
+            seed,
+            target,
+            endpoints,
+            cluster,
+            journal,
+            proxies: facilities.proxies,
+            net_available,
+            clock,
+            recorder,
+        }
+    }
+
+    /// Runs the schedule until its end or until `stop` turns true; heals everything before
+    /// returning.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> NemesisOutput {
+        // Dropping this future (Ctrl-C drops the whole run) heals too.
+        let _guard = HealOnDrop(self.journal.clone());
+        let mut out = NemesisOutput::default();
+        let start = loop {
+            if let Some(s) = self.clock.start() {
+                break Instant::from_std(s);
+            }
+            if *stop.borrow() {
+                out.stopped_early = true;
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        for (index, step) in self.schedule.steps.iter().enumerate() {
+            if !wait_until(start + step.at, &mut stop).await {
+                out.stopped_early = true;
+                break;
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                self.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            let roles = self.roles().await;
+            tracing::info!(step = %step, leader = ?roles.leader, "fault starting");
+            let began = std::time::Instant::now();
+            let result = if step.kind == FaultKind::Restart {
+                self.rolling_restart(&roles, &mut stop).await
+            } else {
+                match self.apply(step, &roles, &mut rng) {
+                    Ok(applied) => {
+                        // The full planned length, even when role finding made it late.
+                        let completed = wait_until(Instant::now() + step.duration, &mut stop).await;
+                        out.stopped_early |= !completed;
+                        for id in applied.ids.iter().rev() {
+                            if let Err(e) = lock(&self.journal).heal(*id) {
+                                out.notes.push(format!(
+                                    "healing {} at {} failed: {e}",
+                                    step.kind,
+                                    secs(began.duration_since(start.into_std()))
+                                ));
+                            }
+                        }
+                        Ok(applied)
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let ended = std::time::Instant::now();
+            match result {
+                Ok(applied) => {
+                    let (start_us, end_us) = (self.clock.us_at(began), self.clock.us_at(ended));
+                    tracing::info!(kind = %step.kind, targets = ?applied.targets, "fault healed");
+                    self.recorder
+                        .record(Event::Fault {
+                            start_us,
+                            end_us,
+                            kind: step.kind.to_string(),
+                            detail: applied.detail.clone(),
+                            targets: applied.targets.clone(),
+                        })
+                        .await;
+                    out.windows.push(FaultWindow {
+                        kind: step.kind.to_string(),
+                        detail: applied.detail,
+                        targets: applied.targets,
+                        start_s: start_us as f64 / 1e6,
+                        end_s: end_us as f64 / 1e6,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %step.kind, error = %e, "fault not applied");
+                    out.notes.push(format!(
+                        "fault {} planned at {} was not applied: {e}",
+                        step.kind,
+                        secs(step.at)
+                    ));
+                }
+            }
+            if *stop.borrow() {
+                out.stopped_early = true;
+                break;
+            }
+        }
+        for r in lock(&self.journal).heal_all() {
+            if let Err(e) = r {
+                out.notes.push(format!("final heal failed: {e}"));
+            }
+        }
+        out
+    }
+
+    /// Who leads now; for the bus, waits a little for a leader to exist.
+    async fn roles(&self) -> Roles {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let roles = find_roles(self.target, &self.endpoints, ROLE_TIMEOUT).await;
+            if roles.leader.is_some() || Instant::now() >= deadline {
+                if roles.leader.is_none() {
+                    tracing::warn!("no leader at fault start; role targets fall back to the seed");
+                }
+                return roles;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn pid_of(&self, node: &str) -> Result<u32, ChaosError> {
+        let mut c = lock(&self.cluster);
+        let n = c.node_mut(node).ok_or_else(|| ChaosError::Resolve {
+            selector: node.to_string(),
+            reason: "no such node".into(),
+        })?;
+        n.process.pid().ok_or_else(|| ChaosError::Resolve {
+            selector: node.to_string(),
+            reason: "its process is not running".into(),
+        })
+    }
+
+    fn journal_apply(&self, ids: &mut Vec<FaultId>, fault: Fault) -> Result<(), ChaosError> {
+        let kind = fault.kind();
+        match lock(&self.journal).apply(fault) {
+            Ok(id) => {
+                ids.push(id);
+                Ok(())
+            }
+            Err(e) => {
+                // Undo what this step applied so far: a step is all or nothing.
+                for id in ids.drain(..).rev() {
+                    let _ = lock(&self.journal).heal(id);
+                }
+                Err(ChaosError::Apply {
+                    kind,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Applies one step (not a rolling restart).
+    fn apply(
+        &self,
+        step: &FaultStep,
+        roles: &Roles,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Applied, ChaosError> {
+        let selector = step.target.clone().unwrap_or(super::Selector::All);
+        let mut ids = Vec::new();
+        let mut detail = match step.detail() {
+            d if d.is_empty() => selector.to_string(),
+            d => format!("{selector} {d}"),
+        };
+        let targets = match step.kind {
+            FaultKind::Kill | FaultKind::Pause | FaultKind::Terminate => {
+                let targets = roles.resolve(&selector, rng)?;
+                for host in &targets {
+                    let process = ProcessHandle::group(self.pid_of(host)?);
+                    let host = host.clone();
+                    let fault = match step.kind {
+                        FaultKind::Kill => Fault::Kill { host, process },
+                        FaultKind::Pause => Fault::Pause { host, process },
+                        _ => Fault::Terminate { host, process },
+                    };
+                    self.journal_apply(&mut ids, fault)?;
+                }
+                targets
+            }
+            FaultKind::Partition => {
+                let mode = step.mode.unwrap_or(PartitionMode::Halves);
+                let partition = build_partition(mode, &selector, roles, rng)?;
+                self.partition(&mut ids, mode, &partition)?;
+                detail = format!("{mode} ({selector}): blocked {partition}");
+                partition
+                    .endpoints()
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect()
+            }
+            FaultKind::Loss => {
+                let targets = roles.resolve(&selector, rng)?;
+                let percent = step.percent.unwrap_or(20);
+                for host in &targets {
+                    self.journal_apply(
+                        &mut ids,
+                        Fault::Loss {
+                            host: host.clone(),
+                            percent,
+                        },
+                    )?;
+                }
+                targets
+            }
+            FaultKind::Bandwidth => {
+                let targets = roles.resolve(&selector, rng)?;
+                let limit = Bandwidth::kbit(step.rate_kbit.unwrap_or(1000));
+                for host in &targets {
+                    self.journal_apply(
+                        &mut ids,
+                        Fault::Bandwidth {
+                            host: host.clone(),
+                            limit,
+                        },
+                    )?;
+                }
+                targets
+            }
+            FaultKind::Delay => {
+                let targets = roles.resolve(&selector, rng)?;
+                let delay = step.delay.unwrap_or(Duration::from_millis(100));
+                let jitter = step.jitter.unwrap_or_default();
+                let pairs: BTreeSet<&(String, String)> = self
+                    .proxies
+                    .keys()
+                    .filter(|(a, b)| targets.contains(a) || targets.contains(b))
+                    .collect();
+                if pairs.is_empty() {
+                    return Err(ChaosError::Apply {
+                        kind: FaultKind::Delay,
+                        message: "no delay proxies on the peer links of this run".into(),
+                    });
+                }
+                for pair in pairs {
+                    self.journal_apply(
+                        &mut ids,
+                        Fault::Delay {
+                            target: format!("{}->{}", pair.0, pair.1),
+                            proxy: self.proxies[pair].clone(),
+                            delay,
+                            jitter,
+                        },
+                    )?;
+                }
+                detail = format!(
+                    "{detail} (userspace proxy on every peer link of {})",
+                    targets.join(",")
+                );
+                targets
+            }
+            FaultKind::Restart => unreachable!("rolling restarts are driven step by step"),
+        };
+        Ok(Applied {
+            ids,
+            targets,
+            detail,
+        })
+    }
+
+    /// nftables where the lab has it, plus a blackhole on the proxy of every blocked pair.
+    fn partition(
+        &self,
+        ids: &mut Vec<FaultId>,
+        mode: PartitionMode,
+        partition: &Partition,
+    ) -> Result<(), ChaosError> {
+        let kernel = self.net_available;
+        if kernel {
+            self.journal_apply(
+                ids,
+                Fault::Partition {
+                    mode: Some(mode),
+                    partition: partition.clone(),
+                },
+            )?;
+        }
+        let mut proxied = 0;
+        for (src, dst) in partition.blocked() {
+            if let (Endpoint::Host(a), Endpoint::Host(b)) = (src, dst) {
+                if let Some(proxy) = self.proxies.get(&(a.clone(), b.clone())) {
+                    self.journal_apply(
+                        ids,
+                        Fault::Blackhole {
+                            target: format!("{a}->{b}"),
+                            proxy: proxy.clone(),
+                        },
+                    )?;
+                    proxied += 1;
+                }
+            }
+        }
+        if !kernel && proxied == 0 {
+            return Err(ChaosError::Apply {
+                kind: FaultKind::Partition,
+                message: "neither nftables nor peer proxies can cut these links".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Terminates and restarts every node in turn (followers first, the leader last),
+    /// waiting after each for the cluster to be whole again.
+    async fn rolling_restart(
+        &self,
+        roles: &Roles,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Applied, ChaosError> {
+        let mut order: Vec<String> = roles
+            .nodes
+            .iter()
+            .filter(|n| Some(*n) != roles.leader.as_ref())
+            .cloned()
+            .collect();
+        order.extend(roles.leader.clone());
+        let mut done = Vec::new();
+        for host in &order {
+            if *stop.borrow() {
+                break;
+            }
+            let process = ProcessHandle::group(self.pid_of(host)?);
+            let mut ids = Vec::new();
+            self.journal_apply(
+                &mut ids,
+                Fault::Terminate {
+                    host: host.clone(),
+                    process,
+                },
+            )?;
+            let deadline = Instant::now() + TERM_GRACE;
+            while !process.state().is_gone() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // The inverse restarts it (killing it first if SIGTERM was not enough).
+            lock(&self.journal)
+                .heal(ids[0])
+                .map_err(|e| ChaosError::Apply {
+                    kind: FaultKind::Restart,
+                    message: format!("restarting {host}: {e}"),
+                })?;
+            done.push(host.clone());
+            if !self.wait_whole(stop).await {
+                tracing::warn!(node = %host, "cluster not whole again after restart");
+                return Ok(Applied {
+                    ids: Vec::new(),
+                    targets: done,
+                    detail: format!(
+                        "rolling restart stopped: cluster not whole {}s after restarting {host}",
+                        REJOIN_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+        }
+        Ok(Applied {
+            ids: Vec::new(),
+            detail: format!("rolling restart, order {}", order.join(",")),
+            targets: done,
+        })
+    }
+
+    /// Bus: every node answers and they agree on a leader. Redis: every server answers.
+    async fn wait_whole(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let deadline = Instant::now() + REJOIN_TIMEOUT;
+        while Instant::now() < deadline && !*stop.borrow() {
+            let whole = match self.target {
+                Target::Bus => crate::target::bus::leader(&self.endpoints).await.is_some(),
+                Target::Redis => {
+                    let mut all = true;
+                    for (name, addr) in &self.endpoints {
+                        all &= tokio::time::timeout(
+                            ROLE_TIMEOUT,
+                            crate::target::info(name, *addr, "replication"),
+                        )
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                    }
+                    all
+                }
+            };
+            if whole {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+}
+
+/// Heals everything still applied when dropped (the journal itself may live on in the
+/// panic hook, so its own drop would not run).
+struct HealOnDrop(Arc<Mutex<Journal>>);
+
+impl Drop for HealOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut journal) = self.0.try_lock() {
+            for r in journal.heal_all() {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "fault left applied");
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`; false when `stop` turned true first.
+async fn wait_until(at: Instant, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep_until(at) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+/// The blocked pairs of `mode`, relative to the roles now.
+fn build_partition(
+    mode: PartitionMode,
+    selector: &super::Selector,
+    roles: &Roles,
+    rng: &mut ChaCha8Rng,
+) -> Result<Partition, ChaosError> {
+    let nodes = &roles.nodes;
+    let others = |of: &[String]| -> Vec<String> {
+        nodes.iter().filter(|n| !of.contains(n)).cloned().collect()
+    };
+    let first = |rng: &mut ChaCha8Rng| -> Result<String, ChaosError> {
+        Ok(roles.resolve(selector, rng)?.remove(0))
+    };
+    let p = match mode {
+        PartitionMode::Halves => Partition::random_halves(nodes, rng),
+        PartitionMode::IsolateLeader => {
+            let leader = roles.leader_or_any(rng);
+            Partition::isolate(&leader, nodes)
+        }
+        PartitionMode::Isolate => {
+            let node = first(rng)?;
+            Partition::isolate(&node, nodes)
+        }
+        PartitionMode::MajoritiesRing => {
+            let mut ring = nodes.clone();
+            ring.shuffle(rng);
+            Partition::majorities_ring(&ring).map_err(|e| ChaosError::Apply {
+                kind: FaultKind::Partition,
+                message: e.to_string(),
+            })?
+        }
+        PartitionMode::Bridge => {
+            let mid = first(rng)?;
+            let mut rest = others(std::slice::from_ref(&mid));
+            rest.shuffle(rng);
+            let (a, b) = rest.split_at(rest.len() / 2);
+            Partition::bridge(a, &mid, b)
+        }
+        PartitionMode::OneWay => {
+            let from = roles.resolve(selector, rng)?;
+            Partition::one_way(&from, &others(&from))
+        }
+        PartitionMode::Client => Partition::client(&roles.resolve(selector, rng)?),
+    };
+    if p.is_empty() {
+        return Err(ChaosError::Apply {
+            kind: FaultKind::Partition,
+            message: format!("{mode} blocks nothing among {}", nodes.join(",")),
+        });
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles(n: usize, leader: &str) -> Roles {
+        Roles {
+            nodes: (1..=n).map(|i| format!("n{i}")).collect(),
+            leader: Some(leader.into()),
+        }
+    }
+
+    #[test]
+    fn partitions_follow_the_roles() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let r = roles(3, "n2");
+        let sel = super::super::Selector::Leader;
+        let p = build_partition(PartitionMode::IsolateLeader, &sel, &r, &mut rng).unwrap();
+        let n = |s: &str| Endpoint::host(s);
+        assert!(p.is_blocked(&n("n2"), &n("n1")) && p.is_blocked(&n("n3"), &n("n2")));
+        assert!(!p.is_blocked(&n("n1"), &n("n3")));
+        let p = build_partition(PartitionMode::OneWay, &sel, &r, &mut rng).unwrap();
+        assert!(p.is_blocked(&n("n2"), &n("n1")) && !p.is_blocked(&n("n1"), &n("n2")));
+        let p = build_partition(PartitionMode::Client, &sel, &r, &mut rng).unwrap();
+        assert!(p.is_blocked(&Endpoint::Client, &n("n2")));
+        let p = build_partition(PartitionMode::Bridge, &sel, &r, &mut rng).unwrap();
+        // The leader bridges n1 and n3.
+        assert!(p.is_blocked(&n("n1"), &n("n3")) && !p.is_blocked(&n("n1"), &n("n2")));
+        assert!(build_partition(PartitionMode::MajoritiesRing, &sel, &r, &mut rng).is_err());
+        let p = build_partition(PartitionMode::Halves, &sel, &r, &mut rng).unwrap();
+        assert_eq!(p.blocked().count(), 4);
+    }
+}
