@@ -49,6 +49,12 @@ pub enum Command {
         #[arg(long, default_value_t = raftbus_reports::DEFAULT_THRESHOLD)]
         threshold: f64,
     },
+    /// The newcomer's main job: a short chaos run of a 3-node bus and of Redis under the same
+    /// load and the same faults (a leader kill, a partition, a pause), then the report
+    Demo(DemoArgs),
+    /// Run a suite of bench and chaos scenarios that fits a time budget, compare with the
+    /// previous night under ROOT, write ROOT/index.html, ROOT/latest.md and JUnit XML
+    Nightly(NightlyArgs),
     /// Find every run under ROOT and write ROOT/index.html with trend charts
     Trend {
         /// A directory holding results directories (e.g. `results/`)
@@ -147,6 +153,41 @@ pub struct BenchArgs {
     pub debug_kill_subscribers_at: Option<Duration>,
 }
 
+/// Options of `raftbus demo`; the experiment itself is fixed (`harness/scenarios/demo.toml`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DemoArgs {
+    /// Results directory [default: results/<unix-time>-demo]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seed for the load and the fault targets [default: random, printed]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The raftbus-node binary [default: next to this executable]
+    #[arg(long, value_name = "PATH")]
+    pub node_bin: Option<PathBuf>,
+}
+
+/// Options of `raftbus nightly`.
+#[derive(Debug, Clone, Args)]
+pub struct NightlyArgs {
+    /// Wall-clock budget for the whole suite; durations are planned to fit it
+    #[arg(long, default_value = "20m", value_parser = parse_duration)]
+    pub budget: Duration,
+    /// Root of all nights: each night goes to ROOT/<date>/, the trend to ROOT/index.html
+    #[arg(long, value_name = "ROOT", default_value = "nightly-results")]
+    pub out: PathBuf,
+    /// Suite file [default: the shipped harness/suites/nightly.toml]
+    #[arg(long, value_name = "FILE")]
+    pub suite: Option<PathBuf>,
+    /// Relative worsening of p99 or throughput against the previous night that fails the
+    /// night with exit 4
+    #[arg(long, default_value_t = raftbus_reports::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+    /// The raftbus-node binary [default: next to this executable]
+    #[arg(long, value_name = "PATH")]
+    pub node_bin: Option<PathBuf>,
+}
+
 /// Options of `raftbus chaos`: everything `bench` takes, plus the nemesis.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ChaosArgs {
@@ -203,7 +244,10 @@ impl ChaosArgs {
 impl Command {
     /// Commands that start servers, and so run inside the lab (entered in `main`).
     pub fn uses_lab(&self) -> bool {
-        matches!(self, Command::Bench(_) | Command::Chaos(_))
+        matches!(
+            self,
+            Command::Bench(_) | Command::Chaos(_) | Command::Demo(_)
+        )
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::chaos::{ChaosError, Nemesis, NetworkFacilities, PeerProxies, PlanContext, Schedule};
 use crate::check::{check_file, CheckError, CheckOptions};
-use crate::cli::{BenchArgs, ChaosArgs, Cli, Command};
+use crate::cli::{BenchArgs, ChaosArgs, Cli, Command, DemoArgs, NightlyArgs};
 use crate::record::{self, Clock, RecordError, RecorderConfig};
 use crate::scenario::{Scenario, ScenarioError, TargetKind};
 use crate::target::{self, TargetError};
@@ -89,6 +89,8 @@ pub async fn run(cli: Cli, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
             let scenario = resolve_chaos_scenario(&args)?;
             bench(scenario, args.bench, lab, "chaos").await
         }
+        Command::Demo(args) => demo(args, lab).await,
+        Command::Nightly(args) => nightly(args),
         Command::Check { dir, max_examples } => check(&dir, max_examples),
         Command::Report { dir } => {
             let r = raftbus_reports::render_run(&dir)?;
@@ -112,6 +114,57 @@ pub async fn run(cli: Cli, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
                 eprintln!("skipped {}: {why}", dir.display());
             }
             Ok(exit::VALID)
+        }
+    }
+}
+
+/// The fixed experiment behind `raftbus demo`.
+const DEMO_SCENARIO: &str = include_str!("../scenarios/demo.toml");
+
+/// `raftbus demo`: the shipped demo scenario as a chaos run of the bus and Redis. Without
+/// redis-server it still runs the bus half and says how to add the Redis half.
+async fn demo(args: DemoArgs, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
+    let mut scenario = Scenario::from_toml(DEMO_SCENARIO, "harness/scenarios/demo.toml")?;
+    if target::redis::find_redis_server().is_err() {
+        scenario.target = TargetKind::Bus;
+        eprintln!(
+            "raftbus: redis-server is not on PATH, so the demo runs the bus half only; \
+             add the Redis half with: sudo apt-get install -y redis-server"
+        );
+    }
+    scenario.seed = Some(args.seed.unwrap_or_else(|| rand::random::<u64>() >> 1));
+    scenario.validate()?;
+    let bench_args = BenchArgs {
+        out: args.out,
+        node_bin: args.node_bin,
+        ..BenchArgs::default()
+    };
+    // The rerun command is a plain chaos run of the written scenario.
+    bench(scenario, bench_args, lab, "chaos").await
+}
+
+/// `raftbus nightly`: each scenario runs as a child `raftbus` process (its own lab).
+fn nightly(args: NightlyArgs) -> Result<u8, RunError> {
+    let exe = std::env::current_exe().map_err(io_err("find the raftbus executable"))?;
+    let mut opts = crate::nightly::NightlyOptions::new(args.budget, args.out, exe);
+    opts.suite = args.suite;
+    opts.threshold = args.threshold;
+    opts.node_bin = args.node_bin;
+    let outcome = tokio::task::block_in_place(|| {
+        crate::nightly::run_nightly(&opts, &mut |line| eprintln!("nightly: {line}"))
+    });
+    match outcome {
+        Ok(o) => {
+            println!("junit   {}", o.junit_path.display());
+            println!("latest  {}", o.latest_path.display());
+            if let Some(index) = &o.index_path {
+                println!("index   {}", index.display());
+            }
+            Ok(o.exit_code)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(e.exit_code())
         }
     }
 }
