@@ -453,13 +453,15 @@ impl Router {
                 return;
             }
         };
+        // The leader batches forwarded appends itself; holding the slot while its reply
+        // is outstanding would stall every later write behind a leader that just died.
+        drop(permit);
         for op in &mut ops {
             op.maybe_sent = true;
         }
         let retry = self.clone_for_retry();
         tokio::spawn(async move {
             let reply = waiting.await;
-            drop(permit);
             match reply {
                 Ok(PeerResponse::Forwarded(results)) if results.len() == ops.len() => {
                     let mut again = Vec::new();
