@@ -123,7 +123,7 @@ impl Default for NodeSettings {
             write_timeout_ms: 5_000,
             requirepass: None,
             max_pipeline: 10_000,
-            max_inflight_batches: 4,
+            max_inflight_batches: 2,
         }
     }
 }
