@@ -124,14 +124,22 @@ async fn a_node_with_the_wrong_cluster_secret_is_refused() -> anyhow::Result<()>
             .query_async(&mut c)
             .await?;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
     // The outsider never receives entries: its peers refuse its connections and it
-    // refuses theirs.
+    // refuses theirs, and both sides log why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = [&cluster.nodes[leader].log, &cluster.nodes[outsider].log]
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default());
+        if logs.iter().any(|l| l.contains("cluster secret")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no node logged the refusal:\n{}",
+            cluster.log_tails()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(xrange(&cluster, outsider, "s").await?.is_empty());
-    let log = std::fs::read_to_string(&cluster.nodes[leader].log)?;
-    assert!(
-        log.contains("cluster secret"),
-        "leader log mentions the refusal:\n{log}"
-    );
     Ok(())
 }
