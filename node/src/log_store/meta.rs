@@ -3,18 +3,18 @@
 //! Written atomically: a temp file is written and fsync'ed, renamed over `meta.json`, and the
 //! directory is fsync'ed, so a crash leaves either the old or the new file, never a mix.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::durable_file;
 use crate::types::{LogId, Vote};
 
 use super::LogStoreError;
 
 pub(super) const META_FILE: &str = "meta.json";
-pub(super) const META_TMP_FILE: &str = "meta.json.tmp";
 const META_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub(super) struct Meta {
 /// Loads `meta.json`, or the default when it does not exist. A leftover temp file from a crash
 /// during a write is removed: the rename never happened, so `meta.json` is the current state.
 pub(super) fn load(dir: &Path) -> Result<Meta, LogStoreError> {
-    let tmp = dir.join(META_TMP_FILE);
+    let tmp = durable_file::temp_path(&dir.join(META_FILE));
     match fs::remove_file(&tmp) {
         Ok(()) => tracing::warn!(path = %tmp.display(), "removed leftover temp meta file"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -65,16 +65,7 @@ pub(super) fn store(dir: &Path, meta: &Meta) -> io::Result<()> {
         version: META_VERSION,
         ..meta.clone()
     })?;
-    let tmp = dir.join(META_TMP_FILE);
-    let mut file = File::create(&tmp)?;
-    file.write_all(&data)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, dir.join(META_FILE))?;
-    sync_dir(dir)
+    durable_file::write_atomic(&dir.join(META_FILE), &data)
 }
 
-/// Makes file creations, renames and deletions in `dir` durable.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub(super) use crate::durable_file::sync_dir;

@@ -471,11 +471,15 @@ async fn vote_and_committed_survive_reopen() {
         assert_eq!(store.read_vote().await.unwrap(), Some(vote));
     }
     // A crash while writing the meta file leaves a temp file behind.
-    fs::write(tmp.path().join(meta::META_TMP_FILE), b"{\"half").unwrap();
+    fs::write(
+        crate::durable_file::temp_path(&tmp.path().join(meta::META_FILE)),
+        b"{\"half",
+    )
+    .unwrap();
     let mut store = LogStore::open(tmp.path()).unwrap();
     assert_eq!(store.read_vote().await.unwrap(), Some(vote));
     assert_eq!(store.read_committed().await.unwrap(), Some(log_id(7, 4)));
-    assert!(!tmp.path().join(meta::META_TMP_FILE).exists());
+    assert!(!crate::durable_file::temp_path(&tmp.path().join(meta::META_FILE)).exists());
 }
 
 #[tokio::test]
