@@ -97,13 +97,7 @@ impl ComparisonBars {
                     Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(ctx.palette.grid)
-            .label_font(ctx.font(13.0))
-            .draw()?;
+        ctx.legend(&mut chart, SeriesLabelPosition::UpperLeft, 13.0)?;
         Ok(())
     }
 
@@ -173,13 +167,7 @@ impl ComparisonBars {
                 ctx.font(13.0),
             )))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(ctx.palette.grid)
-            .label_font(ctx.font(13.0))
-            .draw()?;
+        ctx.legend(&mut chart, SeriesLabelPosition::UpperRight, 13.0)?;
         Ok(())
     }
 }

@@ -86,13 +86,7 @@ impl LatencyOverTime<'_> {
                 series_name,
             )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(ctx.palette.grid)
-            .label_font(ctx.font(13.0))
-            .draw()?;
+        ctx.legend(&mut chart, SeriesLabelPosition::UpperRight, 13.0)?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::types::RangedCoordf64;
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
@@ -126,6 +126,28 @@ impl PlotContext {
 
     pub fn font(&self, size: f64) -> TextStyle<'static> {
         TextStyle::from((FONT_FAMILY, size).into_font()).color(&TEXT_COLOUR)
+    }
+
+    /// Draws a chart's series legend in the shared style.
+    pub fn legend<'a, DB, CT>(
+        &self,
+        chart: &mut ChartContext<'a, DB, CT>,
+        position: SeriesLabelPosition,
+        font_size: f64,
+    ) -> DrawResult
+    where
+        DB: DrawingBackend + 'a,
+        DB::ErrorType: 'static,
+        CT: CoordTranslate,
+    {
+        chart
+            .configure_series_labels()
+            .position(position)
+            .background_style(WHITE.mix(0.9))
+            .border_style(self.palette.grid)
+            .label_font(self.font(font_size))
+            .draw()?;
+        Ok(())
     }
 }
 

@@ -142,13 +142,7 @@ impl Chart for PercentileSpectrum {
                 &s.label,
             )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(ctx.palette.grid)
-            .label_font(ctx.font(13.0))
-            .draw()?;
+        ctx.legend(&mut chart, SeriesLabelPosition::UpperLeft, 13.0)?;
         Ok(())
     }
 }

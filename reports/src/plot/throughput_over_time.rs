@@ -110,13 +110,7 @@ impl Chart for ThroughputOverTime<'_> {
                 name,
             )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(ctx.palette.grid)
-            .label_font(ctx.font(13.0))
-            .draw()?;
+        ctx.legend(&mut chart, SeriesLabelPosition::LowerRight, 13.0)?;
         Ok(())
     }
 }

@@ -94,12 +94,7 @@ impl Chart for TrendLines {
                     }),
             )?;
         }
-        lat.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(ctx.palette.grid)
-            .label_font(ctx.font(12.0))
-            .draw()?;
+        ctx.legend(&mut lat, SeriesLabelPosition::LowerRight, 12.0)?;
 
         let peak = self.points.iter().map(|p| p.throughput).fold(0.0, f64::max);
         let mut tp = ChartBuilder::on(&right)
