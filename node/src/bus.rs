@@ -274,6 +274,7 @@ impl Bus {
 /// proposals are in flight (group commit), proposes them here when this node leads, and
 /// forwards them to the leader otherwise. Appends that certainly were not proposed are
 /// retried until their deadline.
+#[derive(Clone)]
 struct Router {
     id: NodeId,
     raft: Raft,
@@ -366,7 +367,7 @@ impl Router {
         for op in &mut ops {
             op.maybe_sent = true;
         }
-        let queue_retry = self.clone_for_retry();
+        let queue_retry = self.clone();
         // A proposal on a deposed or cut-off leader may stay unresolved for as long as the
         // fault lasts; past the latest deadline its appends are answered "unknown" and its
         // in-flight slot is freed so later writes are not stuck behind it.
@@ -459,7 +460,7 @@ impl Router {
         for op in &mut ops {
             op.maybe_sent = true;
         }
-        let retry = self.clone_for_retry();
+        let retry = self.clone();
         tokio::spawn(async move {
             let reply = waiting.await;
             match reply {
@@ -492,15 +493,5 @@ impl Router {
                 }
             }
         });
-    }
-
-    /// A handle that can put appends back on the queue from a spawned task.
-    fn clone_for_retry(&self) -> Router {
-        Router {
-            id: self.id,
-            raft: self.raft.clone(),
-            peers: self.peers.clone(),
-            queue: self.queue.clone(),
-        }
     }
 }
