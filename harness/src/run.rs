@@ -132,8 +132,8 @@ async fn demo(args: DemoArgs, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
              add the Redis half with: sudo apt-get install -y redis-server"
         );
     }
-    scenario.seed = Some(args.seed.unwrap_or_else(|| rand::random::<u64>() >> 1));
-    scenario.validate()?;
+    scenario.seed = args.seed;
+    let scenario = validated_with_seed(scenario)?;
     let bench_args = BenchArgs {
         out: args.out,
         node_bin: args.node_bin,
@@ -178,28 +178,29 @@ fn unix_now() -> u64 {
 
 /// Flags over the scenario file over defaults, validated, with a seed.
 pub fn resolve_scenario(args: &BenchArgs) -> Result<Scenario, RunError> {
-    let base = match &args.scenario {
-        Some(path) => Scenario::load(path)?,
-        None => Scenario::default(),
-    };
-    let mut s = args.apply(base);
-    s.validate()?;
-    if s.seed.is_none() {
-        // TOML integers are signed 64-bit: seeds stay below 2^63.
-        s.seed = Some(rand::random::<u64>() >> 1);
-    }
-    Ok(s)
+    let base = base_scenario(args.scenario.as_deref())?;
+    validated_with_seed(args.apply(base))
 }
 
 /// Like [`resolve_scenario`], with the nemesis flags of `raftbus chaos`.
 pub fn resolve_chaos_scenario(args: &ChaosArgs) -> Result<Scenario, RunError> {
-    let base = match &args.bench.scenario {
+    let base = base_scenario(args.bench.scenario.as_deref())?;
+    validated_with_seed(args.apply(base))
+}
+
+/// The scenario file, or the defaults when none is given.
+fn base_scenario(path: Option<&Path>) -> Result<Scenario, RunError> {
+    Ok(match path {
         Some(path) => Scenario::load(path)?,
         None => Scenario::default(),
-    };
-    let mut s = args.apply(base);
+    })
+}
+
+/// Validates `s` and gives it a random seed when it has none.
+fn validated_with_seed(mut s: Scenario) -> Result<Scenario, RunError> {
     s.validate()?;
     if s.seed.is_none() {
+        // TOML integers are signed 64-bit: seeds stay below 2^63.
         s.seed = Some(rand::random::<u64>() >> 1);
     }
     Ok(s)
