@@ -30,7 +30,7 @@ fn apply(c: &mut Criterion) {
     };
     let (mut sm, shared) = StateMachine::open(dir.path(), retention, 1 << 16).unwrap();
     // A subscriber is attached, as on a node serving pub/sub.
-    let _rx = shared.subscribe();
+    let (_rx, _) = shared.subscribe_at();
     let mut next = 1u64;
     let mut group = c.benchmark_group("state_machine");
     for size in [1u64, 100] {

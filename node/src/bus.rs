@@ -27,6 +27,12 @@ pub enum WriteError {
     Unknown(String),
 }
 
+/// Why this node could not learn the cluster's commit point (no leader reachable, or the
+/// leader could not confirm its leadership with a quorum in time). Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("TRYAGAIN {0}")]
+pub struct ReadIndexError(pub String);
+
 /// Where a queued append came from, which decides what may be done with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -76,6 +82,7 @@ pub struct Bus {
     pub settings: Arc<NodeSettings>,
     pub server_stats: Arc<ServerStats>,
     log: LogStore,
+    peers: Peers,
     queue: mpsc::UnboundedSender<Op>,
 }
 
@@ -102,7 +109,7 @@ impl Bus {
         let router = Router {
             id,
             raft: raft.clone(),
-            peers,
+            peers: peers.clone(),
             queue: queue.clone(),
         };
         tokio::spawn(router.run(rx, inflight, shutdown));
@@ -113,7 +120,64 @@ impl Bus {
             settings,
             server_stats: Arc::default(),
             log,
+            peers,
             queue,
+        }
+    }
+
+    /// The cluster's read index: a log index at or after every entry committed anywhere
+    /// before this call, confirmed by the leader with a quorum (asked over the peer
+    /// network when this node follows). Retried while no leader answers, until `deadline`.
+    pub async fn read_index(&self, deadline: Instant) -> Result<u64, ReadIndexError> {
+        let mut last = String::from("no leader elected");
+        loop {
+            let attempt = async {
+                match self.leader() {
+                    None => Err(String::from("no leader elected")),
+                    Some(leader) if leader == self.id => self
+                        .raft
+                        .get_read_log_id()
+                        .await
+                        .map(|(read, _)| read.map_or(0, |l| l.index))
+                        .map_err(|e| e.to_string()),
+                    Some(leader) => {
+                        let peer = self
+                            .peers
+                            .get(leader)
+                            .ok_or_else(|| format!("leader {leader} is not a known peer"))?;
+                        let timeout = deadline.saturating_duration_since(Instant::now());
+                        match peer.call(PeerRequest::ReadIndex, timeout).await {
+                            Ok(PeerResponse::ReadIndex(result)) => result,
+                            Ok(_) => Err(format!("unexpected read-index reply from {leader}")),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                }
+            };
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(index)) => return Ok(index),
+                Ok(Err(reason)) => last = reason,
+                Err(_) => {}
+            }
+            if Instant::now() + RETRY_DELAY >= deadline {
+                return Err(ReadIndexError(format!(
+                    "the cluster's commit point could not be confirmed: {last}"
+                )));
+            }
+            tokio::time::sleep(RETRY_DELAY).await;
+        }
+    }
+
+    /// Waits until this node has applied everything committed in the cluster before the
+    /// call: the read index, then the local apply up to it. Returns the read index.
+    pub async fn catch_up(&self, deadline: Instant) -> Result<u64, ReadIndexError> {
+        let index = self.read_index(deadline).await?;
+        match tokio::time::timeout_at(deadline, self.state.wait_applied(index)).await {
+            Ok(()) => Ok(index),
+            Err(_) => Err(ReadIndexError(format!(
+                "this node has applied {} of the cluster's {index} entries and is still catching up",
+                self.state.applied_index()
+            ))),
         }
     }
 

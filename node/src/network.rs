@@ -47,6 +47,9 @@ pub enum PeerRequest {
     /// Client appends that arrived at a follower, to be proposed by the leader in this
     /// order.
     Forward(Vec<Append>),
+    /// A follower asks the leader for the cluster's read index (the log index up to which
+    /// everything committed so far lies), confirmed by a quorum.
+    ReadIndex,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +63,8 @@ pub enum PeerResponse {
     ),
     /// One result per forwarded append, in order: its offset, or why it was not stored.
     Forwarded(Vec<Result<u64, ForwardError>>),
+    /// The leader's read index, or why it could not confirm one (e.g. not the leader).
+    ReadIndex(Result<u64, String>),
 }
 
 /// Why a forwarded write was not acknowledged.
@@ -631,6 +636,12 @@ async fn handle(raft: &Raft, req: PeerRequest) -> PeerResponse {
             PeerResponse::InstallSnapshot(raft.install_snapshot(r).await)
         }
         PeerRequest::Forward(_) => PeerResponse::Refused("forwards are queued, not handled".into()),
+        PeerRequest::ReadIndex => PeerResponse::ReadIndex(
+            raft.get_read_log_id()
+                .await
+                .map(|(read, _)| read.map_or(0, |l| l.index))
+                .map_err(|e| e.to_string()),
+        ),
     }
 }
 

@@ -6,10 +6,27 @@
 //! from this node's applied state. A subscriber that falls more than
 //! `subscriber_backlog` entries behind is disconnected (logged) instead of buffering
 //! without bound.
+//!
+//! # Where a subscription starts
+//!
+//! `SUBSCRIBE` takes effect at a point in the log, not at whatever this node happens to be
+//! re-applying: the node first learns the cluster's read index from the leader (everything
+//! committed anywhere before the command lies at or below it), waits until it has applied
+//! that far itself, and only then registers the channel and confirms. From the
+//! confirmation on, the subscriber receives every entry this node applies, once, in log
+//! order. So a node that is replaying its log after a restart, installing a snapshot or
+//! catching up after a partition delays the confirmation until it has caught up, and never
+//! replays old entries into a new subscription. If no leader confirms a read index within
+//! the write timeout (the node is cut off, or no leader is elected), the command gets
+//! `-TRYAGAIN` and nothing is subscribed. `XREAD ... $` is fixed the same way: `$` is the
+//! channel's last entry at the cluster's read index, not this replica's.
+//!
+//! Entries that retention trimmed before this node saw them (it caught up by snapshot)
+//! cannot be delivered; their subscribers are disconnected with the same "lagged" reason
+//! as a slow subscriber, so the gap is visible to them.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -21,14 +38,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, ReadIndexError};
 use crate::command::{
     ClientCommand, Command, CommandError, CommandSubcommand, Hello, StreamId, TrimStrategy, XAdd,
     XAddId, XRange, XRead, XReadId, COMMANDS,
 };
 use crate::resp::{encode, Frame, Limits, Protocol, RequestDecoder};
 use crate::shutdown::Shutdown;
-use crate::state_machine::{Committed, SharedState, StreamEntry};
+use crate::state_machine::{ChannelEvent, Committed, SharedState, StreamEntry};
 use crate::types::Append;
 
 /// The version string clients see in HELLO and INFO; clients gate features on it.
@@ -75,11 +92,27 @@ pub async fn serve(listener: TcpListener, bus: Bus, mut shutdown: Shutdown) {
     }
 }
 
-/// What to do after a reply is written.
+/// What to do when a reply's turn comes.
 enum Reply {
     Frame(Frame),
     Close(Frame),
+    /// Register the subscriptions, then confirm them; `Err`: this node could not catch up
+    /// with the cluster in time, nothing is subscribed.
+    Subscribe {
+        names: Vec<Bytes>,
+        pattern: bool,
+        ready: Result<(), ReadIndexError>,
+    },
+    /// Leave these subscriptions (all of the kind when empty), then confirm.
+    Unsubscribe {
+        names: Vec<Bytes>,
+        pattern: bool,
+    },
 }
+
+/// Subscribed channels or patterns, each with the applied index it took effect at: it
+/// receives announcements after that index only.
+type Subscriptions = BTreeMap<Bytes, u64>;
 
 struct Connection {
     id: u64,
@@ -92,8 +125,8 @@ struct Connection {
     proto: Protocol,
     name: Option<Bytes>,
     authenticated: bool,
-    channels: BTreeSet<Bytes>,
-    patterns: BTreeSet<Bytes>,
+    channels: Subscriptions,
+    patterns: Subscriptions,
     feed: Option<broadcast::Receiver<Committed>>,
     pending: FuturesOrdered<BoxFuture<'static, Reply>>,
 }
@@ -118,8 +151,8 @@ impl Connection {
             proto: Protocol::Resp2,
             name: None,
             authenticated,
-            channels: BTreeSet::new(),
-            patterns: BTreeSet::new(),
+            channels: Subscriptions::new(),
+            patterns: Subscriptions::new(),
             feed: None,
             pending: FuturesOrdered::new(),
         }
@@ -190,7 +223,7 @@ impl Connection {
                 }
                 committed = recv_feed(&mut self.feed) => {
                     match committed {
-                        Ok(c) => self.push_message(&c),
+                        Ok(c) => self.push_message(&c)?,
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             self.bus.server_stats.slow_subscribers_dropped.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(
@@ -230,6 +263,21 @@ impl Connection {
             Reply::Close(f) => {
                 encode(&f, self.proto, &mut self.out);
                 true
+            }
+            Reply::Subscribe {
+                names,
+                pattern,
+                ready,
+            } => {
+                match ready {
+                    Ok(()) => self.register(names, pattern),
+                    Err(e) => encode(&Frame::Error(e.to_string()), self.proto, &mut self.out),
+                }
+                false
+            }
+            Reply::Unsubscribe { names, pattern } => {
+                self.leave(names, pattern);
+                false
             }
         }
     }
@@ -300,7 +348,7 @@ impl Connection {
                 Err(f) => f,
             },
             Command::XRead(x) => {
-                let fut = xread(self.bus.state.clone(), x, self.proto);
+                let fut = xread(self.bus.clone(), x, self.proto);
                 self.pending.push_back(fut.map(Reply::Frame).boxed());
                 return None;
             }
@@ -467,29 +515,64 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues the subscription behind earlier replies; it takes effect once this node has
+    /// caught up with the cluster (see the module docs).
     fn subscribe(&mut self, names: Vec<Bytes>, pattern: bool) -> Option<Reply> {
-        if self.feed.is_none() {
-            self.feed = Some(self.bus.state.subscribe());
-        }
-        let kind: &'static [u8] = if pattern { b"psubscribe" } else { b"subscribe" };
-        for name in names {
-            if pattern {
-                self.patterns.insert(name.clone());
-            } else {
-                self.channels.insert(name.clone());
+        let bus = self.bus.clone();
+        let deadline = tokio::time::Instant::now() + bus.settings.write_timeout();
+        let fut = async move {
+            let ready = bus.catch_up(deadline).await.map(|_| ());
+            if let Err(e) = &ready {
+                tracing::info!(%e, "subscription refused");
             }
-            let count = (self.channels.len() + self.patterns.len()) as i64;
-            let frame = Frame::Push(vec![
-                Frame::bulk(Bytes::from_static(kind)),
-                Frame::Bulk(name),
-                Frame::Integer(count),
-            ]);
-            self.queue(Reply::Frame(frame));
-        }
+            Reply::Subscribe {
+                names,
+                pattern,
+                ready,
+            }
+        };
+        self.pending.push_back(fut.boxed());
         None
     }
 
     fn unsubscribe(&mut self, names: Vec<Bytes>, pattern: bool) -> Option<Reply> {
+        Some(Reply::Unsubscribe { names, pattern })
+    }
+
+    fn confirm(&mut self, kind: &'static [u8], name: Frame) {
+        let count = (self.channels.len() + self.patterns.len()) as i64;
+        let frame = Frame::Push(vec![
+            Frame::bulk(Bytes::from_static(kind)),
+            name,
+            Frame::Integer(count),
+        ]);
+        encode(&frame, self.proto, &mut self.out);
+    }
+
+    /// Registers subscriptions at this node's applied index and confirms each.
+    fn register(&mut self, names: Vec<Bytes>, pattern: bool) {
+        let start = match &self.feed {
+            Some(_) => self.bus.state.applied_index(),
+            None => {
+                let (rx, at) = self.bus.state.subscribe_at();
+                self.feed = Some(rx);
+                at
+            }
+        };
+        let kind: &'static [u8] = if pattern { b"psubscribe" } else { b"subscribe" };
+        for name in names {
+            let set = if pattern {
+                &mut self.patterns
+            } else {
+                &mut self.channels
+            };
+            // Already subscribed: Redis confirms again; the subscription keeps its start.
+            set.entry(name.clone()).or_insert(start);
+            self.confirm(kind, Frame::Bulk(name));
+        }
+    }
+
+    fn leave(&mut self, names: Vec<Bytes>, pattern: bool) {
         let kind: &'static [u8] = if pattern {
             b"punsubscribe"
         } else {
@@ -501,18 +584,13 @@ impl Connection {
             &mut self.channels
         };
         let names: Vec<Bytes> = if names.is_empty() {
-            std::mem::take(set).into_iter().collect()
+            std::mem::take(set).into_keys().collect()
         } else {
             names
         };
         if names.is_empty() {
             // Nothing to leave: Redis still answers with one reply and a null name.
-            let count = (self.channels.len() + self.patterns.len()) as i64;
-            self.queue(Reply::Frame(Frame::Push(vec![
-                Frame::bulk(Bytes::from_static(kind)),
-                Frame::Null,
-                Frame::Integer(count),
-            ])));
+            self.confirm(kind, Frame::Null);
         }
         for name in names {
             if pattern {
@@ -520,24 +598,49 @@ impl Connection {
             } else {
                 self.channels.remove(&name);
             }
-            let count = (self.channels.len() + self.patterns.len()) as i64;
-            self.queue(Reply::Frame(Frame::Push(vec![
-                Frame::bulk(Bytes::from_static(kind)),
-                Frame::Bulk(name),
-                Frame::Integer(count),
-            ])));
+            self.confirm(kind, Frame::Bulk(name));
         }
         if !self.subscribed() {
             self.feed = None;
         }
-        None
     }
 
-    /// Hands a committed entry to this subscriber if it wants it.
-    fn push_message(&mut self, c: &Committed) {
+    /// Hands an announcement to this subscriber if one of its subscriptions wants it;
+    /// fails (and the connection closes) when entries it should get were trimmed away.
+    fn push_message(&mut self, c: &Committed) -> Result<(), String> {
         let channel = c.channel.as_bytes();
-        let payload = message_payload(&c.entry);
-        if self.channels.contains(channel) {
+        let wants_channel = self.channels.get(channel).is_some_and(|s| c.index > *s);
+        let patterns: Vec<Bytes> = self
+            .patterns
+            .iter()
+            .filter(|(p, s)| c.index > **s && glob_match(p, channel))
+            .map(|(p, _)| p.clone())
+            .collect();
+        if !wants_channel && patterns.is_empty() {
+            return Ok(());
+        }
+        let entry = match &c.event {
+            ChannelEvent::Entry(e) => e,
+            ChannelEvent::Trimmed { first, last } => {
+                self.bus
+                    .server_stats
+                    .slow_subscribers_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    conn = self.id,
+                    channel = %c.channel,
+                    first,
+                    last,
+                    "disconnecting subscriber: entries were trimmed before this node could deliver them"
+                );
+                return Err(format!(
+                    "subscriber lagged: entries {first}..{last} of {} were trimmed before delivery",
+                    c.channel
+                ));
+            }
+        };
+        let payload = message_payload(entry);
+        if wants_channel {
             let frame = Frame::Push(vec![
                 Frame::bulk(Bytes::from_static(b"message")),
                 Frame::Bulk(Bytes::copy_from_slice(channel)),
@@ -545,17 +648,16 @@ impl Connection {
             ]);
             encode(&frame, self.proto, &mut self.out);
         }
-        for pattern in &self.patterns {
-            if glob_match(pattern, channel) {
-                let frame = Frame::Push(vec![
-                    Frame::bulk(Bytes::from_static(b"pmessage")),
-                    Frame::Bulk(pattern.clone()),
-                    Frame::Bulk(Bytes::copy_from_slice(channel)),
-                    Frame::Bulk(payload.clone()),
-                ]);
-                encode(&frame, self.proto, &mut self.out);
-            }
+        for pattern in patterns {
+            let frame = Frame::Push(vec![
+                Frame::bulk(Bytes::from_static(b"pmessage")),
+                Frame::Bulk(pattern),
+                Frame::Bulk(Bytes::copy_from_slice(channel)),
+                Frame::Bulk(payload.clone()),
+            ]);
+            encode(&frame, self.proto, &mut self.out);
         }
+        Ok(())
     }
 }
 
@@ -627,8 +729,16 @@ fn xrange(state: &SharedState, r: &XRange) -> Frame {
 }
 
 /// XREAD: entries after the given ids; with BLOCK, waits until one stream has some.
-async fn xread(state: Arc<SharedState>, x: XRead, proto: Protocol) -> Frame {
-    // `$` means "after what exists now", fixed at the time of the call.
+async fn xread(bus: Bus, x: XRead, proto: Protocol) -> Frame {
+    let state = &bus.state;
+    // `$` means "after what the cluster has committed now", fixed at the time of the call:
+    // a replica that is behind first catches up, so `$` is never an old position.
+    if x.streams.iter().any(|(_, id)| *id == XReadId::Last) {
+        let deadline = tokio::time::Instant::now() + bus.settings.write_timeout();
+        if let Err(e) = bus.catch_up(deadline).await {
+            return Frame::Error(e.to_string());
+        }
+    }
     let streams: Vec<(String, u64)> = x
         .streams
         .iter()

@@ -68,11 +68,28 @@ impl StreamEntry {
     }
 }
 
-/// A committed entry announced to local subscribers.
+/// What this node announces to its subscribers, in the order it applies the log.
+///
+/// Announcements are sent while the state lock is held, so a receiver taken together with
+/// the applied index ([`SharedState::subscribe_at`]) gets exactly the announcements of
+/// everything applied after that index: nothing earlier, nothing twice.
 #[derive(Debug, Clone)]
 pub struct Committed {
+    /// The Raft log index this node applied it at; for entries that arrived in a snapshot,
+    /// the snapshot's last index.
+    pub index: u64,
     pub channel: Arc<str>,
-    pub entry: StreamEntry,
+    pub event: ChannelEvent,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelEvent {
+    /// A new entry of the channel.
+    Entry(StreamEntry),
+    /// Entries `first..=last` of the channel were committed but trimmed (retention,
+    /// MAXLEN) before this node saw them: it caught up by snapshot and cannot deliver
+    /// them. Subscribers of the channel must be told, not silently skipped.
+    Trimmed { first: u64, last: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -131,10 +148,29 @@ impl SharedState {
         })
     }
 
-    /// A receiver of every entry applied from now on, in log order. A receiver that falls
-    /// behind by more than the fan-out capacity gets `Lagged` and must be disconnected.
-    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
-        self.committed_tx.subscribe()
+    /// A receiver of every announcement after the applied index returned with it, in log
+    /// order. A receiver that falls behind by more than the fan-out capacity gets `Lagged`
+    /// and must be disconnected.
+    pub fn subscribe_at(&self) -> (broadcast::Receiver<Committed>, u64) {
+        // Under the lock that apply holds while it announces: the pair is consistent.
+        let state = self.state.read().expect("state lock poisoned");
+        (self.committed_tx.subscribe(), index_of(state.last_applied))
+    }
+
+    /// The index of the last applied log entry (0 before any).
+    pub fn applied_index(&self) -> u64 {
+        index_of(self.state.read().expect("state lock poisoned").last_applied)
+    }
+
+    /// Waits until this node has applied at least `index`.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut applied = self.applied_watch();
+        while self.applied_index() < index {
+            if applied.changed().await.is_err() {
+                // The state machine is gone (shutdown): nothing more will be applied.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Changes whenever new entries were applied.
@@ -255,12 +291,56 @@ struct StoredSnapshot {
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 
+fn index_of(log_id: Option<LogId>) -> u64 {
+    log_id.map_or(0, |l| l.index)
+}
+
+/// The snapshot file on disk, shared by snapshot builds and installs, which openraft may
+/// run at the same time: whoever holds the lock writes, and only a newer snapshot replaces
+/// the file (a slow build must not put older state back over an installed snapshot after
+/// the log was purged).
+#[derive(Debug, Default)]
+struct SnapshotFile {
+    /// The last log id of the snapshot in the file (`None`: no file yet).
+    last_log_id: Option<LogId>,
+}
+
+type SnapshotSlot = Arc<tokio::sync::Mutex<SnapshotFile>>;
+
+/// Writes `stored` as the snapshot file unless the file already holds a snapshot at least
+/// as new. Returns whether it was written.
+async fn store_snapshot(
+    slot: &SnapshotSlot,
+    dir: &Path,
+    stored: &StoredSnapshot,
+) -> Result<bool, StorageError> {
+    let mut file = slot.lock().await;
+    if file.last_log_id.is_some() && file.last_log_id >= stored.meta.last_log_id {
+        return Ok(false);
+    }
+    let bytes = bincode::serialize(stored).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
+    let path = dir.join(SNAPSHOT_FILE);
+    tokio::task::spawn_blocking(move || durable_file::write_atomic(&path, &bytes))
+        .await
+        .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?
+        .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
+    file.last_log_id = stored.meta.last_log_id;
+    Ok(true)
+}
+
+/// Test hook: a snapshot build waits here after serializing, before it stores the file.
+#[cfg(test)]
+type BuildGate = Option<Arc<tokio::sync::Semaphore>>;
+
 /// The state machine given to openraft.
 pub struct StateMachine {
     shared: Arc<SharedState>,
     retention: Retention,
     dir: PathBuf,
     snapshot_seq: u64,
+    snapshot_file: SnapshotSlot,
+    #[cfg(test)]
+    build_gate: BuildGate,
 }
 
 fn io_err(e: impl std::fmt::Display, verb: openraft::ErrorVerb) -> StorageError {
@@ -281,13 +361,21 @@ impl StateMachine {
     ) -> Result<(Self, Arc<SharedState>), StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
         let shared = SharedState::new(fanout_capacity);
+        durable_file::remove_temps(&dir.join(SNAPSHOT_FILE))
+            .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
         let mut sm = StateMachine {
             shared: shared.clone(),
             retention,
             dir: dir.to_path_buf(),
             snapshot_seq: 0,
+            snapshot_file: SnapshotSlot::default(),
+            #[cfg(test)]
+            build_gate: None,
         };
         if let Some(stored) = sm.read_snapshot_file()? {
+            sm.snapshot_file = Arc::new(tokio::sync::Mutex::new(SnapshotFile {
+                last_log_id: stored.meta.last_log_id,
+            }));
             sm.restore(&stored.data, false)?;
             tracing::info!(
                 last_applied = ?stored.meta.last_log_id,
@@ -308,66 +396,67 @@ impl StateMachine {
         }
     }
 
-    fn write_snapshot_file(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let bytes =
-            bincode::serialize(stored).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
-        durable_file::write_atomic(&self.dir.join(SNAPSHOT_FILE), &bytes)
-            .map_err(|e| io_err(e, openraft::ErrorVerb::Write))
-    }
-
-    /// Replaces the whole state with a snapshot body. With `announce`, entries that are new
-    /// to this node are handed to local subscribers, so a node catching up by snapshot
-    /// still delivers every entry in order.
+    /// Replaces the whole state with a snapshot body. With `announce`, what is new to this
+    /// node is handed to local subscribers: entries it had not applied, in offset order per
+    /// channel, and a [`ChannelEvent::Trimmed`] for those the snapshot no longer holds.
     fn restore(&mut self, data: &[u8], announce: bool) -> Result<(), StorageError> {
         let body: SnapshotBody =
             bincode::deserialize(data).map_err(|e| io_err(e, openraft::ErrorVerb::Read))?;
-        let mut fresh = Vec::new();
-        {
-            let mut state = self.shared.state.write().expect("state lock poisoned");
-            let mut channels = BTreeMap::new();
-            for ch in body.channels {
-                let name: Arc<str> = Arc::from(ch.name.as_str());
-                let known = state.channels.get(&name).map_or(0, |c| c.last_offset);
-                let mut channel = Channel {
-                    last_offset: ch.last_offset,
-                    ..Channel::default()
-                };
-                for (offset, fields) in ch.entries {
-                    let entry = StreamEntry {
-                        offset,
-                        fields: Arc::new(fields),
-                    };
-                    channel.bytes += entry.bytes();
-                    if announce && offset > known {
-                        fresh.push(Committed {
-                            channel: name.clone(),
-                            entry: entry.clone(),
-                        });
-                    }
-                    channel.entries.push_back(entry);
-                }
-                channels.insert(name, channel);
+        let index = index_of(body.last_applied);
+        let mut state = self.shared.state.write().expect("state lock poisoned");
+        let mut channels = BTreeMap::new();
+        for ch in body.channels {
+            let name: Arc<str> = Arc::from(ch.name.as_str());
+            let known = state.channels.get(&name).map_or(0, |c| c.last_offset);
+            let mut channel = Channel {
+                last_offset: ch.last_offset,
+                ..Channel::default()
+            };
+            let first_retained = ch.entries.first().map_or(ch.last_offset + 1, |e| e.0);
+            if announce && first_retained > known + 1 && ch.last_offset > known {
+                let _ = self.shared.committed_tx.send(Committed {
+                    index,
+                    channel: name.clone(),
+                    event: ChannelEvent::Trimmed {
+                        first: known + 1,
+                        last: first_retained - 1,
+                    },
+                });
             }
-            state.channels = channels;
-            state.last_applied = body.last_applied;
-            state.membership = body.membership;
+            for (offset, fields) in ch.entries {
+                let entry = StreamEntry {
+                    offset,
+                    fields: Arc::new(fields),
+                };
+                channel.bytes += entry.bytes();
+                if announce && offset > known {
+                    let _ = self.shared.committed_tx.send(Committed {
+                        index,
+                        channel: name.clone(),
+                        event: ChannelEvent::Entry(entry.clone()),
+                    });
+                }
+                channel.entries.push_back(entry);
+            }
+            channels.insert(name, channel);
         }
-        // Entries of different channels are independent streams; within a channel the
-        // snapshot keeps offset order, which is what subscribers rely on.
-        for c in fresh {
-            let _ = self.shared.committed_tx.send(c);
-        }
+        state.channels = channels;
+        state.last_applied = body.last_applied;
+        state.membership = body.membership;
+        drop(state);
         self.shared.applied_tx.send_modify(|n| *n += 1);
         Ok(())
     }
 
+    /// Appends to a channel and announces the entry (under the caller's state lock).
     fn apply_append(
         &self,
         state: &mut BusState,
+        index: u64,
         channel: String,
         fields: FieldPairs,
         max_len: Option<u64>,
-    ) -> (u64, Committed) {
+    ) -> u64 {
         let name: Arc<str> = match state.channels.get_key_value(channel.as_str()) {
             Some((k, _)) => k.clone(),
             None => Arc::from(channel.as_str()),
@@ -382,13 +471,14 @@ impl StateMachine {
         ch.entries.push_back(entry.clone());
         let max_entries = max_len.unwrap_or(u64::MAX).min(self.retention.max_entries);
         ch.trim(max_entries, self.retention.max_bytes);
-        (
-            ch.last_offset,
-            Committed {
-                channel: name,
-                entry,
-            },
-        )
+        let offset = ch.last_offset;
+        // No receivers is fine: nobody subscribed on this node.
+        let _ = self.shared.committed_tx.send(Committed {
+            index,
+            channel: name,
+            event: ChannelEvent::Entry(entry),
+        });
+        offset
     }
 }
 
@@ -406,10 +496,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let mut replies = Vec::new();
-        let mut announced = Vec::new();
         {
             let mut state = self.shared.state.write().expect("state lock poisoned");
             for entry in entries {
+                let index = entry.log_id.index;
                 state.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => replies.push(Response::None),
@@ -422,27 +512,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         fields,
                         max_len,
                     }) => {
-                        let (offset, committed) =
-                            self.apply_append(&mut state, channel, fields, max_len);
-                        announced.push(committed);
+                        let offset = self.apply_append(&mut state, index, channel, fields, max_len);
                         replies.push(Response::Appended { offset });
                     }
                     EntryPayload::Normal(Request::Batch(appends)) => {
                         let mut offsets = Vec::with_capacity(appends.len());
                         for a in appends {
-                            let (offset, committed) =
-                                self.apply_append(&mut state, a.channel, a.fields, a.max_len);
-                            announced.push(committed);
-                            offsets.push(offset);
+                            offsets.push(
+                                self.apply_append(
+                                    &mut state, index, a.channel, a.fields, a.max_len,
+                                ),
+                            );
                         }
                         replies.push(Response::Batch(offsets));
                     }
                 }
             }
-        }
-        for c in announced {
-            // No receivers is fine: nobody subscribed on this node.
-            let _ = self.shared.committed_tx.send(c);
         }
         self.shared.applied_tx.send_modify(|n| *n += 1);
         Ok(replies)
@@ -454,6 +539,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             shared: self.shared.clone(),
             dir: self.dir.clone(),
             seq: self.snapshot_seq,
+            file: self.snapshot_file.clone(),
+            #[cfg(test)]
+            gate: self.build_gate.clone(),
         }
     }
 
@@ -468,10 +556,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         self.restore(&data, true)?;
-        self.write_snapshot_file(&StoredSnapshot {
+        let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
-        })?;
+        };
+        if !store_snapshot(&self.snapshot_file, &self.dir, &stored).await? {
+            tracing::warn!(last_log_id = ?meta.last_log_id, "installed snapshot is not newer than the stored one; file kept");
+        }
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot from leader");
         Ok(())
     }
@@ -489,6 +580,9 @@ pub struct SnapshotBuilder {
     shared: Arc<SharedState>,
     dir: PathBuf,
     seq: u64,
+    file: SnapshotSlot,
+    #[cfg(test)]
+    gate: BuildGate,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -536,16 +630,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         let stored = StoredSnapshot { meta, data };
-        let bytes =
-            bincode::serialize(&stored).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || {
-            durable_file::write_atomic(&dir.join(SNAPSHOT_FILE), &bytes)
-        })
-        .await
-        .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?
-        .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
-        tracing::info!(last_log_id = ?stored.meta.last_log_id, bytes = stored.data.len(), "built snapshot");
+        #[cfg(test)]
+        if let Some(gate) = &self.gate {
+            let _ = gate.acquire().await;
+        }
+        if store_snapshot(&self.file, &self.dir, &stored).await? {
+            tracing::info!(last_log_id = ?stored.meta.last_log_id, bytes = stored.data.len(), "built snapshot");
+        } else {
+            // openraft ignores a built snapshot older than the one it has.
+            tracing::info!(last_log_id = ?stored.meta.last_log_id, "built snapshot superseded by a newer one; not stored");
+        }
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -619,12 +713,14 @@ mod tests {
         let (mut sm2, shared2) =
             StateMachine::open(other.path(), Retention::default(), 64).unwrap();
         sm2.apply(vec![append(1, "a", "x")]).await.unwrap();
-        let mut rx = shared2.subscribe();
+        let (mut rx, at) = shared2.subscribe_at();
+        assert_eq!(at, 1);
         sm2.install_snapshot(&snap.meta, snap.snapshot)
             .await
             .unwrap();
         let got = rx.try_recv().unwrap();
-        assert_eq!(got.entry.offset, 2);
+        assert_eq!(got.index, 2);
+        assert!(matches!(got.event, ChannelEvent::Entry(ref e) if e.offset == 2));
         assert!(rx.try_recv().is_err());
         assert_eq!(shared2.len("a"), 2);
 
@@ -633,5 +729,113 @@ mod tests {
         let (_sm3, shared3) = StateMachine::open(other.path(), Retention::default(), 64).unwrap();
         assert_eq!(shared3.len("a"), 2);
         assert_eq!(shared3.last_applied().unwrap().index, 2);
+    }
+
+    fn offsets(rx: &mut broadcast::Receiver<Committed>) -> Vec<(u64, u64)> {
+        let mut got = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            match c.event {
+                ChannelEvent::Entry(e) => got.push((c.index, e.offset)),
+                ChannelEvent::Trimmed { first, last } => panic!("unexpected gap {first}..{last}"),
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_receiver_gets_exactly_what_is_applied_after_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, shared) = StateMachine::open(dir.path(), Retention::default(), 64).unwrap();
+        let (mut before, at0) = shared.subscribe_at();
+        assert_eq!(at0, 0);
+        sm.apply(vec![append(1, "a", "x"), append(2, "a", "y")])
+            .await
+            .unwrap();
+        let (mut after, at2) = shared.subscribe_at();
+        assert_eq!(at2, 2);
+        sm.apply(vec![append(3, "a", "z")]).await.unwrap();
+        assert_eq!(offsets(&mut before), vec![(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(offsets(&mut after), vec![(3, 3)]);
+    }
+
+    #[tokio::test]
+    async fn snapshot_install_reports_entries_trimmed_before_they_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            max_entries: 2,
+            max_bytes: u64::MAX,
+        };
+        let (mut leader, _) = StateMachine::open(dir.path(), retention, 64).unwrap();
+        let writes: Vec<Entry> = (1..=5).map(|i| append(i, "a", "m")).collect();
+        leader.apply(writes).await.unwrap();
+        let snap = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+
+        // A follower that has offset 1 only: 2 and 3 were trimmed, 4 and 5 are in the snapshot.
+        let other = tempfile::tempdir().unwrap();
+        let (mut follower, shared) = StateMachine::open(other.path(), retention, 64).unwrap();
+        follower.apply(vec![append(1, "a", "m")]).await.unwrap();
+        let (mut rx, _) = shared.subscribe_at();
+        follower
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        let first = rx.try_recv().unwrap();
+        assert!(matches!(
+            first.event,
+            ChannelEvent::Trimmed { first: 2, last: 3 }
+        ));
+        assert_eq!(offsets(&mut rx), vec![(5, 4), (5, 5)]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_snapshot_build_never_replaces_a_newer_installed_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, _) = StateMachine::open(dir.path(), Retention::default(), 64).unwrap();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        sm.build_gate = Some(gate.clone());
+        sm.apply(vec![append(1, "a", "x"), append(2, "a", "y")])
+            .await
+            .unwrap();
+        // The build copies the state at index 2, then waits at the gate before storing.
+        let mut slow = sm.get_snapshot_builder().await;
+        let build = tokio::spawn(async move { slow.build_snapshot().await.unwrap() });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+        // Meanwhile the leader sends a snapshot at index 4, which is installed.
+        let leader_dir = tempfile::tempdir().unwrap();
+        let (mut leader, _) =
+            StateMachine::open(leader_dir.path(), Retention::default(), 64).unwrap();
+        let writes: Vec<Entry> = (1..=4).map(|i| append(i, "a", "m")).collect();
+        leader.apply(writes).await.unwrap();
+        let newer = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        sm.install_snapshot(&newer.meta, newer.snapshot)
+            .await
+            .unwrap();
+
+        gate.add_permits(1);
+        let older = build.await.unwrap();
+        assert_eq!(older.meta.last_log_id.unwrap().index, 2);
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id.unwrap().index, 4);
+        drop(sm);
+        let (_reopened, shared) = StateMachine::open(dir.path(), Retention::default(), 64).unwrap();
+        assert_eq!(shared.last_applied().unwrap().index, 4);
+        assert_eq!(shared.len("a"), 4);
+        // Only the snapshot file is left: no temp file of either writer.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![SNAPSHOT_FILE.to_string()]);
     }
 }

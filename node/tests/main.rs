@@ -4,4 +4,5 @@ mod basics;
 mod clients;
 mod crash;
 mod snapshot;
+mod subscribe;
 mod util;

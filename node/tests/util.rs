@@ -163,6 +163,21 @@ impl Cluster {
         self.spawn(i)
     }
 
+    /// Sends a signal (`STOP`, `CONT`, ...) to node `i` without reaping it.
+    pub fn signal(&self, i: usize, signal: &str) -> Result<()> {
+        let Some(c) = &self.nodes[i].child else {
+            bail!("node {} is not running", i + 1)
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(c.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} of node {} failed", i + 1);
+        }
+        Ok(())
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].child.is_some()
     }

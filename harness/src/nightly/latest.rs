@@ -251,6 +251,22 @@ fn render_from(report: &NightReport, base: &Path, with_trend: bool) -> String {
         }
     }
 
+    let _ = writeln!(out, "\n### Coverage\n");
+    let gaps = report.plan.coverage.gaps().count();
+    let _ = writeln!(
+        out,
+        "{}",
+        if gaps == 0 {
+            "Every target ran in every mode under every fault kind.".to_string()
+        } else {
+            format!("{gaps} target/mode row(s) left fault kinds out tonight (marked NOT COVERED).")
+        }
+    );
+    let _ = writeln!(out);
+    for line in report.plan.coverage.lines() {
+        let _ = writeln!(out, "- {}", md_esc(&line));
+    }
+
     let mut notes: Vec<String> = Vec::new();
     for r in &report.results {
         if r.flaky {

@@ -25,6 +25,7 @@
 //! error is an `<error>`; an error followed by a clean rerun passes with a `flaky`
 //! property and a note; a gated regression is a `<failure type="regression">`.
 
+pub mod coverage;
 pub mod exec;
 pub mod junit;
 pub mod latest;

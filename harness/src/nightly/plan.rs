@@ -9,13 +9,15 @@
 //! says how much is needed.
 //!
 //! Fault kinds the machine cannot inject are dropped from chaos scenarios (with the
-//! reason); a chaos scenario left with no fault kind is skipped.
+//! reason); a chaos scenario left with no fault kind is skipped. The plan's
+//! [`Coverage`] names every (target, mode, fault kind) the night owes but will not run.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use raftbus_faults::{Capabilities, FaultKind};
 
+use super::coverage::{coverage, Coverage};
 use super::suite::{Suite, SuiteCommand, SuiteScenario};
 use crate::scenario::{Scenario, TargetKind};
 
@@ -103,6 +105,8 @@ pub struct Plan {
     pub skipped: Vec<SkippedScenario>,
     /// Sum of the scenario estimates.
     pub estimate: Duration,
+    /// What the night covers and what it owes but leaves out.
+    pub coverage: Coverage,
 }
 
 /// Whether this machine can inject `kind`, and if not, why.
@@ -323,6 +327,7 @@ pub fn plan(
         });
     }
     let estimate = scenarios.iter().map(|p| p.estimate).sum();
+    let coverage = coverage(&scenarios, caps);
     Ok(Plan {
         suite: suite.name.clone(),
         suite_source: suite.source.clone(),
@@ -330,6 +335,7 @@ pub fn plan(
         scenarios,
         skipped,
         estimate,
+        coverage,
     })
 }
 
@@ -430,6 +436,8 @@ impl Plan {
         for s in &self.skipped {
             lines.push(format!("  skipped {}: {}", s.name, s.reason));
         }
+        lines.push("coverage (chaos runs per target and mode):".to_string());
+        lines.extend(self.coverage.lines().into_iter().map(|l| format!("  {l}")));
         lines
     }
 }
@@ -578,11 +586,58 @@ duration = "7s"
     }
 
     #[test]
-    fn default_suite_fits_four_minutes_but_not_one() {
+    fn default_suite_fits_ten_minutes_but_not_one() {
         let s = Suite::default_suite();
-        let p = plan(&s, Duration::from_secs(240), Some(&caps(true, true))).unwrap();
+        let p = plan(&s, Duration::from_secs(600), Some(&caps(true, true))).unwrap();
         assert_eq!(p.scenarios.len(), s.scenarios.len());
-        assert!(p.estimate <= Duration::from_secs(240));
+        assert!(p.estimate <= Duration::from_secs(600));
         assert!(plan(&s, Duration::from_secs(60), Some(&caps(true, true))).is_err());
+    }
+
+    #[test]
+    fn default_suite_covers_every_fault_kind_in_both_modes_for_the_bus() {
+        use raftbus_reports::model::Mode;
+        let s = Suite::default_suite();
+        let p = plan(&s, Duration::from_secs(1200), Some(&caps(true, true))).unwrap();
+        for mode in [Mode::Stream, Mode::Pubsub] {
+            let row = p
+                .coverage
+                .rows
+                .iter()
+                .find(|r| r.target == "bus" && r.mode == mode)
+                .unwrap();
+            assert_eq!(row.covered, FaultKind::ALL.to_vec(), "{row:?}");
+            assert!(row.missing.is_empty(), "{row:?}");
+        }
+        // Redis runs in both modes too, for contrast.
+        for mode in [Mode::Stream, Mode::Pubsub] {
+            let row = p
+                .coverage
+                .rows
+                .iter()
+                .find(|r| r.target == "redis" && r.mode == mode)
+                .unwrap();
+            assert!(!row.covered.is_empty(), "{row:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_night_leaves_out_is_named_with_the_reason() {
+        // SUITE runs no pub/sub and cannot inject partitions without nftables.
+        let s = suite(SUITE);
+        let p = plan(&s, Duration::from_secs(300), Some(&caps(false, true))).unwrap();
+        let text = p.describe().join("\n");
+        assert!(
+            text.contains(
+                "bus pubsub: no chaos run; NOT COVERED: kill (no scenario of the suite injects it)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("partition (this machine cannot inject it: needs nftables"),
+            "{text}"
+        );
+        let stream = &p.coverage.rows[0];
+        assert_eq!(stream.covered, vec![FaultKind::Delay, FaultKind::Bandwidth]);
     }
 }

@@ -29,13 +29,11 @@ pub(super) struct Meta {
 /// Loads `meta.json`, or the default when it does not exist. A leftover temp file from a crash
 /// during a write is removed: the rename never happened, so `meta.json` is the current state.
 pub(super) fn load(dir: &Path) -> Result<Meta, LogStoreError> {
-    let tmp = durable_file::temp_path(&dir.join(META_FILE));
-    match fs::remove_file(&tmp) {
-        Ok(()) => tracing::warn!(path = %tmp.display(), "removed leftover temp meta file"),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(LogStoreError::io(&tmp, e)),
-    }
     let path = dir.join(META_FILE);
+    let removed = durable_file::remove_temps(&path).map_err(|e| LogStoreError::io(dir, e))?;
+    for tmp in removed {
+        tracing::warn!(path = %tmp.display(), "removed leftover temp meta file");
+    }
     let data = match fs::read(&path) {
         Ok(data) => data,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

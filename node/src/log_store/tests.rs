@@ -471,15 +471,12 @@ async fn vote_and_committed_survive_reopen() {
         assert_eq!(store.read_vote().await.unwrap(), Some(vote));
     }
     // A crash while writing the meta file leaves a temp file behind.
-    fs::write(
-        crate::durable_file::temp_path(&tmp.path().join(meta::META_FILE)),
-        b"{\"half",
-    )
-    .unwrap();
+    let leftover = crate::durable_file::unique_temp_path(&tmp.path().join(meta::META_FILE));
+    fs::write(&leftover, b"{\"half").unwrap();
     let mut store = LogStore::open(tmp.path()).unwrap();
     assert_eq!(store.read_vote().await.unwrap(), Some(vote));
     assert_eq!(store.read_committed().await.unwrap(), Some(log_id(7, 4)));
-    assert!(!crate::durable_file::temp_path(&tmp.path().join(meta::META_FILE)).exists());
+    assert!(!leftover.exists());
 }
 
 #[tokio::test]

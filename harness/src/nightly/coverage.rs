@@ -1,0 +1,128 @@
+//! What a night covers, against what it owes: the bus in every mode under every fault kind,
+//! and Redis in every mode for contrast. Whatever the plan leaves out, because the machine
+//! cannot inject it or because no scenario of the suite asks for it, is named with the
+//! reason, printed with the plan and listed in `latest.md` — never dropped in silence.
+
+use std::collections::BTreeSet;
+
+use raftbus_faults::{Capabilities, FaultKind};
+use raftbus_reports::model::Mode;
+
+use super::plan::{fault_support, PlannedScenario};
+use super::suite::SuiteCommand;
+use crate::scenario::TargetKind;
+
+/// Both modes, in report order.
+pub const MODES: [Mode; 2] = [Mode::Stream, Mode::Pubsub];
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Stream => "stream",
+        Mode::Pubsub => "pubsub",
+    }
+}
+
+/// One (target, mode) the nightly owes a chaos run, and what it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageRow {
+    pub target: &'static str,
+    pub mode: Mode,
+    /// Fault kinds injected tonight in at least one chaos run of this target and mode.
+    pub covered: Vec<FaultKind>,
+    /// Fault kinds owed but not injected, with the reason.
+    pub missing: Vec<(FaultKind, String)>,
+}
+
+impl CoverageRow {
+    pub fn label(&self) -> String {
+        format!("{} {}", self.target, mode_name(self.mode))
+    }
+}
+
+/// The night's coverage, one row per target and mode.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Coverage {
+    pub rows: Vec<CoverageRow>,
+}
+
+impl Coverage {
+    /// Rows with something missing.
+    pub fn gaps(&self) -> impl Iterator<Item = &CoverageRow> {
+        self.rows.iter().filter(|r| !r.missing.is_empty())
+    }
+
+    /// One line per row, for the terminal and for `latest.md`.
+    pub fn lines(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let covered: Vec<&str> = r.covered.iter().map(|k| k.as_str()).collect();
+                let mut line = format!(
+                    "{}: {}",
+                    r.label(),
+                    if covered.is_empty() {
+                        "no chaos run".to_string()
+                    } else {
+                        covered.join(",")
+                    }
+                );
+                if !r.missing.is_empty() {
+                    let missing: Vec<String> = r
+                        .missing
+                        .iter()
+                        .map(|(k, why)| format!("{k} ({why})"))
+                        .collect();
+                    line.push_str(&format!("; NOT COVERED: {}", missing.join("; ")));
+                }
+                line
+            })
+            .collect()
+    }
+}
+
+/// Every target owes every fault kind in every mode: the bus as the system under test,
+/// Redis as the contrast. A kind the harness cannot inject into a target says why here.
+fn target_cannot(target: TargetKind, kind: FaultKind) -> Option<&'static str> {
+    match (target, kind) {
+        (TargetKind::Redis, FaultKind::Delay) => Some(
+            "the harness cannot inject it into Redis: the userspace delay stage sits on the bus's peer links only",
+        ),
+        _ => None,
+    }
+}
+
+/// Coverage of `planned` chaos runs. `caps` explains kinds the machine cannot inject.
+pub fn coverage(planned: &[PlannedScenario], caps: Option<&Capabilities>) -> Coverage {
+    let mut rows = Vec::new();
+    for (target, label) in [(TargetKind::Bus, "bus"), (TargetKind::Redis, "redis")] {
+        for mode in MODES {
+            let mut covered = BTreeSet::new();
+            for p in planned {
+                let Some(s) = &p.scenario else { continue };
+                let runs_target = p.target == Some(target) || p.target == Some(TargetKind::Both);
+                if p.command == SuiteCommand::Chaos && runs_target && s.mode == mode {
+                    covered.extend(p.faults.iter().copied());
+                }
+            }
+            let missing = FaultKind::ALL
+                .iter()
+                .filter(|k| !covered.contains(k))
+                .map(|&k| {
+                    let why = match (target_cannot(target, k), caps.map(|c| fault_support(k, c))) {
+                        (Some(why), _) => why.to_string(),
+                        (None, Some(Err(why))) => format!("this machine cannot inject it: {why}"),
+                        _ => "no scenario of the suite injects it".to_string(),
+                    };
+                    (k, why)
+                })
+                .collect();
+            rows.push(CoverageRow {
+                target: label,
+                mode,
+                covered: covered.into_iter().collect(),
+                missing,
+            });
+        }
+    }
+    Coverage { rows }
+}
