@@ -18,6 +18,10 @@ pub fn publisher_of(msg: MsgId) -> u32 {
     (msg >> 40) as u32
 }
 
+/// The `SubscriberDown` reason of a subscriber stopped because the run ended: it was still
+/// connected, so everything up to then was owed to it.
+pub const RUN_FINISHED: &str = "run finished";
+
 /// How a publish ended, in Jepsen's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,6 +93,15 @@ pub enum Event {
         kind: String,
         detail: String,
         targets: Vec<String>,
+    },
+    /// How reading one node's final streams ended, recorded for every node after its
+    /// `Final` entries: a node that could not be read is never taken for one that agrees,
+    /// and a node that was read and holds nothing is data.
+    FinalRead {
+        node: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// One entry of a node's final stream, read after the load stopped (XRANGE).
     Final {

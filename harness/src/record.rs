@@ -8,7 +8,7 @@
 //! - Per-second histograms go to `latency.hlog` (tags [`tags`]) for the measured window
 //!   (after warmup); per-second counters go to `timeseries.json` rows for the whole run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -253,6 +253,14 @@ struct State {
     newest_second: u64,
     rows: Vec<SecondRow>,
     total_ack: Histogram<u64>,
+    /// Every measured publish at its outcome (see the module docs).
+    total_all: Histogram<u64>,
+    /// Measured publishes not completed yet: intended time by message.
+    outstanding: HashMap<MsgId, u64>,
+    /// Measured publishes whose latency is only a lower bound (unknown or unanswered).
+    censored: u64,
+    /// The newest event time seen, for publishes still unanswered at the end.
+    last_us: u64,
     total_e2e: Histogram<u64>,
     total_lag: Histogram<u64>,
     measured_offered: u64,
@@ -285,6 +293,10 @@ impl State {
             newest_second: 0,
             rows: Vec::new(),
             total_ack: new_histogram(),
+            total_all: new_histogram(),
+            outstanding: HashMap::new(),
+            censored: 0,
+            last_us: 0,
             total_e2e: new_histogram(),
             total_lag: new_histogram(),
             measured_offered: 0,
@@ -322,10 +334,17 @@ impl State {
             "recorder finished"
         );
         let window = (self.duration_s - self.warmup_s).max(1e-9);
+        for (_, intended) in std::mem::take(&mut self.outstanding) {
+            self.censored += 1;
+            self.total_all
+                .saturating_record(self.last_us.saturating_sub(intended));
+        }
         Ok(RecordOutput {
             rows: std::mem::take(&mut self.rows),
             latency: Latency {
                 publish_ack: percentiles(&self.total_ack),
+                publish_all: percentiles(&self.total_all),
+                publish_censored: self.censored,
                 end_to_end: percentiles(&self.total_e2e),
                 send_lag: percentiles(&self.total_lag),
             },
@@ -407,7 +426,9 @@ impl State {
                 if self.measured(intended_us) {
                     self.measured_offered += 1;
                     self.total_lag.saturating_record(lag);
+                    self.outstanding.insert(msg, intended_us);
                 }
+                self.last_us = self.last_us.max(t_us);
                 sec(t_us)
             }
             Event::Complete {
@@ -425,6 +446,14 @@ impl State {
                     Outcome::Info => &self.live.indeterminate,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                self.last_us = self.last_us.max(t_us);
+                if let Some(intended) = self.outstanding.remove(&msg) {
+                    self.total_all
+                        .saturating_record(t_us.saturating_sub(intended));
+                    if outcome == Outcome::Info {
+                        self.censored += 1;
+                    }
+                }
                 if outcome == Outcome::Ok {
                     match self.intended(msg) {
                         Some(intended) => {
@@ -458,7 +487,7 @@ impl State {
                 sec(t_us)
             }
             Event::SubscriberUp { t_us, .. } | Event::SubscriberDown { t_us, .. } => sec(t_us),
-            Event::Fault { .. } | Event::Final { .. } => return Ok(()),
+            Event::Fault { .. } | Event::Final { .. } | Event::FinalRead { .. } => return Ok(()),
         };
         if now_second > self.newest_second {
             self.newest_second = now_second;
@@ -602,5 +631,77 @@ mod tests {
         assert_eq!(events.len(), 6);
         let hlog = raftbus_reports::hlog::Hlog::read(&dir.path().join("latency.hlog")).unwrap();
         assert!(hlog.tags().iter().any(|t| t == tags::PUBLISH_ACK));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn failed_and_unanswered_publishes_count_in_the_all_latency() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, handle) = start(RecorderConfig {
+            dir: dir.path().to_path_buf(),
+            clock: Clock::new(),
+            warmup_s: 0.0,
+            duration_s: 10.0,
+            publishers: 1,
+            peak_rate_per_publisher: 10.0,
+        })
+        .unwrap();
+        // 1 acked after 10 ms, 2 failed after 20 ms, 3 timed out after 5 s, 4 never
+        // answered before the last event at 8 s.
+        let outcomes = [
+            (1u64, Some((Outcome::Ok, 10_000u64))),
+            (2, Some((Outcome::Fail, 20_000))),
+            (3, Some((Outcome::Info, 5_000_000))),
+            (4, None),
+        ];
+        for (seq, outcome) in outcomes {
+            let intended = seq * 100_000;
+            rec.record(Event::Invoke {
+                intended_us: intended,
+                t_us: intended,
+                msg: msg_id(0, seq),
+                channel: "ch0".into(),
+                node: "n1".into(),
+            })
+            .await;
+            if let Some((outcome, after)) = outcome {
+                rec.record(Event::Complete {
+                    t_us: intended + after,
+                    msg: msg_id(0, seq),
+                    outcome,
+                    id: None,
+                    error: None,
+                })
+                .await;
+            }
+        }
+        rec.record(Event::Invoke {
+            intended_us: 8_000_000,
+            t_us: 8_000_000,
+            msg: msg_id(0, 5),
+            channel: "ch0".into(),
+            node: "n1".into(),
+        })
+        .await;
+        rec.record(Event::Complete {
+            t_us: 8_000_000,
+            msg: msg_id(0, 5),
+            outcome: Outcome::Ok,
+            id: None,
+            error: None,
+        })
+        .await;
+        drop(rec);
+        let out = handle.finish().await.unwrap();
+        let l = &out.latency;
+        assert_eq!(l.publish_ack.count, 2);
+        assert_eq!(l.publish_all.count, 5);
+        // The timeout and the unanswered one are censored, the failure is not.
+        assert_eq!(l.publish_censored, 2);
+        // Unanswered since 0.4 s, the last event at 8 s: at least 7.6 s.
+        assert!(
+            (7_590_000..=7_610_000).contains(&l.publish_all.max),
+            "{l:?}"
+        );
+        assert!(l.publish_ack.max < 20_000, "{l:?}");
     }
 }

@@ -460,10 +460,7 @@ async fn bench_one(
 
     let outcome = check_file(
         &dir.join(HISTORY_FILE),
-        &CheckOptions {
-            mode: s.mode,
-            max_examples: 10,
-        },
+        &CheckOptions::for_target(target, s.mode),
     )?;
     let summary = Summary {
         schema: SUMMARY_SCHEMA.to_string(),
@@ -579,6 +576,7 @@ pub fn print_summary(s: &Summary, dir: &Path) {
     );
     println!("  latency µs        count      p50      p90      p99    p99.9      max");
     for (name, p) in [
+        ("publish (all)", &l.publish_all),
         ("publish→ack", &l.publish_ack),
         ("end-to-end", &l.end_to_end),
         ("send lag", &l.send_lag),
@@ -586,6 +584,12 @@ pub fn print_summary(s: &Summary, dir: &Path) {
         println!(
             "  {name:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             p.count, p.p50, p.p90, p.p99, p.p999, p.max
+        );
+    }
+    if l.publish_censored > 0 {
+        println!(
+            "  publish (all): every scheduled publish at its outcome; {} timed out or unanswered (at least that long)",
+            l.publish_censored
         );
     }
     if !s.faults.is_empty() {
@@ -630,9 +634,26 @@ pub fn print_summary(s: &Summary, dir: &Path) {
             println!("    e.g. {e}");
         }
     }
+    print_beside_violations(c, "  ");
     println!("  results  {}", dir.display());
     if s.verdict != Verdict::Valid {
         println!("  rerun    {}", s.rerun);
+    }
+}
+
+/// What was not checked, and the anomalies the target's promise allows.
+fn print_beside_violations(c: &raftbus_reports::model::Checks, indent: &str) {
+    for why in &c.unchecked {
+        println!("{indent}not checked: {why}");
+    }
+    for a in &c.anomalies {
+        println!(
+            "{indent}anomaly {} ({}) within the promise ({}): {}",
+            a.kind, a.count, c.promise, a.property
+        );
+        if let Some(e) = a.examples.first() {
+            println!("{indent}  e.g. {e}");
+        }
     }
 }
 
@@ -688,19 +709,29 @@ fn print_side_by_side(summaries: &[Summary]) {
 
 /// `raftbus check DIR`: re-runs the checkers on `DIR/history.jsonl`.
 fn check(dir: &Path, max_examples: usize) -> Result<u8, RunError> {
-    let mode = match Summary::read(dir) {
-        Ok(s) => s.workload.mode,
+    let (mode, target) = match Summary::read(dir) {
+        Ok(s) => (s.workload.mode, Some(s.target)),
         Err(_) => match Scenario::load(&dir.join(raftbus_reports::model::SCENARIO_FILE)) {
-            Ok(s) => s.mode,
+            Ok(s) => (s.mode, None),
             Err(_) => {
                 tracing::warn!("no summary.json or scenario.toml; assuming stream mode");
-                Mode::Stream
+                (Mode::Stream, None)
             }
         },
     };
+    let opts = match target {
+        Some(t) => CheckOptions::for_target(t, mode),
+        None => {
+            tracing::warn!("target unknown (no summary.json): judging by the bus's promise");
+            CheckOptions::new(mode)
+        }
+    };
     let outcome = check_file(
         &dir.join(HISTORY_FILE),
-        &CheckOptions { mode, max_examples },
+        &CheckOptions {
+            max_examples,
+            ..opts
+        },
     )?;
     let c = &outcome.checks;
     println!(
@@ -716,6 +747,7 @@ fn check(dir: &Path, max_examples: usize) -> Result<u8, RunError> {
             println!("  {e}");
         }
     }
+    print_beside_violations(c, "");
     Ok(match outcome.verdict {
         Verdict::Valid => exit::VALID,
         Verdict::Invalid => exit::VIOLATION,

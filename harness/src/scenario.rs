@@ -414,6 +414,15 @@ impl Scenario {
             if chaos.recovery >= self.duration {
                 return Err(invalid("chaos.recovery", "must be shorter than duration"));
             }
+            if chaos.recovery < crate::chaos::MIN_RECOVERY {
+                return Err(invalid(
+                    "chaos.recovery",
+                    format!(
+                        "must be at least {} so that a target that never recovers is caught",
+                        humantime::format_duration(crate::chaos::MIN_RECOVERY)
+                    ),
+                ));
+            }
         }
         for f in &self.faults {
             if f.at + f.duration > self.duration {

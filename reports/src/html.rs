@@ -262,8 +262,38 @@ fn checks_section(out: &mut String, s: &Summary) {
         );
     }
     let _ = writeln!(out, "</table>");
-    if s.checks.violations.is_empty() {
+    if !s.checks.promise.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>Judged against the target's promise: <em>{}</em>.</p>",
+            esc(&s.checks.promise)
+        );
+    }
+    for why in &s.checks.unchecked {
+        let _ = writeln!(
+            out,
+            "<p><span class=\"pill bad\">not checked</span> {}</p>",
+            esc(why)
+        );
+    }
+    if s.checks.violations.is_empty() && s.checks.anomalies.is_empty() {
         let _ = writeln!(out, "<p>No anomalies found.</p>");
+    }
+    for a in &s.checks.anomalies {
+        let _ = writeln!(
+            out,
+            "<h3>{} — {} <span class=\"pill\">{} within the promise</span></h3>",
+            esc(&a.kind),
+            esc(&a.property),
+            fmt_count(a.count)
+        );
+        if !a.examples.is_empty() {
+            let _ = writeln!(out, "<ul class=\"ex\">");
+            for e in &a.examples {
+                let _ = writeln!(out, "<li><code>{}</code></li>", esc(e));
+            }
+            let _ = writeln!(out, "</ul>");
+        }
     }
     for v in &s.checks.violations {
         let _ = writeln!(
@@ -309,13 +339,27 @@ fn latency_section(out: &mut String, s: &Summary) {
     );
     let _ = writeln!(out, "<table><tr><th class=\"l\">metric</th>{PCT_HEAD}</tr>");
     for (name, p) in [
-        ("publish → ack", &s.latency_us.publish_ack),
+        (
+            "publish, every scheduled one (failures at their outcome)",
+            &s.latency_us.publish_all,
+        ),
+        (
+            "publish → ack (acknowledged only)",
+            &s.latency_us.publish_ack,
+        ),
         ("publish → deliver", &s.latency_us.end_to_end),
         ("send lag (generator)", &s.latency_us.send_lag),
     ] {
         let _ = writeln!(out, "<tr><td class=\"l\">{name}</td>{}</tr>", pct_cells(p));
     }
     let _ = writeln!(out, "</table>");
+    if s.latency_us.publish_censored > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"sub\">{} scheduled publishes timed out or were never answered: they enter the first row at the time the client gave up, a lower bound on their latency.</p>",
+            fmt_count(s.latency_us.publish_censored)
+        );
+    }
     let lag = &s.latency_us.send_lag;
     if lag.count > 0 && lag.p99 > 10_000 {
         let _ = writeln!(

@@ -71,6 +71,10 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
     );
     let _ = writeln!(out, "| latency | count | p50 | p90 | p99 | p99.9 | max |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    out.push_str(&pct_row(
+        "publish, every scheduled one",
+        &s.latency_us.publish_all,
+    ));
     out.push_str(&pct_row("publish → ack", &s.latency_us.publish_ack));
     out.push_str(&pct_row("publish → deliver", &s.latency_us.end_to_end));
     let _ = writeln!(
@@ -106,6 +110,22 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
                 let _ = writeln!(out, "  - {}", md_esc(e));
             }
         }
+        out.push('\n');
+    }
+    for why in &s.checks.unchecked {
+        let _ = writeln!(out, "- **not checked**: {}", md_esc(why));
+    }
+    for a in &s.checks.anomalies {
+        let _ = writeln!(
+            out,
+            "- anomaly within the promise ({}): **{}** ({}): {}",
+            md_esc(&s.checks.promise),
+            md_esc(&a.kind),
+            a.count,
+            md_esc(&a.property)
+        );
+    }
+    if !s.checks.unchecked.is_empty() || !s.checks.anomalies.is_empty() {
         out.push('\n');
     }
     if !s.faults.is_empty() {

@@ -115,7 +115,16 @@ pub struct Percentiles {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
+    /// Acknowledged publishes only, from intended send time to the acknowledgement.
     pub publish_ack: Percentiles,
+    /// Every scheduled publish of the measured window, at the time its client learnt the
+    /// outcome: acknowledged, failed, timed out, or still unanswered at the end.
+    #[serde(default)]
+    pub publish_all: Percentiles,
+    /// Of `publish_all`: outcomes unknown (timeout, lost connection) or never answered,
+    /// whose true latency is at least the value recorded.
+    #[serde(default)]
+    pub publish_censored: u64,
     pub end_to_end: Percentiles,
     /// Generator lag behind its schedule; large values mean the generator, not the
     /// target, was the bottleneck.
@@ -151,6 +160,18 @@ pub struct Checks {
     pub at_most_once_gaps: u64,
     /// One entry per violated invariant, with examples.
     pub violations: Vec<ViolationReport>,
+    /// Properties broken within what the target promises (e.g. what Redis pub/sub, at
+    /// most once, dropped from a connected subscriber): shown beside the violations, not
+    /// counted as them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<ViolationReport>,
+    /// The promise the target was judged against.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub promise: String,
+    /// Why part of the run could not be checked (the verdict is then `unknown` unless a
+    /// violation was found), e.g. a node whose final streams could not be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<String>,
 }
 
 /// One violated invariant: its name, what it protects, how often, and examples.

@@ -221,6 +221,9 @@ impl SyntheticRun {
             },
             latency_us: Latency {
                 publish_ack: percentiles(&all_ack),
+                // Synthetic runs have no failed publishes to time.
+                publish_all: percentiles(&all_ack),
+                publish_censored: 0,
                 end_to_end: percentiles(&all_e2e),
                 send_lag: percentiles(&all_lag),
             },

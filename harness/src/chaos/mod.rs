@@ -33,6 +33,10 @@ pub use select::{Roles, Selector};
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Default `--recovery`: the quiet phase after the schedule, load still running.
 pub const DEFAULT_RECOVERY: Duration = Duration::from_secs(10);
+/// The shortest recovery phase a schedule may leave after its last heal: longer than the
+/// checker's grace before `never_recovered` (see `check/availability.rs`), so a target
+/// that never recovers is caught whatever the seed or the timeline.
+pub const MIN_RECOVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChaosError {

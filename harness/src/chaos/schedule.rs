@@ -505,6 +505,14 @@ fn validate(steps: &[FaultStep], duration: Duration) -> Result<(), ChaosError> {
         }
         previous_end = s.end();
     }
+    if !steps.is_empty() && duration.saturating_sub(previous_end) < super::MIN_RECOVERY {
+        return Err(ChaosError::Schedule(format!(
+            "the last fault ends at {}, leaving less than the {} recovery phase before the run ends at {}: a target that never recovers could not be told apart",
+            secs(previous_end),
+            secs(super::MIN_RECOVERY),
+            secs(duration)
+        )));
+    }
     Ok(())
 }
 
@@ -624,7 +632,7 @@ mod tests {
         )
         .is_err());
         // Loopback bus: partitions through the peer proxies, but never client-side.
-        let o = opts(&[FaultKind::Partition], 2, 2);
+        let o = opts(&[FaultKind::Partition], 2, 5);
         let s = Schedule::plan(
             3,
             Some(&o),
@@ -708,5 +716,53 @@ mod tests {
             &bus(3, true),
         );
         assert!(e.unwrap_err().to_string().contains("at least 4"));
+    }
+
+    #[test]
+    fn every_schedule_leaves_a_recovery_phase_that_can_catch_a_dead_target() {
+        let kinds = [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition];
+        let o = opts(&kinds, 4, 5);
+        for seed in 0..200 {
+            let s = Schedule::plan(
+                seed,
+                Some(&o),
+                &[],
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+                &bus(3, true),
+            )
+            .unwrap();
+            let last = s.steps.iter().map(FaultStep::end).max().unwrap();
+            assert!(
+                Duration::from_secs(30) - last >= super::super::MIN_RECOVERY,
+                "seed {seed}: last fault ends at {last:?}"
+            );
+        }
+        // A seeded mix asked for too short a recovery, and a timeline that ends too late,
+        // are refused.
+        let short = opts(&kinds, 4, 1);
+        let e = Schedule::plan(
+            7,
+            Some(&short),
+            &[],
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            &bus(3, true),
+        );
+        assert!(e.is_err_and(|e| e.to_string().contains("recovery phase")));
+        let late = vec![FaultStep::new(
+            Duration::from_secs(20),
+            Duration::from_secs(7),
+            FaultKind::Kill,
+        )];
+        let e = Schedule::plan(
+            7,
+            None,
+            &late,
+            Duration::ZERO,
+            Duration::from_secs(30),
+            &bus(3, true),
+        );
+        assert!(e.is_err_and(|e| e.to_string().contains("recovery phase")));
     }
 }

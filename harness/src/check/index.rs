@@ -11,7 +11,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use raftbus_reports::model::Mode;
 
-use crate::history::{Event, MsgId, Outcome};
+use super::promise::Promise;
+use crate::history::{Event, MsgId, Outcome, RUN_FINISHED};
 
 /// "No index": a message that was never invoked, an absent position, an unknown session.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -166,7 +167,8 @@ pub(crate) struct Delivery {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Session {
     pub up_us: u64,
-    /// `u64::MAX` while still connected at the end of the run.
+    /// `u64::MAX` while still connected at the end of the run (also when it was closed
+    /// only because the run finished).
     pub down_us: u64,
     pub node: u32,
 }
@@ -231,12 +233,16 @@ impl Interner {
 #[derive(Debug)]
 pub(crate) struct IndexedHistory {
     pub mode: Mode,
+    pub promise: Promise,
+    /// Nodes whose final streams could not be read, with why; they are not final nodes.
+    pub unreadable: Vec<(String, String)>,
     pub nodes: Interner,
     pub channels: Interner,
     /// Invoked messages, in invoke order of the history.
     pub messages: Vec<MsgRec>,
     pub msg_index: IdMap<MsgId, u32>,
-    /// Nodes that reported a final stream (at least one `Final` event), ordered by name.
+    /// Nodes whose final streams were read (a `FinalRead` that succeeded, or for older
+    /// histories at least one `Final` event), ordered by name.
     pub final_nodes: Vec<u32>,
     /// Final streams, `[k * channels + c]` for `final_nodes[k]` and channel `c`, in the
     /// order the node returned them.
@@ -309,6 +315,9 @@ struct SubBuild {
 #[derive(Debug)]
 pub(crate) struct IndexBuilder {
     mode: Mode,
+    promise: Promise,
+    /// `FinalRead` outcomes per node: `None` read, `Some(why)` failed.
+    final_reads: HashMap<u32, Option<String>>,
     nodes: Interner,
     channels: Interner,
     messages: Vec<MsgRec>,
@@ -323,9 +332,11 @@ pub(crate) struct IndexBuilder {
 }
 
 impl IndexBuilder {
-    pub(crate) fn new(mode: Mode) -> Self {
+    pub(crate) fn new(mode: Mode, promise: Promise) -> Self {
         Self {
             mode,
+            promise,
+            final_reads: HashMap::new(),
             nodes: Interner::default(),
             channels: Interner::default(),
             messages: Vec::new(),
@@ -466,15 +477,30 @@ impl IndexBuilder {
                 sub.connected = true;
             }
             Event::SubscriberDown {
-                t_us, subscriber, ..
+                t_us,
+                subscriber,
+                reason,
+                ..
             } => {
                 let sub = self.subs.entry(subscriber).or_default();
                 if sub.connected {
                     if let Some(last) = sub.sessions.last_mut() {
-                        last.down_us = t_us;
+                        // Stopped by the end of the run: connected until the end.
+                        if reason != RUN_FINISHED {
+                            last.down_us = t_us;
+                        }
                     }
                     sub.connected = false;
                 }
+            }
+            Event::FinalRead { node, ok, error } => {
+                let node = self.nodes.intern(&node);
+                let outcome = if ok {
+                    None
+                } else {
+                    Some(error.unwrap_or_else(|| "no reason recorded".to_owned()))
+                };
+                self.final_reads.insert(node, outcome);
             }
             Event::Fault {
                 start_us,
@@ -519,6 +545,8 @@ impl IndexBuilder {
     pub(crate) fn finish(self) -> IndexedHistory {
         let Self {
             mode,
+            promise,
+            final_reads,
             nodes,
             channels,
             mut messages,
@@ -546,13 +574,32 @@ impl IndexBuilder {
         let n_channels = channels.len();
         let n_msgs = messages.len();
 
-        let mut final_nodes: Vec<u32> = finals.keys().map(|&(n, _)| n).collect();
+        // A node that was read is a final node even with nothing in it; one whose read
+        // failed is not, whatever partial entries it returned.
+        let mut unreadable: Vec<(String, String)> = final_reads
+            .iter()
+            .filter_map(|(&n, why)| why.as_ref().map(|w| (nodes.name(n).to_owned(), w.clone())))
+            .collect();
+        unreadable.sort();
+        let mut final_nodes: Vec<u32> = finals
+            .keys()
+            .map(|&(n, _)| n)
+            .chain(
+                final_reads
+                    .iter()
+                    .filter(|(_, w)| w.is_none())
+                    .map(|(&n, _)| n),
+            )
+            .filter(|n| !matches!(final_reads.get(n), Some(Some(_))))
+            .collect();
         final_nodes.sort_unstable_by(|&a, &b| nodes.name(a).cmp(nodes.name(b)));
         final_nodes.dedup();
         let n_final = final_nodes.len();
         let mut final_vec: Vec<Vec<FinalEntry>> = vec![Vec::new(); n_final * n_channels];
         for ((node, channel), entries) in finals {
-            let k = final_nodes.iter().position(|&n| n == node).unwrap_or(0);
+            let Some(k) = final_nodes.iter().position(|&n| n == node) else {
+                continue;
+            };
             final_vec[k * n_channels + channel as usize] = entries;
         }
         let mut first_pos = vec![NONE; n_msgs * n_final];
@@ -611,6 +658,8 @@ impl IndexBuilder {
 
         IndexedHistory {
             mode,
+            promise,
+            unreadable,
             nodes,
             channels,
             messages,

@@ -1,12 +1,14 @@
 //! Lost acknowledged messages.
 //!
-//! With final streams (stream mode): a message is lost when it was acknowledged and is
-//! absent from every node's final stream. A message some nodes have and others lack is
-//! divergence (see `divergence.rs`), not loss. Without final streams (pub/sub mode, or a
-//! run whose final streams could not be read): a message is lost when it was acknowledged
-//! and no subscriber that stayed connected from its invoke to the end of the run received
-//! it (if there is no such subscriber, nothing can be said). Each lost message counts once, as mid-stream when an acknowledged message
-//! of the same channel invoked after it survived, as tail otherwise.
+//! With final streams (a target that stores what it acknowledges, see `promise.rs`): a
+//! message is lost when it was acknowledged and is absent from every node's final stream. A message some nodes have and others lack is
+//! divergence (see `divergence.rs`), not loss. Without final streams (Redis pub/sub, which
+//! stores nothing, or a run whose final streams could not be read): a message is lost when
+//! it was acknowledged and no subscriber that stayed connected from its invoke to the end
+//! of the run received it (if there is no such subscriber, nothing can be said); that is a
+//! violation where the target promises connected subscribers everything, an anomaly where
+//! it promises at most once. Each lost message counts once, as mid-stream when an
+//! acknowledged message of the same channel invoked after it survived, as tail otherwise.
 
 use super::index::{IndexedHistory, MsgRec, NONE};
 use super::{Findings, Invariant, Kind, Violation};
@@ -23,10 +25,10 @@ impl Invariant for Lost {
     }
 
     fn check(&self, h: &IndexedHistory, out: &mut Findings) {
-        let lost: Vec<(u32, Vec<String>)> = if h.has_finals() {
-            lost_in_finals(h)
+        let (lost, promised) = if by_finals(h) {
+            (lost_in_finals(h), true)
         } else {
-            lost_in_deliveries(h)
+            (lost_in_deliveries(h), h.promise.connected_gap_free)
         };
         if lost.is_empty() {
             return;
@@ -47,7 +49,7 @@ impl Invariant for Lost {
             let later = &surviving[m.channel as usize];
             let next = later.partition_point(|&(t, _)| t <= m.invoke_us);
             match later.get(next) {
-                Some(&(_, next_idx)) => out.report_with(Kind::LostMidStream, || {
+                Some(&(_, next_idx)) => out.judge(promised, Kind::LostMidStream, || {
                     let n = &h.messages[next_idx as usize];
                     Violation::LostMidStream {
                         msg: m.msg,
@@ -59,7 +61,7 @@ impl Invariant for Lost {
                         next_surviving: (n.msg, surviving_id(h, next_idx).or(n.ack_id)),
                     }
                 }),
-                None => out.report_with(Kind::LostTail, || Violation::LostTail {
+                None => out.judge(promised, Kind::LostTail, || Violation::LostTail {
                     msg: m.msg,
                     channel: h.channel(m.channel).to_owned(),
                     acked_us: m.complete_us,
@@ -72,8 +74,13 @@ impl Invariant for Lost {
     }
 }
 
+/// Whether loss is judged by the final streams (the target stores what it acknowledges).
+fn by_finals(h: &IndexedHistory) -> bool {
+    h.promise.stores_acked && h.has_finals()
+}
+
 fn survives(h: &IndexedHistory, idx: u32, m: &MsgRec) -> bool {
-    if h.has_finals() {
+    if by_finals(h) {
         h.in_any_final(idx)
     } else {
         m.first_delivery_us != u64::MAX

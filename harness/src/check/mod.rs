@@ -28,6 +28,7 @@
 //! Checking is linear in the history size except for a few sorts (`O(n log n)`), plus
 //! per-pair work over subscribers and nodes (a handful each).
 
+mod ack_position;
 mod availability;
 mod divergence;
 mod duplicated;
@@ -36,6 +37,7 @@ mod indeterminate;
 mod index;
 mod lost;
 mod phantom;
+pub mod promise;
 mod realtime;
 mod subscriber_agreement;
 mod subscriber_order;
@@ -48,11 +50,12 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use raftbus_reports::model::{Checks, Mode, Recovery, Verdict, ViolationReport};
+use raftbus_reports::model::{Checks, Mode, Recovery, Target, Verdict, ViolationReport};
 
 use crate::history::{Event, MsgId};
 pub use index::StreamId;
 use index::{IndexBuilder, IndexedHistory};
+pub use promise::Promise;
 
 /// How to check a history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,15 +63,27 @@ pub struct CheckOptions {
     /// Stream mode checks final streams and gap-free resume; pub/sub mode allows
     /// at-most-once gaps while a subscriber is disconnected.
     pub mode: Mode,
+    /// What the target promises in this mode; see [`promise`].
+    pub promise: Promise,
     /// Examples kept per violation kind.
     pub max_examples: usize,
 }
 
 impl CheckOptions {
+    /// Judged by the strictest promise (the bus's).
     pub fn new(mode: Mode) -> Self {
         Self {
             mode,
+            promise: Promise::strict(mode),
             max_examples: 10,
+        }
+    }
+
+    /// Judged by what `target` promises in `mode`.
+    pub fn for_target(target: Target, mode: Mode) -> Self {
+        Self {
+            promise: Promise::of(target, mode),
+            ..Self::new(mode)
         }
     }
 }
@@ -117,7 +132,7 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Chec
         source,
     })?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut builder = IndexBuilder::new(opts.mode);
+    let mut builder = IndexBuilder::new(opts.mode, opts.promise);
     let mut line = String::new();
     let mut line_no = 0u64;
     loop {
@@ -148,7 +163,7 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Chec
 
 /// Checks a history given as events.
 pub fn check_events(events: impl IntoIterator<Item = Event>, opts: &CheckOptions) -> CheckOutcome {
-    let mut builder = IndexBuilder::new(opts.mode);
+    let mut builder = IndexBuilder::new(opts.mode, opts.promise);
     for event in events {
         builder.push(event);
     }
@@ -169,6 +184,7 @@ fn invariants() -> Vec<Box<dyn Invariant>> {
         Box::new(duplicated::Duplicated),
         Box::new(phantom::Phantom),
         Box::new(id_conflict::IdConflict),
+        Box::new(ack_position::AckPosition),
         Box::new(subscriber_order::SubscriberOrder),
         Box::new(subscriber_agreement::SubscriberAgreement),
         Box::new(divergence::Divergence),
@@ -218,6 +234,7 @@ pub enum Kind {
     Phantom,
     Corrupted,
     IdConflict,
+    AckIdMismatch,
     Reordered,
     Skipped,
     Disagreement,
@@ -228,7 +245,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 15] = [
+    const ALL: [Kind; 16] = [
         Kind::LostMidStream,
         Kind::LostTail,
         Kind::Duplicated,
@@ -237,6 +254,7 @@ impl Kind {
         Kind::Phantom,
         Kind::Corrupted,
         Kind::IdConflict,
+        Kind::AckIdMismatch,
         Kind::Reordered,
         Kind::Skipped,
         Kind::Disagreement,
@@ -257,6 +275,7 @@ impl Kind {
             Kind::Phantom => "phantom",
             Kind::Corrupted => "corrupted",
             Kind::IdConflict => "id_conflict",
+            Kind::AckIdMismatch => "ack_id_mismatch",
             Kind::Reordered => "reordered",
             Kind::Skipped => "skipped",
             Kind::Disagreement => "disagreement",
@@ -278,8 +297,9 @@ impl Kind {
             Kind::Phantom => "every stored or delivered message was published, on that channel",
             Kind::Corrupted => "every stored or delivered payload matches its checksum",
             Kind::IdConflict => "one stream id holds one message, on every node, in every delivery and in the acknowledgement",
+            Kind::AckIdMismatch => "the id a publish was acknowledged with is where that message is stored, in every final stream that holds it",
             Kind::Reordered => "a subscriber receives a channel's entries in strictly increasing id order",
-            Kind::Skipped => "a connected or resuming subscriber misses no entry of a channel",
+            Kind::Skipped => "a subscriber misses no entry of a channel it is owed: while connected, across a resume, up to the end of the final stream",
             Kind::Disagreement => "all subscribers see the common messages of a channel in the same order",
             Kind::Diverged => "at the end of a run all nodes hold the same stream for each channel",
             Kind::Realtime => "a message acknowledged before another was published precedes it",
@@ -296,7 +316,7 @@ impl Kind {
             }
             Kind::Phantom => Counter::Phantom,
             Kind::Corrupted => Counter::Corrupted,
-            Kind::IdConflict | Kind::Diverged => Counter::Diverged,
+            Kind::IdConflict | Kind::AckIdMismatch | Kind::Diverged => Counter::Diverged,
             Kind::Reordered | Kind::Skipped | Kind::Disagreement => Counter::Reordered,
             Kind::Realtime => Counter::Realtime,
             Kind::FailedButCommitted => Counter::FailedButCommitted,
@@ -441,6 +461,15 @@ pub enum Violation {
         first: (Option<MsgId>, Place),
         second: (Option<MsgId>, Place),
     },
+    /// The acknowledged id holds the acknowledged message: a final stream has the message
+    /// at another id than the one its publish was acknowledged with.
+    AckIdMismatch {
+        msg: MsgId,
+        channel: String,
+        ack_id: StreamId,
+        node: String,
+        stored_at: Option<StreamId>,
+    },
     /// A subscriber receives a channel's entries in strictly increasing id order.
     Reordered {
         subscriber: u32,
@@ -522,6 +551,7 @@ impl Violation {
             Violation::Phantom { .. } => Kind::Phantom,
             Violation::Corrupted { .. } => Kind::Corrupted,
             Violation::IdConflict { .. } => Kind::IdConflict,
+            Violation::AckIdMismatch { .. } => Kind::AckIdMismatch,
             Violation::Reordered { .. } => Kind::Reordered,
             Violation::Skipped { .. } => Kind::Skipped,
             Violation::Disagreement { .. } => Kind::Disagreement,
@@ -654,6 +684,18 @@ impl fmt::Display for Violation {
                 opt_msg(&second.0),
                 second.1
             ),
+            Violation::AckIdMismatch {
+                msg,
+                channel,
+                ack_id,
+                node,
+                stored_at,
+            } => write!(
+                f,
+                "msg {} on {channel} was acknowledged as {ack_id} but the final stream of {node} holds it at {}",
+                Hex(*msg),
+                opt_id(stored_at)
+            ),
             Violation::Reordered {
                 subscriber,
                 node,
@@ -764,6 +806,8 @@ struct KindTally {
 pub(crate) struct Findings {
     max_examples: usize,
     tallies: [KindTally; Kind::ALL.len()],
+    /// Broken properties that the target's promise allows (see [`promise`]).
+    anomalies: [KindTally; Kind::ALL.len()],
     at_most_once_gaps: u64,
     recovery: Vec<Recovery>,
 }
@@ -773,6 +817,7 @@ impl Findings {
         Self {
             max_examples,
             tallies: Default::default(),
+            anomalies: Default::default(),
             at_most_once_gaps: 0,
             recovery: Vec::new(),
         }
@@ -780,9 +825,38 @@ impl Findings {
 
     /// Counts one violation of `kind`; builds its example only if one is still wanted.
     pub(crate) fn report_with(&mut self, kind: Kind, example: impl FnOnce() -> Violation) {
-        let tally = &mut self.tallies[kind as usize];
+        Self::tally(&mut self.tallies, self.max_examples, kind, example);
+    }
+
+    /// Counts one anomaly of `kind` that the target's promise allows: reported beside
+    /// the violations, not as one.
+    pub(crate) fn anomaly_with(&mut self, kind: Kind, example: impl FnOnce() -> Violation) {
+        Self::tally(&mut self.anomalies, self.max_examples, kind, example);
+    }
+
+    /// A violation when `promised`, otherwise an anomaly.
+    pub(crate) fn judge(
+        &mut self,
+        promised: bool,
+        kind: Kind,
+        example: impl FnOnce() -> Violation,
+    ) {
+        if promised {
+            self.report_with(kind, example);
+        } else {
+            self.anomaly_with(kind, example);
+        }
+    }
+
+    fn tally(
+        tallies: &mut [KindTally; Kind::ALL.len()],
+        max_examples: usize,
+        kind: Kind,
+        example: impl FnOnce() -> Violation,
+    ) {
+        let tally = &mut tallies[kind as usize];
         tally.count += 1;
-        if tally.examples.len() < self.max_examples {
+        if tally.examples.len() < max_examples {
             let v = example();
             debug_assert_eq!(v.kind(), kind);
             tally.examples.push(v.to_string());
@@ -800,6 +874,11 @@ impl Findings {
     #[cfg(test)]
     pub(crate) fn count(&self, kind: Kind) -> u64 {
         self.tallies[kind as usize].count
+    }
+
+    #[cfg(test)]
+    pub(crate) fn anomaly_count(&self, kind: Kind) -> u64 {
+        self.anomalies[kind as usize].count
     }
 
     fn into_outcome(self, h: &IndexedHistory) -> CheckOutcome {
@@ -843,10 +922,32 @@ impl Findings {
                 examples: tally.examples,
             });
         }
-        let verdict = if checks.violations.is_empty() {
-            Verdict::Valid
-        } else {
+        for (kind, tally) in Kind::ALL.into_iter().zip(self.anomalies) {
+            if tally.count > 0 {
+                checks.anomalies.push(ViolationReport {
+                    kind: kind.name().to_owned(),
+                    property: kind.property().to_owned(),
+                    count: tally.count,
+                    examples: tally.examples,
+                });
+            }
+        }
+        checks.promise = h.promise.label.to_owned();
+        checks.unchecked = h
+            .unreadable
+            .iter()
+            .map(|(node, why)| {
+                format!(
+                    "the final streams of {node} could not be read ({why}): loss, divergence and completeness are not checked against it"
+                )
+            })
+            .collect();
+        let verdict = if !checks.violations.is_empty() {
             Verdict::Invalid
+        } else if !checks.unchecked.is_empty() {
+            Verdict::Unknown
+        } else {
+            Verdict::Valid
         };
         CheckOutcome {
             checks,
@@ -909,8 +1010,8 @@ mod tests {
         }
         h.final_entry("n1", "c", "26-0", 26);
         let opts = CheckOptions {
-            mode: Mode::Stream,
             max_examples: 3,
+            ..CheckOptions::new(Mode::Stream)
         };
         let outcome = check_events(h.events(), &opts);
         let lost = &outcome.checks.violations[0];
@@ -952,5 +1053,74 @@ mod tests {
             &CheckOptions::default(),
         );
         assert!(matches!(missing, Err(CheckError::Open { .. })));
+    }
+
+    #[test]
+    fn a_node_that_could_not_be_read_makes_the_verdict_unknown() {
+        let mut h = H::stream(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1-0");
+        h.deliver(1, "n1", 1, "1-0");
+        h.final_entry("n1", "c", "1-0", 1);
+        h.final_read("n1", true);
+        // n2 answered part of its read, then failed: it must not count as agreeing.
+        h.final_entry("n2", "c", "1-0", 1);
+        h.final_read("n2", false);
+        let outcome = check_events(h.events(), &CheckOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Unknown);
+        assert_eq!(outcome.checks.unchecked.len(), 1);
+        assert!(
+            outcome.checks.unchecked[0].contains("final streams of n2 could not be read"),
+            "{:?}",
+            outcome.checks.unchecked
+        );
+    }
+
+    #[test]
+    fn a_node_read_empty_is_data_not_absence() {
+        let mut h = H::stream(&["n1", "n2"]);
+        h.acked(1, "c", "1-0");
+        h.final_entry("n1", "c", "1-0", 1);
+        h.final_read("n1", true);
+        h.final_read("n2", true);
+        let outcome = check_events(h.events(), &CheckOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Invalid);
+        assert_eq!(
+            outcome.checks.diverged, 1,
+            "{:?}",
+            outcome.checks.violations
+        );
+    }
+
+    #[test]
+    fn redis_pubsub_is_judged_by_its_at_most_once_promise() {
+        // Nothing stored, nothing delivered: on the bus a violation, on Redis an anomaly.
+        let build = || {
+            let mut h = H::pubsub(&["n1"]);
+            h.sub_up(1, "n1");
+            h.acked(1, "c", "1");
+            h.acked(2, "c", "1");
+            h.deliver_ps(1, "n1", 2);
+            h.final_read("n1", true);
+            h.events()
+        };
+        let bus = check_events(
+            build(),
+            &CheckOptions::for_target(Target::Bus, Mode::Pubsub),
+        );
+        assert_eq!(bus.verdict, Verdict::Invalid);
+        let redis = check_events(
+            build(),
+            &CheckOptions::for_target(Target::Redis, Mode::Pubsub),
+        );
+        assert_eq!(redis.verdict, Verdict::Valid, "{:?}", redis.checks);
+        let kinds: Vec<&str> = redis
+            .checks
+            .anomalies
+            .iter()
+            .map(|a| a.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["lost_mid_stream", "skipped"]);
+        assert!(redis.checks.promise.contains("at most once"));
     }
 }

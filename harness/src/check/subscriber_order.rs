@@ -2,18 +2,20 @@
 //!
 //! Stream mode: per channel, a subscriber's delivered ids strictly increase; a delivery at
 //! or below the last id is `reordered` (counted per delivery; a re-delivery of a message
-//! it already had is a duplicate, see `duplicated.rs`). Between two consecutive delivered
-//! ids, every entry of the final stream of the node it read from must have been delivered,
-//! whether the subscriber stayed connected or resumed: each one it never received is
-//! `skipped` (per subscriber and entry).
+//! it already had is a duplicate, see `duplicated.rs`). A stream subscriber reads from
+//! `0-0` and resumes by id, so it owes every entry of the final stream of the node it read
+//! from: between two consecutive delivered ids, before the first and after the last (a
+//! subscriber that stops, or never delivers, misses the rest). Each one it never received
+//! is `skipped` (per subscriber and entry).
 //!
 //! Pub/sub mode: a message that exists (acknowledged, or delivered to someone) and that a
 //! subscriber never received is `skipped` when that subscriber was connected, in one
-//! session, from before the message was invoked until after it received a message of the
-//! same channel invoked after the first was known to exist (acknowledged or delivered).
-//! If the subscriber was disconnected at any time between the invoke and that moment, or
-//! disconnected before any later delivery, the miss is an at-most-once gap (counted, not a
-//! violation). A miss near the end of a run with no later delivery is neither.
+//! session, from before the message was invoked until either after it received a message
+//! of the same channel invoked after the first was known to exist (acknowledged or
+//! delivered), or the end of the run. If the subscriber was disconnected at any time
+//! between the invoke and that moment, the miss is an at-most-once gap (counted, not a
+//! violation). Where the target promises only at most once (Redis pub/sub), a miss while
+//! connected is an anomaly, not a violation.
 //! `skipped` and `reordered` both add to `Checks::reordered`.
 
 use super::index::{IndexedHistory, Status, StreamId, SubscriberRec, NONE};
@@ -111,6 +113,80 @@ fn check_stream(h: &IndexedHistory, out: &mut Findings) {
                 });
             }
         }
+        owed_to_the_end(h, sub, &final_k, &sorted, out);
+    }
+}
+
+/// The entries of the final stream that a stream subscriber owes before its first and
+/// after its last delivery on each channel (those in between are checked per gap).
+fn owed_to_the_end(
+    h: &IndexedHistory,
+    sub: &SubscriberRec,
+    final_k: &[Option<usize>],
+    sorted: &[Vec<u32>],
+    out: &mut Findings,
+) {
+    let n_channels = h.channels.len();
+    for c in 0..n_channels {
+        let delivered = sub
+            .deliveries
+            .iter()
+            .filter(|d| d.channel as usize == c && !d.repeat)
+            .filter_map(|d| d.id.map(|id| (id, d)));
+        let mut span: Option<(StreamId, StreamId, u32, u64)> = None;
+        for (id, d) in delivered {
+            span = Some(match span {
+                None => (id, id, d.node, d.t_us),
+                Some((first, last, ..)) if id > last => (first.min(id), id, d.node, d.t_us),
+                Some((first, last, node, t)) => (first.min(id), last, node, t),
+            });
+        }
+        // The node it read from last; with no delivery, the node of its last session.
+        let node = match span {
+            Some((_, _, node, _)) => node,
+            None => match sub.sessions.last() {
+                Some(s) => s.node,
+                None => continue,
+            },
+        };
+        let Some(k) = final_k[node as usize] else {
+            continue;
+        };
+        let stream = h.final_stream(k, c as u32);
+        for &p in &sorted[k * n_channels + c] {
+            let e = &stream[p as usize];
+            let (Some(id), true) = (e.id, e.msg_idx != NONE) else {
+                continue;
+            };
+            let owed = match span {
+                None => true,
+                Some((first, last, _, _)) => id < first || id > last,
+            };
+            if !owed || sub.got(e.msg_idx) {
+                continue;
+            }
+            out.report_with(Kind::Skipped, || Violation::Skipped {
+                subscriber: sub.id,
+                node: h.node(node).to_owned(),
+                channel: h.channel(c as u32).to_owned(),
+                missed: e.msg,
+                missed_id: e.id,
+                evidence: match span {
+                    None => format!(
+                        "it received nothing on the channel, and the final stream of {} holds {id}",
+                        h.node(node)
+                    ),
+                    Some((_, last, _, t)) if id > last => format!(
+                        "it received nothing after {last} (at {}) although the final stream of {} goes on to {id}",
+                        Ms(t),
+                        h.node(node)
+                    ),
+                    Some((first, ..)) => format!(
+                        "it read from 0-0 but its first delivery on the channel was {first}"
+                    ),
+                },
+            });
+        }
     }
 }
 
@@ -157,8 +233,9 @@ fn check_pubsub(h: &IndexedHistory, out: &mut Findings) {
                 continue;
             };
             let (later_invoked, later_idx) = latest[s][si * n_channels + m.channel as usize];
+            let promised = h.promise.connected_gap_free;
             if later_idx != NONE && later_invoked > known {
-                out.report_with(Kind::Skipped, || {
+                out.judge(promised, Kind::Skipped, || {
                     let later = &h.messages[later_idx as usize];
                     let got_at = sub
                         .deliveries
@@ -185,6 +262,21 @@ fn check_pubsub(h: &IndexedHistory, out: &mut Findings) {
             } else if sub.sessions[si].down_us != u64::MAX {
                 // Missed, then disconnected before anything later arrived.
                 out.at_most_once_gap();
+            } else {
+                // Connected from before the invoke to the end of the run: owed.
+                out.judge(promised, Kind::Skipped, || Violation::Skipped {
+                    subscriber: sub.id,
+                    node: h.node(sub.sessions[si].node).to_owned(),
+                    channel: h.channel(m.channel).to_owned(),
+                    missed: Some(m.msg),
+                    missed_id: None,
+                    evidence: format!(
+                        "invoked at {} and known at {} while it was connected from {} to the end of the run",
+                        Ms(m.invoke_us),
+                        Ms(known),
+                        Ms(sub.sessions[si].up_us)
+                    ),
+                });
             }
         }
     }
@@ -251,6 +343,7 @@ mod tests {
         h.sub_up(1, "n1");
         h.at(100);
         h.deliver(1, "n1", 4, "4-0");
+        h.deliver(2, "n1", 4, "4-0");
         // Subscriber 1 never got 2-0; subscriber 2 got everything.
         let f = run_one(&SubscriberOrder, h);
         assert_eq!(f.count(Kind::Skipped), 1);
@@ -297,15 +390,79 @@ mod tests {
         h.acked(2, "c", "1");
         h.acked(3, "c", "1");
         h.deliver_ps(1, "n1", 3);
-        // A message on another channel says nothing about channel c.
+        // Every subscriber subscribes to every channel: 4 on d is owed too, since the
+        // subscriber stayed connected to the end.
         h.acked(4, "d", "1");
         let f = run_one(&SubscriberOrder, h);
-        assert_eq!(f.count(Kind::Skipped), 1);
+        assert_eq!(f.count(Kind::Skipped), 2);
         assert_eq!(f.gaps(), 0);
         let ex = &f.examples(Kind::Skipped)[0];
         assert!(
             ex.contains(&format!("missed msg {}", H::hex(2))) && ex.contains(&H::hex(3)),
             "{ex}"
         );
+    }
+
+    #[test]
+    fn a_stream_subscriber_that_stops_or_never_delivers_is_caught() {
+        // Stops after the first entry: 2-0 and 3-0 are owed.
+        let mut h = three_acked_stream();
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 2);
+        assert!(
+            f.examples(Kind::Skipped)[0].contains("it received nothing after 1-0"),
+            "{:?}",
+            f.examples(Kind::Skipped)
+        );
+
+        // Never delivers anything: all three.
+        let mut h = three_acked_stream();
+        h.sub_up(1, "n1");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 3);
+        assert!(f.examples(Kind::Skipped)[0].contains("it received nothing on the channel"));
+
+        // Starts late (not from 0-0): the first entry is owed.
+        let mut h = three_acked_stream();
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 2, "2-0");
+        h.deliver(1, "n1", 3, "3-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        assert!(f.examples(Kind::Skipped)[0].contains("its first delivery on the channel was 2-0"));
+    }
+
+    #[test]
+    fn a_pubsub_subscriber_connected_to_the_end_is_owed_everything() {
+        // The bus's fan-out delivers nothing: every message is skipped.
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1");
+        h.acked(2, "c", "2");
+        h.push(crate::history::Event::SubscriberDown {
+            t_us: 10_000,
+            subscriber: 1,
+            node: "n1".into(),
+            reason: crate::history::RUN_FINISHED.into(),
+        });
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 2);
+        assert!(f.examples(Kind::Skipped)[0].contains("to the end of the run"));
+    }
+
+    #[test]
+    fn redis_pubsub_misses_while_connected_are_anomalies_not_violations() {
+        use raftbus_reports::model::{Mode, Target};
+        let mut h = H::pubsub(&["redis"]);
+        h.promise = crate::check::Promise::of(Target::Redis, Mode::Pubsub);
+        h.sub_up(1, "redis");
+        h.acked(1, "c", "1");
+        h.acked(2, "c", "1");
+        h.deliver_ps(1, "redis", 2);
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 0);
+        assert_eq!(f.anomaly_count(Kind::Skipped), 1);
     }
 }

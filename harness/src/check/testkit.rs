@@ -7,12 +7,15 @@ use std::collections::HashMap;
 
 use raftbus_reports::model::Mode;
 
-use super::index::IndexBuilder;
+use super::index::{IndexBuilder, IndexedHistory};
+use super::promise::Promise;
 use super::{Findings, Invariant, Kind};
 use crate::history::{msg_id, Event, MsgId, Outcome};
 
 pub(crate) struct H {
     pub mode: Mode,
+    /// Judged by the bus's promise unless a test says otherwise.
+    pub promise: Promise,
     nodes: Vec<String>,
     events: Vec<Event>,
     t_us: u64,
@@ -33,6 +36,7 @@ impl H {
     fn new(mode: Mode, nodes: &[&str]) -> Self {
         Self {
             mode,
+            promise: Promise::strict(mode),
             nodes: nodes.iter().map(|n| n.to_string()).collect(),
             events: Vec::new(),
             t_us: 0,
@@ -124,6 +128,15 @@ impl H {
         });
     }
 
+    /// Records how reading `node`'s final streams ended.
+    pub fn final_read(&mut self, node: &str, ok: bool) {
+        self.push(Event::FinalRead {
+            node: node.to_owned(),
+            ok,
+            error: (!ok).then(|| "connection refused".to_owned()),
+        });
+    }
+
     pub fn final_entry(&mut self, node: &str, channel: &str, id: &str, n: u64) {
         self.final_raw(node, channel, id, Some(Self::msg(n)), true);
     }
@@ -204,15 +217,20 @@ impl H {
     pub fn events(self) -> Vec<Event> {
         self.events
     }
+
+    /// The indexed view of the history, as the invariants see it.
+    pub fn index(self) -> IndexedHistory {
+        let mut builder = IndexBuilder::new(self.mode, self.promise);
+        for e in self.events {
+            builder.push(e);
+        }
+        builder.finish()
+    }
 }
 
 /// Runs one invariant over a built history.
 pub(crate) fn run_one(invariant: &dyn Invariant, h: H) -> Findings {
-    let mut builder = IndexBuilder::new(h.mode);
-    for e in h.events() {
-        builder.push(e);
-    }
-    let index = builder.finish();
+    let index = h.index();
     let mut out = Findings::new(10);
     invariant.check(&index, &mut out);
     out

@@ -301,7 +301,9 @@ pub fn plan(
         let active = d.saturating_sub(scenario.warmup).as_secs();
         let recovery = (s.command == SuiteCommand::Chaos).then(|| {
             let wanted = s.recovery.unwrap_or(DEFAULT_RECOVERY);
-            wanted.min(Duration::from_secs(active / 4))
+            wanted
+                .min(Duration::from_secs(active / 4))
+                .max(crate::chaos::MIN_RECOVERY)
         });
         let interval = recovery.map(|recovery| {
             let wanted = s.interval.unwrap_or(DEFAULT_INTERVAL);

@@ -206,13 +206,25 @@ pub async fn run(
     let _ = progress_task.await;
 
     for (node, addr) in &plan.endpoints {
-        match read_final(node, *addr, s.channels, &recorder).await {
-            Ok(n) => report.final_entries += n,
+        let read = read_final(node, *addr, s.channels, &recorder).await;
+        let error = match read {
+            Ok(n) => {
+                report.final_entries += n;
+                None
+            }
             Err(e) => {
                 tracing::warn!(%node, error = %e, "cannot read final streams");
                 report.final_unreadable.push(node.clone());
+                Some(e.to_string())
             }
-        }
+        };
+        recorder
+            .record(Event::FinalRead {
+                node: node.clone(),
+                ok: error.is_none(),
+                error,
+            })
+            .await;
     }
     Ok(report)
 }

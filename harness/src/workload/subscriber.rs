@@ -16,7 +16,7 @@ use raftbus_reports::model::Mode;
 use tokio::sync::watch;
 
 use super::resp::{parse_xread, EntryId, RespConn, Value};
-use crate::history::Event;
+use crate::history::{Event, RUN_FINISHED};
 use crate::payload::{self, Decoded};
 use crate::record::{Clock, Recorder};
 use crate::target::check_client_addr;
@@ -85,7 +85,7 @@ impl Subscriber {
                         t_us: clock.now_us(),
                         subscriber: spec.id,
                         node: spec.node.clone(),
-                        reason: reason.clone().unwrap_or_else(|| "run finished".into()),
+                        reason: reason.clone().unwrap_or_else(|| RUN_FINISHED.into()),
                     })
                     .await;
             }

@@ -1,0 +1,59 @@
+//! What each target promises, per mode. The checkers judge a target against its own
+//! promise: breaking it is a violation; an anomaly that the promise allows (Redis pub/sub
+//! is at most once) is reported beside the violations as an anomaly, so a comparison
+//! still shows what the weaker system dropped.
+//!
+//! | target, mode | stores acknowledged publishes | connected subscriber misses nothing |
+//! |---|---|---|
+//! | bus, stream | yes (final streams) | yes, and nothing across a resume by ID |
+//! | bus, pub/sub | yes (PUBLISH appends to the stream) | yes, from its confirmed SUBSCRIBE on |
+//! | Redis, stream | yes (the XADD reply is an entry id) | yes, and nothing across a resume by ID |
+//! | Redis, pub/sub | no: PUBLISH counts receivers, nothing is stored | no: at most once |
+//!
+//! Duplicates, reordering, phantom or corrupted messages and diverged replicas break every
+//! promise. Losing an acknowledged entry breaks every promise that stores it, whatever the
+//! persistence setting (the acknowledgement said it was stored).
+
+use raftbus_reports::model::{Mode, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promise {
+    /// Every acknowledged publish is in the final streams.
+    pub stores_acked: bool,
+    /// A subscriber that stays connected receives every entry committed meanwhile.
+    pub connected_gap_free: bool,
+    /// A short description for reports.
+    pub label: &'static str,
+}
+
+impl Promise {
+    pub fn of(target: Target, mode: Mode) -> Promise {
+        match (target, mode) {
+            (Target::Bus, Mode::Stream) => Promise {
+                stores_acked: true,
+                connected_gap_free: true,
+                label: "bus streams: acknowledged = stored on a majority; ordered, gap-free delivery and resume",
+            },
+            (Target::Bus, Mode::Pubsub) => Promise {
+                stores_acked: true,
+                connected_gap_free: true,
+                label: "bus pub/sub: acknowledged = stored on a majority; a connected subscriber gets every entry once, in order",
+            },
+            (Target::Redis, Mode::Stream) => Promise {
+                stores_acked: true,
+                connected_gap_free: true,
+                label: "redis streams: an acknowledged XADD is stored; readers resume by ID without gaps",
+            },
+            (Target::Redis, Mode::Pubsub) => Promise {
+                stores_acked: false,
+                connected_gap_free: false,
+                label: "redis pub/sub: at most once; nothing is stored, misses are anomalies",
+            },
+        }
+    }
+
+    /// The strictest promise (the bus's), for histories whose target is not known.
+    pub fn strict(mode: Mode) -> Promise {
+        Promise::of(Target::Bus, mode)
+    }
+}
