@@ -9,6 +9,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use std::path::PathBuf;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::disk::{CorruptMode, DiskControl};
 use crate::error::{Error, Result};
 use crate::kind::{FaultKind, PartitionMode};
 use crate::net::{Bandwidth, NetControl, Partition, PartitionId, ProxyControl};
@@ -98,6 +104,36 @@ pub enum Fault {
         /// The proxy.
         proxy: ProxyControl,
     },
+    /// Power loss of a host: SIGKILL its process group, wait until it is gone, drop every
+    /// unsynced write and directory change of its lazy filesystem (with `torn`, the newest
+    /// unsynced write survives as that fraction of a prefix); undone by restarting it.
+    PowerLoss {
+        /// Host name.
+        host: String,
+        /// Its process.
+        process: ProcessHandle,
+        /// Its lazy filesystem.
+        disk: DiskControl,
+        /// `Some(keep)`: a torn write keeping `keep` (0 to 1) of the newest unsynced write.
+        torn: Option<f64>,
+    },
+    /// SIGKILL, then damage the largest data file under `dir` (after writing back what its
+    /// lazy filesystem holds, as the page cache of a killed process would be); undone by
+    /// restarting the node, which must detect the damage.
+    Corrupt {
+        /// Host name.
+        host: String,
+        /// Its process.
+        process: ProcessHandle,
+        /// The durable directory: the lazy filesystem's backing dir, or the data dir.
+        dir: PathBuf,
+        /// The lazy filesystem over it, if mounted.
+        disk: Option<DiskControl>,
+        /// How.
+        mode: CorruptMode,
+        /// Seeds the choice of offset and bits.
+        seed: u64,
+    },
 }
 
 impl Fault {
@@ -111,6 +147,9 @@ impl Fault {
             Fault::Loss { .. } => FaultKind::Loss,
             Fault::Bandwidth { .. } => FaultKind::Bandwidth,
             Fault::Delay { .. } | Fault::KernelDelay { .. } => FaultKind::Delay,
+            Fault::PowerLoss { torn: None, .. } => FaultKind::PowerLoss,
+            Fault::PowerLoss { torn: Some(_), .. } => FaultKind::TornWrite,
+            Fault::Corrupt { .. } => FaultKind::Corrupt,
         }
     }
 
@@ -122,7 +161,9 @@ impl Fault {
             | Fault::Terminate { host, .. }
             | Fault::Loss { host, .. }
             | Fault::Bandwidth { host, .. }
-            | Fault::KernelDelay { host, .. } => vec![host.clone()],
+            | Fault::KernelDelay { host, .. }
+            | Fault::PowerLoss { host, .. }
+            | Fault::Corrupt { host, .. } => vec![host.clone()],
             Fault::Delay { target, .. } | Fault::Blackhole { target, .. } => vec![target.clone()],
             Fault::Partition { partition, .. } => partition
                 .endpoints()
@@ -145,8 +186,39 @@ impl Fault {
                 format!("netem delay {delay:?} ± {jitter:?}")
             }
             Fault::Blackhole { proxy, .. } => format!("proxy to {} blackholed", proxy.upstream()),
+            Fault::PowerLoss { process, torn, .. } => match torn {
+                None => format!("SIGKILL pid {}, power loss", process.pid()),
+                Some(_) => format!(
+                    "SIGKILL pid {}, power loss with a torn write",
+                    process.pid()
+                ),
+            },
+            Fault::Corrupt { process, mode, .. } => {
+                format!("SIGKILL pid {}, corrupt ({mode})", process.pid())
+            }
         }
     }
+}
+
+/// How long a killed process gets to be gone before a disk fault acts on its files.
+const GONE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits until a SIGKILLed process is gone (a zombie counts), then a moment more for FUSE
+/// requests it left in flight.
+fn wait_gone(process: &ProcessHandle) -> Result<()> {
+    let deadline = Instant::now() + GONE_TIMEOUT;
+    while !process.state().is_gone() {
+        if Instant::now() > deadline {
+            return Err(Error::Invalid(format!(
+                "pid {} still running {}s after SIGKILL",
+                process.pid(),
+                GONE_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(())
 }
 
 /// The record of one applied fault.
@@ -251,7 +323,53 @@ impl Journal {
 
     /// Apply `fault` and record it.
     pub fn apply(&mut self, fault: Fault) -> Result<FaultId> {
+        // What a disk fault did, appended to the entry's detail.
+        let mut outcome: Option<String> = None;
         let undo = match &fault {
+            Fault::PowerLoss {
+                host,
+                process,
+                disk,
+                torn,
+            } => {
+                if self.restarter.is_none() {
+                    return Err(Error::NoRestarter(host.clone()));
+                }
+                process.kill()?;
+                let dropped = wait_gone(process).and_then(|()| match torn {
+                    None => disk.drop_unsynced(),
+                    Some(keep) => disk.tear_last_write(*keep),
+                });
+                match dropped {
+                    Ok(report) => outcome = Some(report.to_string()),
+                    Err(e) => return Err(self.restart_after_failed_disk_fault(host, e)),
+                }
+                Undo::Restart(host.clone())
+            }
+            Fault::Corrupt {
+                host,
+                process,
+                dir,
+                disk,
+                mode,
+                seed,
+            } => {
+                if self.restarter.is_none() {
+                    return Err(Error::NoRestarter(host.clone()));
+                }
+                process.kill()?;
+                let damaged = wait_gone(process)
+                    .and_then(|()| disk.as_ref().map_or(Ok(()), DiskControl::write_back))
+                    .and_then(|()| {
+                        let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+                        crate::disk::corrupt(dir, *mode, &mut rng)
+                    });
+                match damaged {
+                    Ok(report) => outcome = Some(report.to_string()),
+                    Err(e) => return Err(self.restart_after_failed_disk_fault(host, e)),
+                }
+                Undo::Restart(host.clone())
+            }
             Fault::Kill { host, process } | Fault::Terminate { host, process } => {
                 if self.restarter.is_none() {
                     return Err(Error::NoRestarter(host.clone()));
@@ -312,7 +430,10 @@ impl Journal {
                 _ => None,
             },
             targets: fault.targets(),
-            detail: fault.detail(),
+            detail: match outcome {
+                Some(o) => format!("{}: {o}", fault.detail()),
+                None => fault.detail(),
+            },
             applied_at: SystemTime::now(),
             start_s: self.started.elapsed().as_secs_f64(),
             end_s: None,
@@ -322,6 +443,17 @@ impl Journal {
         self.entries.push(entry);
         self.undo.insert(id, undo);
         Ok(id)
+    }
+
+    /// A disk fault killed the process but could not act on its files: restart it so the
+    /// step leaves nothing applied, and report the disk error.
+    fn restart_after_failed_disk_fault(&mut self, host: &str, e: Error) -> Error {
+        if let Some(r) = self.restarter.as_mut() {
+            if let Err(re) = r.restart(host) {
+                tracing::error!(host, error = %re, "restart after a failed disk fault failed");
+            }
+        }
+        e
     }
 
     /// Undo one fault through its named inverse. On error it stays active (and can be healed

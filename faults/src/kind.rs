@@ -70,6 +70,13 @@ named_enum! {
         Delay => "delay",
         /// Bandwidth limit (tc tbf).
         Bandwidth => "bandwidth",
+        /// Power loss: SIGKILL, drop every unsynced write and directory change of the node's
+        /// lazy filesystem, restart.
+        PowerLoss => "power-loss",
+        /// As power-loss, but the newest unsynced write survives as a prefix.
+        TornWrite => "torn-write",
+        /// While the node is down, flip bits in (or truncate) one of its data files; restart.
+        Corrupt => "corrupt",
     }
 }
 
@@ -108,6 +115,20 @@ impl FaultKind {
             self,
             FaultKind::Kill | FaultKind::Pause | FaultKind::Terminate | FaultKind::Restart
         )
+    }
+
+    /// Whether the fault acts on a node's disk (its process is killed and restarted too).
+    pub fn is_disk(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::PowerLoss | FaultKind::TornWrite | FaultKind::Corrupt
+        )
+    }
+
+    /// Whether the fault needs the lazy filesystem mounted under the node's data dir
+    /// (`corrupt` works on a plain directory).
+    pub fn needs_lazy_fs(&self) -> bool {
+        matches!(self, FaultKind::PowerLoss | FaultKind::TornWrite)
     }
 }
 

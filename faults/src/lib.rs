@@ -6,10 +6,11 @@
 //!
 //! | module | what it is for |
 //! |---|---|
-//! | [`lab`] | [`Lab::enter`] turns the (single-threaded) process into the *lab*: a private network namespace (rootless through a user namespace when not root) with bridge `rb0` 198.18.0.1/16; [`Lab::add_host`] gives each node its own namespace and address 198.18.1.N, kept by a holder process; [`Host::command`] runs a program there. [`probe`] reports what works without entering. Falls back to [`LabMode::Loopback`]. |
+//! | [`lab`] | [`Lab::enter`] turns the (single-threaded) process into the *lab*: a private network and mount namespace (rootless through a user namespace when not root) with bridge `rb0` 198.18.0.1/16; [`Lab::add_host`] gives each node its own namespace and address 198.18.1.N, kept by a holder process; [`Host::command`] runs a program there. [`probe`] reports what works without entering. Falls back to [`LabMode::Loopback`]. |
 //! | [`net`] | [`NetControl`]: partitions ([`Partition`]: halves, isolate, majorities ring, bridge, one-way, client) and packet loss through one atomic nftables table `bridge raftbus` in the lab, bandwidth through `tc tbf`; [`DelayProxy`]: userspace TCP delay/jitter/blackhole stage (this kernel has no netem). |
 //! | [`process`] | [`ProcessHandle`]: SIGKILL / SIGSTOP / SIGCONT / SIGTERM to a process group; [`process::state`] reads `/proc/<pid>/stat`; the [`Restarter`] callback through which the harness restarts a node. |
 //! | [`journal`] | [`Journal`]: apply a [`Fault`], record it ([`JournalEntry`]: kind, targets, start/end), heal one or [`Journal::heal_all`]; heals on drop and, with [`heal_on_panic`], on panic. |
+//! | [`disk`] | [`LazyMount`]: a FUSE filesystem over a node's data dir that keeps writes in memory until fsync (directory changes until the directory's fsync); [`DiskControl::drop_unsynced`] (power loss), [`DiskControl::tear_last_write`] (torn write); [`corrupt()`] damages a data file of a node that is down. |
 //! | [`kind`] | [`FaultKind`] and [`PartitionMode`]: the names used on the CLI and in scenario files, with `FromStr`, `Display` and serde. |
 //! | [`error`] | [`Error`], the crate's `thiserror` type. |
 //!
@@ -31,6 +32,8 @@
 //! | [`NetControl::set_loss`] | [`NetControl::clear_loss`] |
 //! | [`NetControl::limit_bandwidth`] | [`NetControl::clear_bandwidth`] |
 //! | [`NetControl::set_delay`] (netem kernels only) | [`NetControl::clear_delay`] |
+//! | [`Fault::PowerLoss`] (kill + [`DiskControl::drop_unsynced`] or [`DiskControl::tear_last_write`]) | [`Restarter::restart`] |
+//! | [`Fault::Corrupt`] (kill + [`corrupt()`]) | [`Restarter::restart`] (the node must detect the damage) |
 //! | [`ProxyControl::set_delay`], [`ProxyControl::set_blackhole`] | [`ProxyControl::clear`] |
 //! | everything in a [`Journal`] | [`Journal::heal_all`]; [`Lab::teardown`] removes all network faults |
 //!
@@ -65,6 +68,7 @@
 //! short-lived thread (tokio's `spawn_blocking` pool), or the child is killed when that
 //! thread retires.
 
+pub mod disk;
 pub mod error;
 pub mod journal;
 pub mod kind;
@@ -73,6 +77,7 @@ pub mod net;
 pub mod process;
 mod sys;
 
+pub use disk::{corrupt, CorruptMode, CorruptReport, DiskControl, DropReport, LazyMount};
 pub use error::{Error, Result};
 pub use journal::{heal_on_panic, Fault, FaultId, Journal, JournalEntry};
 pub use kind::{FaultKind, PartitionMode};

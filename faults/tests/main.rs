@@ -3,6 +3,7 @@
 
 mod bandwidth;
 mod delay;
+mod disk;
 mod heal;
 mod lab;
 mod loss;
@@ -85,6 +86,30 @@ const TESTS: &[Test] = &[
     Test {
         name: "process::journal_restarts_killed_and_resumes_paused",
         kind: Kind::Plain(process::journal_restarts_killed_and_resumes_paused),
+    },
+    Test {
+        name: "disk::unsynced_write_is_gone_after_drop",
+        kind: Kind::InLab(disk::unsynced_write_is_gone_after_drop),
+    },
+    Test {
+        name: "disk::synced_write_survives_drop",
+        kind: Kind::InLab(disk::synced_write_survives_drop),
+    },
+    Test {
+        name: "disk::create_without_dir_fsync_is_gone",
+        kind: Kind::InLab(disk::create_without_dir_fsync_is_gone),
+    },
+    Test {
+        name: "disk::torn_write_leaves_a_prefix",
+        kind: Kind::InLab(disk::torn_write_leaves_a_prefix),
+    },
+    Test {
+        name: "disk::killed_child_leaves_no_mount",
+        kind: Kind::Plain(disk::killed_child_leaves_no_mount),
+    },
+    Test {
+        name: "disk::mount_and_die_child",
+        kind: Kind::ChildOnly(disk::mount_and_die_child),
     },
     Test {
         name: "heal::heal_all_removes_every_fault",

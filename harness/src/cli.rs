@@ -145,6 +145,14 @@ pub struct BenchArgs {
     /// Redis replicas (0 or 1); subscribers read from the replica too [default: 0]
     #[arg(long)]
     pub redis_replicas: Option<usize>,
+    /// Bus nodes' log durability: always (fsync before ack) or never (known-bad: acked once
+    /// in the page cache, lost on power loss) [default: always]
+    #[arg(long, value_enum)]
+    pub bus_fsync: Option<crate::scenario::BusFsync>,
+    /// Mount the lazy filesystem (writes held in memory until fsync) under every server's
+    /// data dir even without a disk fault, e.g. to measure its overhead
+    #[arg(long)]
+    pub lazy_fs: bool,
     /// A publish with no reply after this long is recorded as indeterminate [default: 5s]
     #[arg(long, value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
@@ -194,7 +202,7 @@ pub struct ChaosArgs {
     #[command(flatten)]
     pub bench: BenchArgs,
     /// Fault kinds mixed by the seed, each at least once: kill, pause, terminate, restart,
-    /// partition, loss, delay, bandwidth [default: kill,pause,partition unless the scenario
+    /// partition, loss, delay, bandwidth, power-loss, torn-write, corrupt [default: kill,pause,partition unless the scenario
     /// has [chaos] or [[fault]] entries]
     #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1.., value_parser = parse_fault_kind)]
     pub faults: Option<Vec<FaultKind>>,
@@ -293,6 +301,12 @@ impl BenchArgs {
         }
         if let Some(v) = self.redis_replicas {
             s.redis.replicas = v;
+        }
+        if let Some(v) = self.bus_fsync {
+            s.bus.fsync = v;
+        }
+        if self.lazy_fs {
+            s.lazy_fs = true;
         }
         if let Some(v) = self.request_timeout {
             s.request_timeout = v;

@@ -316,6 +316,23 @@ async fn bench_one(
     } else {
         None
     };
+    // The lazy filesystem under every data dir: for power-loss and torn-write, or on request.
+    let lazy_fs = s.lazy_fs
+        || schedule
+            .as_ref()
+            .is_some_and(|sch| sch.kinds().iter().any(FaultKind::needs_lazy_fs));
+    if lazy_fs && !ctx.disk {
+        return Err(TargetError::Disk(format!(
+            "lazy_fs requested but unavailable: {}",
+            ctx.disk_reason
+        ))
+        .into());
+    }
+    if target == Target::Bus {
+        let path = dir.join(target::bus::NODE_CONFIG_FILE);
+        std::fs::write(&path, s.bus.node_toml())
+            .map_err(io_err(format!("write {}", path.display())))?;
+    }
     // Delay needs the peer links behind proxies; so do partitions without nftables.
     let needs_proxies = target == Target::Bus
         && schedule.as_ref().is_some_and(|sch| {
@@ -327,7 +344,8 @@ async fn bench_one(
         let listen = lab.map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.lab_addr());
         PeerProxies::new(std::net::IpAddr::V4(listen), seed)
     });
-    let spawner = target::lab::spawner_for(lab, &names)?;
+    let spawner =
+        target::lab::spawner_with_disk(lab, &names, lazy_fs.then(|| dir.join(target::DISK_DIR)))?;
     let cluster = match target {
         Target::Bus => {
             target::bus::start_with(
@@ -425,6 +443,9 @@ async fn bench_one(
         notes.extend(faults.notes);
         windows = faults.windows;
     }
+    if target == Target::Bus && s.bus.fsync == crate::scenario::BusFsync::Never {
+        notes.push("bus: fsync = \"never\" (known-bad: appends acknowledged without fsync)".into());
+    }
     drop(proxies);
     if let Err(e) = cluster.check_alive() {
         tracing::warn!(error = %e, "a node died during the run");
@@ -462,6 +483,12 @@ async fn bench_one(
         &dir.join(HISTORY_FILE),
         &CheckOptions::for_target(target, s.mode),
     )?;
+    if outcome.checks.lost > 0 {
+        notes.extend(crate::chaos::attribution::attribute_losses(
+            &outcome.checks.violations,
+            &windows,
+        ));
+    }
     let summary = Summary {
         schema: SUMMARY_SCHEMA.to_string(),
         name: s.name.clone(),
@@ -499,12 +526,30 @@ async fn bench_one(
     if summary.verdict == Verdict::Valid {
         // Server data (AOF, Raft logs) is only kept to debug a failed run.
         let _ = std::fs::remove_dir_all(dir.join("data"));
+        let _ = std::fs::remove_dir_all(dir.join(target::DISK_DIR));
     }
     Ok(summary)
 }
 
 /// What the lab offers this target's nemesis.
 fn plan_context(target: Target, nodes: usize, lab: Option<&Arc<Lab>>) -> PlanContext {
+    let (disk, disk_reason) = match lab {
+        Some(lab) if lab.mode().is_namespaced() && lab.capabilities().fuse => (true, String::new()),
+        Some(lab) if lab.mode().is_namespaced() => (
+            false,
+            lab.capabilities()
+                .notes
+                .iter()
+                .find(|n| n.starts_with("fuse:"))
+                .cloned()
+                .unwrap_or_else(|| "FUSE is not usable in the lab".into()),
+        ),
+        Some(_) => (
+            false,
+            "the lab runs in loopback mode (no private mount namespace)".into(),
+        ),
+        None => (false, "no lab".into()),
+    };
     let (kernel_net, tbf, net_reason) = match lab {
         Some(lab) => match lab.mode() {
             raftbus_faults::LabMode::Namespaces { .. } => {
@@ -528,6 +573,8 @@ fn plan_context(target: Target, nodes: usize, lab: Option<&Arc<Lab>>) -> PlanCon
         kernel_net,
         tbf,
         net_reason,
+        disk,
+        disk_reason,
     }
 }
 
@@ -619,6 +666,20 @@ pub fn print_summary(s: &Summary, dir: &Path) {
                 }
             );
         }
+    }
+    for w in s
+        .faults
+        .iter()
+        .filter(|w| matches!(w.kind.as_str(), "power-loss" | "torn-write" | "corrupt"))
+    {
+        println!("  fault   {} at {:.1}s: {}", w.kind, w.start_s, w.detail);
+    }
+    for n in s.environment.notes.iter().filter(|n| {
+        n.starts_with("loss attribution:")
+            || n.starts_with("corrupt at")
+            || n.starts_with("a node died")
+    }) {
+        println!("  note    {n}");
     }
     println!(
         "  checks  acked {}  failed {}  indeterminate {}  delivered {}",

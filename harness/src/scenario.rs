@@ -18,6 +18,10 @@
 //! at = "10s"
 //! rate = 5000
 //!
+//! # bus node settings (DIR/node.toml); "never" is the known-bad durability setting
+//! [bus]
+//! fsync = "always"
+//!
 //! # faults: a seeded mix (what `raftbus chaos --faults` writes) ...
 //! [chaos]
 //! faults = ["kill", "pause", "partition"]
@@ -127,6 +131,46 @@ impl Default for RedisOptions {
     }
 }
 
+/// When bus nodes fsync their Raft log (the node's `fsync` setting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BusFsync {
+    /// Every batch is fsynced before it is acknowledged (the default, the bus's promise).
+    #[default]
+    Always,
+    /// Known-bad: acknowledged once in the page cache; a power loss of a majority loses
+    /// acknowledged messages. For measuring what fsync costs and testing the harness.
+    Never,
+}
+
+impl BusFsync {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusFsync::Always => "always",
+            BusFsync::Never => "never",
+        }
+    }
+}
+
+/// Bus node options (`[bus]`), written to `DIR/node.toml`, which every node reads through
+/// `--config`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusOptions {
+    #[serde(default)]
+    pub fsync: BusFsync,
+}
+
+impl BusOptions {
+    /// The node config file for these options.
+    pub fn node_toml(&self) -> String {
+        format!(
+            "# written by the raftbus harness from the scenario's [bus] table\nfsync = \"{}\"\n",
+            self.fsync.as_str()
+        )
+    }
+}
+
 /// From time `at` on, the total offered rate is `rate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +221,14 @@ pub struct Scenario {
     pub request_timeout: Duration,
     #[serde(default)]
     pub redis: RedisOptions,
+    /// Bus node settings.
+    #[serde(default)]
+    pub bus: BusOptions,
+    /// Mount the lazy filesystem (writes in memory until fsync) under every server's data
+    /// dir even without a disk fault in the schedule, e.g. to measure its overhead. Runs
+    /// whose schedule has power-loss or torn-write get it anyway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lazy_fs: bool,
     /// Load steps: from `at` on, the offered rate is `rate`.
     #[serde(default, rename = "step", skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
@@ -243,6 +295,8 @@ impl Default for Scenario {
             seed: None,
             request_timeout: default_request_timeout(),
             redis: RedisOptions::default(),
+            bus: BusOptions::default(),
+            lazy_fs: false,
             steps: Vec::new(),
             chaos: None,
             faults: Vec::new(),

@@ -313,8 +313,9 @@ impl Bus {
             let l = self.log.stats();
             let _ = write!(
                 out,
-                "# Persistence\r\nlog_segments:{}\r\nlog_bytes:{}\r\nlog_fsyncs:{}\r\n\
+                "# Persistence\r\nlog_fsync:{}\r\nlog_segments:{}\r\nlog_bytes:{}\r\nlog_fsyncs:{}\r\n\
                  log_entries_flushed:{}\r\nlog_cached_entries:{}\r\n\r\n",
+                if l.fsync { "always" } else { "never" },
                 l.segments, l.bytes, l.fsyncs, l.entries_flushed, l.cached_entries
             );
         }

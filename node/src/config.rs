@@ -77,6 +77,31 @@ impl Default for InputLimits {
     }
 }
 
+/// When the Raft log is fsynced (`fsync = "always" | "never"` in the config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Every group-committed batch of appends is fsynced (`fdatasync`) before it counts as
+    /// written, so an acknowledged message is on disk on a majority: it survives a power
+    /// loss of every node. The default.
+    #[default]
+    Always,
+    /// Appends count as written once they are in the operating system's page cache. Faster,
+    /// and survives `kill -9`, but a power loss of a majority loses acknowledged messages.
+    /// Known-bad: for measuring what fsync costs, and as the configuration that the
+    /// harness's `power-loss` fault must catch. Votes and the log's meta file stay synced.
+    Never,
+}
+
+impl FsyncPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Never => "never",
+        }
+    }
+}
+
 /// Everything a node can be tuned with through `--config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,6 +131,9 @@ pub struct NodeSettings {
     /// together as the next batch, so fewer means larger batches (fewer fsyncs per
     /// message) and more means less queueing at low load.
     pub max_inflight_batches: usize,
+    /// Durability of the Raft log: `always` (default) or `never` (known-bad, see
+    /// [`FsyncPolicy`]). INFO reports it as `log_fsync`.
+    pub fsync: FsyncPolicy,
 }
 
 impl Default for NodeSettings {
@@ -124,6 +152,7 @@ impl Default for NodeSettings {
             requirepass: None,
             max_pipeline: 10_000,
             max_inflight_batches: 2,
+            fsync: FsyncPolicy::Always,
         }
     }
 }
@@ -245,5 +274,12 @@ mod tests {
 
         std::fs::write(&path, "heartbeat_ms = 400\n").unwrap();
         assert!(NodeSettings::load(&path).is_err());
+
+        assert_eq!(NodeSettings::default().fsync, FsyncPolicy::Always);
+        std::fs::write(&path, "fsync = \"never\"\n").unwrap();
+        assert_eq!(NodeSettings::load(&path).unwrap().fsync, FsyncPolicy::Never);
+        std::fs::write(&path, "fsync = \"sometimes\"\n").unwrap();
+        let err = NodeSettings::load(&path).unwrap_err().to_string();
+        assert!(err.contains("sometimes"), "{err}");
     }
 }

@@ -54,7 +54,17 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
     };
     let log_dir = config.data_dir.join("log");
     let sm_dir = config.data_dir.join("state");
-    let log_store = LogStore::open(&log_dir).map_err(|e| storage_err(&log_dir, e.to_string()))?;
+    let log_config = crate::log_store::LogStoreConfig {
+        fsync: settings.fsync == crate::config::FsyncPolicy::Always,
+        ..Default::default()
+    };
+    if settings.fsync == crate::config::FsyncPolicy::Never {
+        tracing::warn!(
+            "fsync = \"never\": acknowledged writes can be lost when a majority loses power"
+        );
+    }
+    let log_store = LogStore::open_with(&log_dir, log_config)
+        .map_err(|e| storage_err(&log_dir, e.to_string()))?;
     let (state_machine, shared) =
         StateMachine::open(&sm_dir, settings.retention, settings.subscriber_backlog)
             .map_err(|e| storage_err(&sm_dir, e.to_string()))?;

@@ -198,12 +198,13 @@ impl State {
 }
 
 impl Lab {
-    /// Move this process into a new network namespace that becomes the lab, bring `lo` up and
-    /// create the bridge `rb0` with 198.18.0.1/16.
+    /// Move this process into a new network namespace that becomes the lab (and a private
+    /// mount namespace, for the lazy filesystem's mounts), bring `lo` up and create the
+    /// bridge `rb0` with 198.18.0.1/16.
     ///
     /// Must be called while the process is single-threaded (first thing in `main`, before any
-    /// runtime or thread exists). As root this unshares `CLONE_NEWNET`; otherwise it unshares
-    /// `CLONE_NEWUSER | CLONE_NEWNET` and maps root inside to the caller's uid/gid. When that
+    /// runtime or thread exists). As root this unshares `CLONE_NEWNET | CLONE_NEWNS`; otherwise
+    /// it unshares `CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS` and maps root inside to the caller's uid/gid. When that
     /// is impossible the lab runs in [`LabMode::Loopback`] and says why; never fails.
     pub fn enter() -> Lab {
         match Self::try_enter() {
@@ -233,9 +234,9 @@ impl Lab {
         };
         probe::enter_namespaces(ids.as_ref()).map_err(|e| {
             if rootless {
-                format!("unshare(CLONE_NEWUSER | CLONE_NEWNET) failed: {e}")
+                format!("unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) failed: {e}")
             } else {
-                format!("unshare(CLONE_NEWNET) failed: {e}")
+                format!("unshare(CLONE_NEWNET | CLONE_NEWNS) failed: {e}")
             }
         })?;
         // From here on we are inside the new (empty) namespace: loopback still works there.
@@ -272,9 +273,11 @@ impl Lab {
             tc: false,
             tbf: false,
             netem: false,
+            fuse: false,
             notes: vec![
                 format!("loopback lab: {reason}"),
                 "network faults only through the userspace proxy".into(),
+                "fuse: no (the lazy filesystem is mounted only in the lab's private mount namespace)".into(),
             ],
         };
         Lab::new(LabMode::Loopback { reason }, caps)

@@ -1,7 +1,8 @@
-//! Capability detection: can we make namespaces, and which of nftables, tc, tbf and netem work
-//! inside them.
+//! Capability detection: can we make namespaces, and which of nftables, tc, tbf, netem and
+//! FUSE work inside them.
 
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -45,6 +46,10 @@ pub struct Capabilities {
     /// The `netem` qdisc works (kernel delay/loss); when false delay runs in the userspace
     /// [`crate::DelayProxy`].
     pub netem: bool,
+    /// A FUSE filesystem can be mounted in the lab's private mount namespace (the disk
+    /// faults: power-loss, torn-write; corrupt needs no FUSE).
+    #[serde(default)]
+    pub fuse: bool,
     /// Human-readable findings, for reports.
     pub notes: Vec<String>,
 }
@@ -59,6 +64,7 @@ impl Capabilities {
             tc: false,
             tbf: false,
             netem: false,
+            fuse: false,
         }
     }
 
@@ -103,15 +109,50 @@ pub fn probe() -> Capabilities {
     } else {
         None
     };
+    // The FUSE check runs in the child (inside its fresh namespaces) and reports one byte
+    // through a pipe: 0 when a test mount worked, else the errno.
+    let scratch = crate::disk::probe::ScratchDir::new();
+    let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+    let fuse_target = match (&scratch, &pipe) {
+        (Ok(dir), Ok((_, w))) => Some((dir.c_path.clone(), w.as_raw_fd())),
+        _ => None,
+    };
     // SAFETY: runs in the forked child before exec; only system calls on data prepared
-    // before the fork (see `enter_namespaces`).
+    // before the fork (see `enter_namespaces` and `mount_test`).
     unsafe {
-        cmd.pre_exec(move || enter_namespaces(ids.as_ref()).map_err(std::io::Error::from));
+        cmd.pre_exec(move || {
+            enter_namespaces(ids.as_ref()).map_err(std::io::Error::from)?;
+            if let Some((target, fd)) = &fuse_target {
+                let byte = match crate::disk::probe::mount_test(target) {
+                    Ok(()) => 0u8,
+                    Err(e) => (e as i32).clamp(1, 255) as u8,
+                };
+                libc::write(*fd, (&byte as *const u8).cast(), 1);
+            }
+            Ok(())
+        });
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let out = match cmd.output() {
+    let out = cmd.output();
+    let fuse = match pipe {
+        Ok((r, w)) => {
+            drop(w);
+            let mut byte = [0u8; 1];
+            match nix::unistd::read(&r, &mut byte) {
+                Ok(1) if byte[0] == 0 => Ok(()),
+                Ok(1) => Err(crate::disk::probe::explain(
+                    nix::errno::Errno::from_raw(i32::from(byte[0])),
+                    rootless,
+                )),
+                _ => Err("the FUSE check did not run".to_string()),
+            }
+        }
+        Err(e) => Err(format!("pipe for the FUSE check: {e}")),
+    };
+    drop(scratch);
+    let out = match out {
         Ok(out) => out,
         Err(e) => {
             let mode = if rootless { "user+network" } else { "network" };
@@ -125,12 +166,28 @@ pub fn probe() -> Capabilities {
     } else {
         NamespaceSupport::Root
     };
-    parse_checks(support, &String::from_utf8_lossy(&out.stdout))
+    let mut caps = parse_checks(support, &String::from_utf8_lossy(&out.stdout));
+    set_fuse(&mut caps, fuse);
+    caps
+}
+
+fn set_fuse(caps: &mut Capabilities, result: std::result::Result<(), String>) {
+    match result {
+        Ok(()) => {
+            caps.fuse = true;
+            caps.notes
+                .push("fuse: yes (disk faults power-loss, torn-write)".into());
+        }
+        Err(why) => {
+            caps.fuse = false;
+            caps.notes.push(format!("fuse: no ({why})"));
+        }
+    }
 }
 
 /// Run the checks in the current network namespace (used right after entering the lab).
 pub(crate) fn check_here(support: NamespaceSupport) -> Capabilities {
-    match Command::new("sh")
+    let mut caps = match Command::new("sh")
         .arg("-c")
         .arg(CHECKS)
         .stdin(Stdio::null())
@@ -144,7 +201,19 @@ pub(crate) fn check_here(support: NamespaceSupport) -> Capabilities {
                 .push(format!("could not run the checks with sh: {e}"));
             caps
         }
-    }
+    };
+    let rootless = caps.namespaces == NamespaceSupport::Rootless;
+    set_fuse(
+        &mut caps,
+        crate::disk::fuse_usable().map_err(|e| {
+            if rootless && e.contains("EPERM") {
+                "this kernel does not allow FUSE mounts in a user namespace".to_string()
+            } else {
+                e
+            }
+        }),
+    );
+    caps
 }
 
 fn parse_checks(namespaces: NamespaceSupport, output: &str) -> Capabilities {
@@ -155,6 +224,7 @@ fn parse_checks(namespaces: NamespaceSupport, output: &str) -> Capabilities {
         tc: false,
         tbf: false,
         netem: false,
+        fuse: false,
         notes: Vec::new(),
     };
     match &caps.namespaces {
@@ -219,19 +289,41 @@ impl IdMaps {
     }
 }
 
-/// Unshare into a new network namespace; with `ids`, into a new user namespace first, with
-/// root inside mapped to our ids. Async-signal-safe: only system calls on prepared data, so
-/// it may run in `pre_exec`.
+/// Unshare into a new network and mount namespace (mount propagation made private, so no
+/// mount made inside ever reaches the host); with `ids`, into a new user namespace first,
+/// with root inside mapped to our ids. Async-signal-safe: only system calls on prepared
+/// data, so it may run in `pre_exec`.
 pub(crate) fn enter_namespaces(ids: Option<&IdMaps>) -> Result<(), nix::Error> {
     match ids {
-        None => nix::sched::unshare(CloneFlags::CLONE_NEWNET),
+        None => nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)?,
         Some(ids) => {
-            nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)?;
+            nix::sched::unshare(
+                CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS,
+            )?;
             write_file(&ids.setgroups, b"deny")?;
             write_file(&ids.uid_map_path, &ids.uid_map)?;
-            write_file(&ids.gid_map_path, &ids.gid_map)
+            write_file(&ids.gid_map_path, &ids.gid_map)?;
         }
     }
+    make_mounts_private()
+}
+
+/// `mount --make-rprivate /`: mounts made in this namespace stay in it.
+fn make_mounts_private() -> Result<(), nix::Error> {
+    // SAFETY: mount(2) with static NUL-terminated strings and null data.
+    let rc = unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(nix::Error::last());
+    }
+    Ok(())
 }
 
 fn write_file(path: &CString, data: &[u8]) -> Result<(), nix::Error> {

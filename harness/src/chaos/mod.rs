@@ -6,14 +6,17 @@
 //!   explicit `[[fault]]` entries of the scenario file; validated against what the lab can do.
 //! - [`proxy`] — userspace delay proxies on every peer link of the bus (no netem here), so
 //!   delay can be switched on at runtime; they also stand in for partitions on loopback.
+//! - [`attribution`] — which fault window lost the lost messages (for the notes).
 //! - [`nemesis`] — the driver: applies each fault through a [`raftbus_faults::Journal`],
 //!   heals it at the end of its window (and everything on stop, error, Ctrl-C or panic),
-//!   records [`crate::history::Event::Fault`] windows.
+//!   records [`crate::history::Event::Fault`] windows. Disk faults (power-loss, torn-write,
+//!   corrupt) act on the lazy filesystem the target mounts under each data dir.
 //!
 //! Same seed and scenario ⇒ same faults, kinds, times and targets-by-role: every random
 //! choice comes from a ChaCha RNG seeded from the run seed and the fault's index, never
 //! from what the cluster happened to do.
 
+pub mod attribution;
 pub mod nemesis;
 pub mod proxy;
 pub mod schedule;

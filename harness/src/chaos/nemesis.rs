@@ -5,7 +5,10 @@
 //! [`Journal`], wait for the end of the window, heal it through its named inverse, and
 //! record the window as a history [`Event::Fault`] and a summary [`FaultWindow`]. A
 //! rolling restart terminates and restarts each node in turn, waiting for the cluster to
-//! be whole again before the next. On stop (the load ended early, Ctrl-C drops the
+//! be whole again before the next. Disk faults (power-loss, torn-write) SIGKILL every
+//! target first and only then drop each node's unsynced data, so "all" is one coordinated
+//! power failure; after a `corrupt` heals, the restarted nodes are watched and whether
+//! each refused to start (with its log line) goes into the window and the notes. On stop (the load ended early, Ctrl-C drops the
 //! future), everything still applied is healed: by [`Nemesis::run`] itself, by the
 //! journal's drop, and on panic by the hook [`raftbus_faults::heal_on_panic`] installs.
 
@@ -20,7 +23,7 @@ use raftbus_faults::{
 };
 use raftbus_reports::model::{FaultWindow, Target};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -40,6 +43,8 @@ const LEADER_WAIT: Duration = Duration::from_secs(3);
 const TERM_GRACE: Duration = Duration::from_secs(10);
 /// Rolling restart: how long the cluster gets to be whole again after each restart.
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// After `corrupt`: how long a restarted node is watched for refusing to start.
+const CORRUPT_WATCH: Duration = Duration::from_secs(5);
 
 /// How network faults reach the cluster.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +183,18 @@ impl Nemesis {
                                 ));
                             }
                         }
+                        let mut applied = applied;
+                        if step.kind == FaultKind::Corrupt {
+                            let outcome = self.corrupt_outcome(&applied.targets).await;
+                            for o in &outcome {
+                                out.notes.push(format!(
+                                    "corrupt at {}: {o}",
+                                    secs(began.duration_since(start.into_std()))
+                                ));
+                            }
+                            applied.detail =
+                                format!("{}; then {}", applied.detail, outcome.join("; "));
+                        }
                         Ok(applied)
                     }
                     Err(e) => Err(e),
@@ -252,6 +269,84 @@ impl Nemesis {
             selector: node.to_string(),
             reason: "its process is not running".into(),
         })
+    }
+
+    /// The node's pid, its lazy filesystem (if mounted) and its durable directory.
+    fn disk_of(
+        &self,
+        node: &str,
+    ) -> Result<(u32, Option<raftbus_faults::DiskControl>, std::path::PathBuf), ChaosError> {
+        let pid = self.pid_of(node)?;
+        let mut c = lock(&self.cluster);
+        let n = c.node_mut(node).ok_or_else(|| ChaosError::Resolve {
+            selector: node.to_string(),
+            reason: "no such node".into(),
+        })?;
+        Ok((pid, n.process.disk(), n.process.durable_dir()))
+    }
+
+    /// What the journal recorded a fault did (the part after the signal), for the window.
+    fn outcome_of(&self, id: FaultId) -> Option<String> {
+        let j = lock(&self.journal);
+        let e = j.entries().iter().find(|e| e.id == id)?;
+        Some(
+            e.detail
+                .split_once(": ")
+                .map_or(e.detail.clone(), |(_, o)| o.to_string()),
+        )
+    }
+
+    /// After a `corrupt` fault healed (its nodes restarted): did each node keep running, or
+    /// refuse to start, and with which log line.
+    pub(crate) async fn corrupt_outcome(&self, targets: &[String]) -> Vec<String> {
+        let deadline = Instant::now() + CORRUPT_WATCH;
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            {
+                let mut c = lock(&self.cluster);
+                for host in targets {
+                    if out.contains_key(host) {
+                        continue;
+                    }
+                    let Some(n) = c.node_mut(host) else { continue };
+                    if let Some(status) = n.process.exited() {
+                        let tail = n.process.log_tail(40);
+                        let line = tail
+                            .lines()
+                            .rev()
+                            .find(|l| {
+                                let l = l.to_ascii_lowercase();
+                                l.contains("refusing to start")
+                                    || l.contains("corrupt")
+                                    || l.contains("bad file format")
+                            })
+                            .or_else(|| tail.lines().last())
+                            .unwrap_or("")
+                            .trim()
+                            .to_string();
+                        out.insert(
+                            host.clone(),
+                            format!("{host} refused to start ({status}): {line}"),
+                        );
+                    }
+                }
+            }
+            if out.len() == targets.len() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        targets
+            .iter()
+            .map(|h| {
+                out.remove(h).unwrap_or_else(|| {
+                    format!(
+                        "{h} restarted and kept running for {}s after the damage",
+                        CORRUPT_WATCH.as_secs()
+                    )
+                })
+            })
+            .collect()
     }
 
     fn journal_apply(&self, ids: &mut Vec<FaultId>, fault: Fault) -> Result<(), ChaosError> {
@@ -371,6 +466,70 @@ impl Nemesis {
                     "{detail} (userspace proxy on every peer link of {})",
                     targets.join(",")
                 );
+                targets
+            }
+            FaultKind::PowerLoss | FaultKind::TornWrite => {
+                let targets = roles.resolve(&selector, rng)?;
+                let mut nodes = Vec::new();
+                for host in &targets {
+                    let (pid, disk, _) = self.disk_of(host)?;
+                    let disk = disk.ok_or_else(|| ChaosError::Apply {
+                        kind: step.kind,
+                        message: format!("{host} has no lazy filesystem under its data dir"),
+                    })?;
+                    nodes.push((host.clone(), ProcessHandle::group(pid), disk));
+                }
+                // One instant for all of them: every process dies before any disk drops.
+                for (_, process, _) in &nodes {
+                    let _ = process.kill();
+                }
+                let mut outcomes = Vec::new();
+                for (host, process, disk) in nodes {
+                    let torn = (step.kind == FaultKind::TornWrite).then(|| rng.gen_range(0.1..0.9));
+                    self.journal_apply(
+                        &mut ids,
+                        Fault::PowerLoss {
+                            host: host.clone(),
+                            process,
+                            disk,
+                            torn,
+                        },
+                    )?;
+                    let id = *ids.last().expect("just applied");
+                    outcomes.push(format!(
+                        "{host}: {}",
+                        self.outcome_of(id).unwrap_or_default()
+                    ));
+                }
+                detail = format!("{detail}; {}", outcomes.join("; "));
+                targets
+            }
+            FaultKind::Corrupt => {
+                let targets = roles.resolve(&selector, rng)?;
+                let mode = step
+                    .corrupt
+                    .unwrap_or(raftbus_faults::CorruptMode::FlipBits);
+                let mut outcomes = Vec::new();
+                for host in &targets {
+                    let (pid, disk, dir) = self.disk_of(host)?;
+                    self.journal_apply(
+                        &mut ids,
+                        Fault::Corrupt {
+                            host: host.clone(),
+                            process: ProcessHandle::group(pid),
+                            dir,
+                            disk,
+                            mode,
+                            seed: rng.gen(),
+                        },
+                    )?;
+                    let id = *ids.last().expect("just applied");
+                    outcomes.push(format!(
+                        "{host}: {}",
+                        self.outcome_of(id).unwrap_or_default()
+                    ));
+                }
+                detail = format!("{detail}; {}", outcomes.join("; "));
                 targets
             }
             FaultKind::Restart => unreachable!("rolling restarts are driven step by step"),

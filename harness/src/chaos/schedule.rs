@@ -58,6 +58,9 @@ pub struct FaultStep {
         with = "duration_str::option"
     )]
     pub jitter: Option<Duration>,
+    /// Corrupt: `flip-bits` (default) or `truncate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<raftbus_faults::CorruptMode>,
 }
 
 impl FaultStep {
@@ -73,6 +76,7 @@ impl FaultStep {
             rate_kbit: None,
             delay: None,
             jitter: None,
+            corrupt: None,
         }
     }
 
@@ -96,6 +100,9 @@ impl FaultStep {
         if let Some(d) = self.delay {
             let j = self.jitter.unwrap_or_default();
             parts.push(format!("{}ms ± {}ms", d.as_millis(), j.as_millis()));
+        }
+        if let Some(c) = self.corrupt {
+            parts.push(c.to_string());
         }
         parts.join(" ")
     }
@@ -133,6 +140,11 @@ pub struct PlanContext {
     pub tbf: bool,
     /// Why kernel network faults are not available, when they are not.
     pub net_reason: String,
+    /// The lazy filesystem (FUSE in the lab's mount namespace) can be mounted under the
+    /// servers' data dirs: power-loss and torn-write.
+    pub disk: bool,
+    /// Why it cannot, when it cannot.
+    pub disk_reason: String,
 }
 
 impl PlanContext {
@@ -179,6 +191,11 @@ impl PlanContext {
                     .into(),
             ),
             FaultKind::Loss | FaultKind::Bandwidth | FaultKind::Delay => Ok(()),
+            FaultKind::PowerLoss | FaultKind::TornWrite if !self.disk => unavailable(format!(
+                "{kind} needs the lazy filesystem (FUSE in the lab's mount namespace): {}",
+                self.disk_reason
+            )),
+            FaultKind::PowerLoss | FaultKind::TornWrite | FaultKind::Corrupt => Ok(()),
         }
     }
 
@@ -292,10 +309,16 @@ impl Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6368_616f_735f_7363);
         let (steps, recovery) = if explicit.is_empty() {
             let opts = opts.cloned().unwrap_or_default();
-            (
-                seeded(&mut rng, &kinds, &opts, warmup, duration)?,
-                opts.recovery,
-            )
+            let mut steps = seeded(&mut rng, &kinds, &opts, warmup, duration)?;
+            // A seeded mix with power losses always holds a coordinated one: the first
+            // power-loss (else the first torn-write) hits every node at once.
+            let first = [FaultKind::PowerLoss, FaultKind::TornWrite]
+                .iter()
+                .find_map(|k| steps.iter().position(|s| s.kind == *k));
+            if let Some(i) = first {
+                steps[i].target = Some(Selector::All);
+            }
+            (steps, opts.recovery)
         } else {
             let last_end = explicit
                 .iter()
@@ -392,7 +415,59 @@ fn complete(
     if s.mode.is_some() && s.kind != FaultKind::Partition {
         return Err(bad(format!("`mode` is for partitions, not {}", s.kind)));
     }
+    if s.corrupt.is_some() && s.kind != FaultKind::Corrupt {
+        return Err(bad(format!(
+            "`corrupt` is for corrupt faults, not {}",
+            s.kind
+        )));
+    }
     match s.kind {
+        FaultKind::PowerLoss | FaultKind::TornWrite => {
+            if s.target.is_none() {
+                let options: &[Selector] = match (redis, has_replica) {
+                    (true, true) => &[Selector::All, Selector::Primary, Selector::Replica],
+                    (true, false) => &[Selector::All],
+                    (false, _) => &[
+                        Selector::All,
+                        Selector::Leader,
+                        Selector::Follower,
+                        Selector::Minority,
+                        Selector::Majority,
+                    ],
+                };
+                s.target = Some(choose(rng, options));
+            }
+        }
+        FaultKind::Corrupt => {
+            // A minority only: the others still hold every acknowledged entry.
+            let minority = ((ctx.nodes.saturating_sub(1)) / 2).max(1);
+            match &s.target {
+                None => {
+                    let options: &[Selector] = match (redis, has_replica) {
+                        (true, true) => &[Selector::Replica],
+                        (true, false) => &[Selector::Primary],
+                        (false, _) => &[Selector::Follower, Selector::Leader, Selector::Minority],
+                    };
+                    s.target = Some(choose(rng, options));
+                }
+                Some(Selector::All | Selector::Majority) if ctx.nodes > 1 => {
+                    return Err(bad(format!(
+                        "corrupt acts on a minority of nodes only, not {}",
+                        s.target.as_ref().expect("matched")
+                    )))
+                }
+                Some(Selector::Named(names)) if names.len() > minority => {
+                    return Err(bad(format!(
+                        "corrupt acts on a minority of nodes only: at most {minority} of {}, not {}",
+                        ctx.nodes,
+                        names.join(",")
+                    )))
+                }
+                Some(_) => {}
+            }
+            s.corrupt
+                .get_or_insert(raftbus_faults::CorruptMode::FlipBits);
+        }
         FaultKind::Kill | FaultKind::Pause | FaultKind::Terminate => {
             if s.target.is_none() {
                 let options: &[Selector] = match (redis, has_replica) {
@@ -527,6 +602,8 @@ mod tests {
             kernel_net,
             tbf: kernel_net,
             net_reason: "test".into(),
+            disk: kernel_net,
+            disk_reason: "test".into(),
         }
     }
 
@@ -646,6 +723,109 @@ mod tests {
             .steps
             .iter()
             .all(|s| s.mode.is_some() && s.mode != Some(PartitionMode::Client)));
+    }
+
+    #[test]
+    fn disk_faults_need_the_lazy_fs_and_power_loss_hits_everyone_once() {
+        let kinds = [FaultKind::PowerLoss, FaultKind::TornWrite, FaultKind::Kill];
+        let o = opts(&kinds, 6, 5);
+        let no_disk = PlanContext {
+            disk: false,
+            ..bus(3, true)
+        };
+        let e = Schedule::plan(
+            1,
+            Some(&o),
+            &[],
+            Duration::from_secs(2),
+            Duration::from_secs(40),
+            &no_disk,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ChaosError::Unavailable {
+                    kind: FaultKind::PowerLoss | FaultKind::TornWrite,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // Corrupt needs no FUSE.
+        let o_corrupt = opts(&[FaultKind::Corrupt], 6, 5);
+        let s = Schedule::plan(
+            1,
+            Some(&o_corrupt),
+            &[],
+            Duration::from_secs(2),
+            Duration::from_secs(20),
+            &no_disk,
+        )
+        .unwrap();
+        assert!(s
+            .steps
+            .iter()
+            .all(|st| st.corrupt.is_some() && st.target != Some(Selector::All)));
+        for seed in 0..20 {
+            let s = Schedule::plan(
+                seed,
+                Some(&o),
+                &[],
+                Duration::from_secs(2),
+                Duration::from_secs(40),
+                &bus(3, true),
+            )
+            .unwrap();
+            let first = s
+                .steps
+                .iter()
+                .find(|st| st.kind == FaultKind::PowerLoss)
+                .unwrap();
+            assert_eq!(first.target, Some(Selector::All), "seed {seed}: {s}");
+        }
+    }
+
+    #[test]
+    fn corrupt_is_refused_on_a_majority() {
+        let mut step = FaultStep::new(
+            Duration::from_secs(5),
+            Duration::from_secs(3),
+            FaultKind::Corrupt,
+        );
+        step.target = Some(Selector::Majority);
+        let plan = |step: &FaultStep| {
+            Schedule::plan(
+                1,
+                None,
+                std::slice::from_ref(step),
+                Duration::ZERO,
+                Duration::from_secs(20),
+                &bus(3, true),
+            )
+        };
+        assert!(plan(&step).unwrap_err().to_string().contains("minority"));
+        step.target = Some(Selector::Named(vec!["n1".into(), "n2".into()]));
+        assert!(plan(&step)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 1 of 3"));
+        step.target = Some(Selector::Named(vec!["n2".into()]));
+        let s = plan(&step).unwrap();
+        assert_eq!(
+            s.steps[0].corrupt,
+            Some(raftbus_faults::CorruptMode::FlipBits)
+        );
+        let mut kill = FaultStep::new(
+            Duration::from_secs(5),
+            Duration::from_secs(3),
+            FaultKind::Kill,
+        );
+        kill.corrupt = Some(raftbus_faults::CorruptMode::Truncate);
+        assert!(plan(&kill)
+            .unwrap_err()
+            .to_string()
+            .contains("`corrupt` is for"));
     }
 
     #[test]

@@ -134,6 +134,17 @@ pub fn fault_support(kind: FaultKind, caps: &Capabilities) -> Result<(), String>
                 Ok(())
             }
         }
+        // Corrupt damages a file of a stopped node: no kernel feature needed.
+        FaultKind::Corrupt => Ok(()),
+        FaultKind::PowerLoss | FaultKind::TornWrite => {
+            if !caps.namespaces.available() {
+                Err("needs the lab's private mount namespace (no namespaces here)".into())
+            } else if !caps.fuse {
+                Err("needs FUSE in the lab (not available)".into())
+            } else {
+                Ok(())
+            }
+        }
     }
 }
 
@@ -464,8 +475,19 @@ mod tests {
             tc: true,
             tbf,
             netem: false,
+            fuse: true,
             notes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn disk_faults_follow_the_fuse_capability() {
+        let mut c = caps(true, true);
+        assert!(fault_support(FaultKind::PowerLoss, &c).is_ok());
+        c.fuse = false;
+        let e = fault_support(FaultKind::TornWrite, &c).unwrap_err();
+        assert!(e.contains("FUSE"), "{e}");
+        assert!(fault_support(FaultKind::Corrupt, &c).is_ok());
     }
 
     const SUITE: &str = r#"

@@ -18,6 +18,9 @@ use super::{
 pub const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const NODE_BIN: &str = "raftbus-node";
+/// When `DIR/node.toml` exists, every node is started with `--config DIR/node.toml` (the
+/// harness writes it from the scenario's `[bus]` table).
+pub const NODE_CONFIG_FILE: &str = "node.toml";
 
 /// `--node-bin PATH`, or `raftbus-node` next to the current executable.
 pub fn find_node_bin(explicit: Option<&Path>) -> Result<PathBuf, TargetError> {
@@ -137,10 +140,16 @@ pub async fn start_with(
         let mut procs = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let data_dir = dir.join("data").join(name);
+            let mut node_args = args(i + 1, client[i], raft[i], &peers_of[i], &data_dir);
+            let node_config = dir.join(NODE_CONFIG_FILE);
+            if node_config.is_file() {
+                node_args.push("--config".into());
+                node_args.push(node_config.into_os_string());
+            }
             let spec = ProcessSpec {
                 name: name.clone(),
                 program: program.clone(),
-                args: args(i + 1, client[i], raft[i], &peers_of[i], &data_dir),
+                args: node_args,
                 log: dir.join("logs").join(format!("{name}.log")),
                 data_dir,
             };

@@ -23,6 +23,8 @@ use super::TargetError;
 pub struct LabSpawner {
     lab: Arc<Lab>,
     hosts: Mutex<BTreeMap<String, Host>>,
+    /// With a lazy filesystem: the directory holding each node's backing dir.
+    lazy_fs: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for LabSpawner {
@@ -72,6 +74,7 @@ impl LabSpawner {
         let spawner = LabSpawner {
             lab,
             hosts: Mutex::new(BTreeMap::new()),
+            lazy_fs: None,
         };
         for name in names {
             spawner.ensure(name).map_err(|source| TargetError::Io {
@@ -84,6 +87,14 @@ impl LabSpawner {
 
     pub fn lab(&self) -> &Arc<Lab> {
         &self.lab
+    }
+
+    /// Every server's data dir becomes a lazy filesystem backed by `root/<name>` (mounted in
+    /// the lab's private mount namespace when the server first starts, unmounted when its
+    /// process handle is dropped).
+    pub fn with_lazy_fs(mut self, root: std::path::PathBuf) -> Self {
+        self.lazy_fs = Some(root);
+        self
     }
 
     fn ensure(&self, name: &str) -> io::Result<Host> {
@@ -174,7 +185,18 @@ impl Spawner for LabSpawner {
             ));
         }
         notes.extend(caps.notes.iter().map(|n| format!("lab: {n}")));
+        if let Some(root) = &self.lazy_fs {
+            notes.push(format!(
+                "disk: each server's data dir is a lazy FUSE filesystem (writes held in memory until fsync, directory changes until the directory's fsync, written back once older than {}s as the kernel's flusher would), backed by {}/<node>",
+                super::process::LAZY_FS_WRITEBACK.as_secs(),
+                root.display()
+            ));
+        }
         notes
+    }
+
+    fn lazy_fs_backing(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.lazy_fs.as_ref().map(|root| root.join(name))
     }
 }
 
@@ -183,9 +205,28 @@ pub fn spawner_for(
     lab: Option<&Arc<Lab>>,
     names: &[String],
 ) -> Result<Arc<dyn Spawner>, TargetError> {
-    Ok(match lab {
-        Some(lab) => Arc::new(LabSpawner::new(lab.clone(), names)?),
-        None => Arc::new(super::LoopbackSpawner),
+    spawner_with_disk(lab, names, None)
+}
+
+/// Like [`spawner_for`]; with `lazy_fs`, each server's data dir is a lazy filesystem backed
+/// by `lazy_fs/<name>`, which needs the namespace lab (its private mount namespace).
+pub fn spawner_with_disk(
+    lab: Option<&Arc<Lab>>,
+    names: &[String],
+    lazy_fs: Option<std::path::PathBuf>,
+) -> Result<Arc<dyn Spawner>, TargetError> {
+    Ok(match (lab, lazy_fs) {
+        (Some(lab), Some(root)) if lab.mode().is_namespaced() => {
+            Arc::new(LabSpawner::new(lab.clone(), names)?.with_lazy_fs(root))
+        }
+        (_, Some(_)) => {
+            return Err(TargetError::Disk(
+                "the lazy filesystem is mounted only inside the namespace lab (its private mount namespace)"
+                    .into(),
+            ))
+        }
+        (Some(lab), None) => Arc::new(LabSpawner::new(lab.clone(), names)?),
+        (None, None) => Arc::new(super::LoopbackSpawner),
     })
 }
 

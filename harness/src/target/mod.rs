@@ -2,7 +2,8 @@
 //!
 //! - [`spawner`] — where processes run and which address they get.
 //! - [`lab`] — the lab spawner: each server in its own network namespace (198.18.1.N).
-//! - [`process`] — one server process: start, kill, restart, pause, resume, log tail.
+//! - [`process`] — one server process: start, kill, restart, pause, resume, log tail; with a
+//!   lazy-filesystem spawner its data dir is mounted before the first start (power loss).
 //! - [`bus`] — a raftbus cluster of `raftbus-node` processes, ready once it has a leader.
 //! - [`redis`] — `redis-server` (plus an optional replica), the baseline.
 //!
@@ -25,6 +26,9 @@ use raftbus_reports::model::Target;
 pub use process::{ProcessSpec, ServerProcess};
 pub use spawner::{check_client_addr, LoopbackSpawner, Spawner};
 
+/// Under a run's directory: the lazy filesystems' backing dirs (`disk/<node>`), i.e. what
+/// is durable, while `data/<node>` is where they are mounted.
+pub const DISK_DIR: &str = "disk";
 /// How many log lines an error shows per node.
 const TAIL_LINES: usize = 15;
 /// Startup attempts with fresh ports when one was taken meanwhile.
@@ -66,6 +70,8 @@ pub enum TargetError {
     },
     #[error("node {node}: {message}")]
     Client { node: String, message: String },
+    #[error("lazy filesystem: {0}")]
+    Disk(String),
 }
 
 /// One server of a cluster.
@@ -256,6 +262,7 @@ where
 fn clear_attempt(dir: &Path, names: &[String]) {
     for name in names {
         let _ = std::fs::remove_dir_all(dir.join("data").join(name));
+        let _ = std::fs::remove_dir_all(dir.join(DISK_DIR).join(name));
         let _ = std::fs::remove_file(dir.join("logs").join(format!("{name}.log")));
     }
 }

@@ -26,6 +26,11 @@ pub trait Spawner: Send + Sync + 'static {
     fn network(&self) -> &'static str;
     /// Notes for the report about this network.
     fn notes(&self) -> Vec<String>;
+    /// Where node `name`'s durable data lives when its data dir is to be a lazy filesystem
+    /// (power-loss faults): the backing directory. `None`: a plain data dir.
+    fn lazy_fs_backing(&self, _name: &str) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Every node on 127.0.0.1, ports from the kernel.

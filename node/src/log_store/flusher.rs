@@ -4,6 +4,12 @@
 //! queue and is applied in order, which is the serialization openraft requires. Appends are
 //! group-committed: the thread takes everything queued since its last sync, writes it, calls
 //! `sync_data` once and only then completes the callbacks of that batch, in order.
+//!
+//! With `fsync = "never"` (`LogStoreConfig::fsync` false) the batch's `sync_data` and the
+//! directory sync of new segments are skipped: appends are reported durable once written to
+//! the page cache. That is the known-bad setting a power loss is tested against; votes,
+//! truncation and purge stay synced, and the committed log id is not persisted at all (it
+//! could point past what survives).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -83,6 +89,8 @@ pub(super) struct Flusher {
     last_meta_write: Instant,
     committed_interval: Duration,
     max_batch_ops: usize,
+    /// `false`: appends are reported durable without `sync_data` (`fsync = "never"`).
+    fsync: bool,
     failed: Option<String>,
 }
 
@@ -93,6 +101,7 @@ impl Flusher {
         meta: Meta,
         committed_interval: Duration,
         max_batch_ops: usize,
+        fsync: bool,
     ) -> Self {
         Flusher {
             dir,
@@ -106,6 +115,7 @@ impl Flusher {
             last_meta_write: Instant::now(),
             committed_interval,
             max_batch_ops: max_batch_ops.max(1),
+            fsync,
             failed: None,
         }
     }
@@ -204,7 +214,9 @@ impl Flusher {
                 let _ = reply.send(result);
             }
             Op::Committed(committed) => {
-                if self.failed.is_none() {
+                // Without fsync the log may lose entries the committed id covers, and a node
+                // whose durable committed id is past its log cannot start: keep it in memory.
+                if self.failed.is_none() && self.fsync {
                     self.meta.committed = committed;
                     self.committed_dirty = true;
                 }
@@ -254,8 +266,10 @@ impl Flusher {
 
     fn sync_active(&mut self) -> io::Result<()> {
         if let (true, Some((_, file))) = (self.dirty, &self.active) {
-            file.sync_data()?;
-            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+            if self.fsync {
+                file.sync_data()?;
+                self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+            }
             self.dirty = false;
         }
         Ok(())
@@ -268,7 +282,9 @@ impl Flusher {
         }
         let synced = self.sync_active().and_then(|()| {
             if self.dir_dirty {
-                meta::sync_dir(&self.dir)?;
+                if self.fsync {
+                    meta::sync_dir(&self.dir)?;
+                }
                 self.dir_dirty = false;
             }
             Ok(())

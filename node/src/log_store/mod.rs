@@ -15,7 +15,9 @@
 //!
 //! On open, a damaged record at the end of the last segment (a torn write from a crash) ends
 //! the log: the file is truncated there and a warning says how many bytes were dropped. A
-//! damaged record anywhere else is corruption and [`LogStore::open`] refuses to start.
+//! damaged record anywhere else — in a sealed segment, or in the last one with a valid
+//! record of a later index behind it — is corruption and [`LogStore::open`] refuses to
+//! start (the node exits with the error naming the file and byte), so it never serves it.
 
 mod flusher;
 mod meta;
@@ -63,6 +65,9 @@ pub struct LogStoreConfig {
     pub committed_persist_interval: Duration,
     /// At most this many queued operations share one sync.
     pub max_batch_ops: usize,
+    /// Whether appends are fsynced before they are reported durable. `false` is the
+    /// known-bad setting that `fsync = "never"` selects (see [`crate::config::FsyncPolicy`]).
+    pub fsync: bool,
 }
 
 impl Default for LogStoreConfig {
@@ -74,6 +79,7 @@ impl Default for LogStoreConfig {
             read_batch_bytes: 4 << 20,
             committed_persist_interval: Duration::from_millis(100),
             max_batch_ops: 8 * 1024,
+            fsync: true,
         }
     }
 }
@@ -97,6 +103,8 @@ pub struct LogStats {
     pub fsyncs: u64,
     /// Entries made durable since open.
     pub entries_flushed: u64,
+    /// Whether appends are fsynced (`fsync = "always"`).
+    pub fsync: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -432,6 +440,15 @@ fn recover(dir: &Path, last_purged: Option<LogId>) -> Result<Recovered, LogStore
                     reason: format!("{problem} inside a sealed segment, refusing to start"),
                 });
             }
+            if let Some((good_at, good_index)) = scan.valid_after {
+                return Err(LogStoreError::Corrupt {
+                    path,
+                    offset: *offset,
+                    reason: format!(
+                        "{problem} in the middle of the log (a valid record of index {good_index} follows at byte {good_at}), refusing to start"
+                    ),
+                });
+            }
             tracing::warn!(
                 path = %path.display(),
                 offset,
@@ -582,6 +599,7 @@ impl LogStore {
             meta,
             config.committed_persist_interval,
             config.max_batch_ops,
+            config.fsync,
         );
         let handle = thread::Builder::new()
             .name("raft-log-flusher".to_string())
@@ -614,6 +632,7 @@ impl LogStore {
             cached_entries: state.cache.len(),
             fsyncs: shared.fsyncs.load(Ordering::Relaxed),
             entries_flushed: shared.entries_flushed.load(Ordering::Relaxed),
+            fsync: self.inner.config.fsync,
         }
     }
 

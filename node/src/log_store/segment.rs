@@ -140,6 +140,10 @@ pub(super) struct Scan {
     pub file_len: u64,
     /// The first invalid record, if the valid records do not reach the end of the file.
     pub problem: Option<(u64, RecordProblem)>,
+    /// With a problem: a valid record of a later index found after it (byte offset, index).
+    /// A torn write only ever damages the end of what was written, so a good record behind
+    /// a bad one means the bad one was damaged in place: corruption, not a torn tail.
+    pub valid_after: Option<(u64, u64)>,
 }
 
 /// Reads and checks every record of the segment starting at `first_index`.
@@ -160,6 +164,7 @@ pub(super) fn scan_segment(path: &Path, first_index: u64) -> Result<Scan, LogSto
         valid_len: 0,
         file_len,
         problem: None,
+        valid_after: None,
     };
     let mut pos = 0usize;
     while pos < data.len() {
@@ -167,6 +172,8 @@ pub(super) fn scan_segment(path: &Path, first_index: u64) -> Result<Scan, LogSto
             Ok(payload) => payload,
             Err(problem) => {
                 scan.problem = Some((pos as u64, problem));
+                let bad_index = first_index + scan.locs.len() as u64;
+                scan.valid_after = find_valid_record_after(&data, pos + 1, bad_index);
                 break;
             }
         };
@@ -196,4 +203,35 @@ pub(super) fn scan_segment(path: &Path, first_index: u64) -> Result<Scan, LogSto
         scan.valid_len = pos as u64;
     }
     Ok(scan)
+}
+
+/// Byte offset of the log index inside a record's payload: bincode (fixed-width, little
+/// endian) writes `Entry { log_id: { leader_id: { term, node_id }, index }, .. }` first.
+const INDEX_IN_PAYLOAD: usize = 16;
+/// How far past the damaged index a later record is looked for.
+const MAX_INDEX_SKIP: u64 = 1 << 20;
+
+/// Looks for a valid record holding an index after `bad_index` anywhere from byte `from` on.
+/// The index field is checked first, so most offsets cost one comparison.
+pub(super) fn find_valid_record_after(
+    data: &[u8],
+    from: usize,
+    bad_index: u64,
+) -> Option<(u64, u64)> {
+    let header = HEADER_LEN as usize;
+    let min_payload = INDEX_IN_PAYLOAD + 8;
+    let mut pos = from;
+    while pos + header + min_payload <= data.len() {
+        let at = pos + header + INDEX_IN_PAYLOAD;
+        let index = u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
+        if index > bad_index && index - bad_index <= MAX_INDEX_SKIP {
+            if let Ok(payload) = check_record(&data[pos..]) {
+                if decode_payload(payload).is_ok_and(|e| e.log_id.index == index) {
+                    return Some((pos as u64, index));
+                }
+            }
+        }
+        pos += 1;
+    }
+    None
 }

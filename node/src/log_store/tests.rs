@@ -316,6 +316,73 @@ async fn crc_flip_in_sealed_segment_refuses_to_open() {
 }
 
 #[tokio::test]
+async fn corruption_in_the_middle_of_the_last_segment_refuses_to_open() {
+    // One flip in a payload, one in a length field: both leave valid records behind them,
+    // so neither may be mistaken for a torn tail (which would silently drop entries 3..10).
+    for (what, at) in [("payload", HEADER_LEN + 5), ("length field", 1)] {
+        let tmp = TempDir::new().unwrap();
+        let store = LogStore::open_with(tmp.path(), big()).unwrap();
+        append(&store, entries(1, 0..10)).await;
+        drop(store);
+        let path = last_segment(tmp.path());
+        let len = fs::metadata(&path).unwrap().len();
+        let record = len / 10;
+        flip_byte(&path, 3 * record + at);
+        let err = LogStore::open_with(tmp.path(), big())
+            .err()
+            .unwrap_or_else(|| panic!("open must fail after a flip in a {what}"));
+        let msg = err.to_string();
+        assert!(matches!(err, LogStoreError::Corrupt { .. }), "{msg}");
+        assert!(
+            msg.contains("middle of the log") && msg.contains("index 4"),
+            "{what}: {msg}"
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            len,
+            "{what}: the log was cut"
+        );
+    }
+}
+
+#[test]
+fn the_index_sits_where_the_corruption_scan_looks_for_it() {
+    let mut buf = Vec::new();
+    segment::encode_record(&entry(7, 0x0102_0304_0506), &mut buf).unwrap();
+    let at = HEADER_LEN as usize + 16;
+    assert_eq!(
+        u64::from_le_bytes(buf[at..at + 8].try_into().unwrap()),
+        0x0102_0304_0506
+    );
+    assert_eq!(
+        segment::find_valid_record_after(&buf, 0, 0x0102_0304_0505),
+        Some((0, 0x0102_0304_0506))
+    );
+}
+
+#[tokio::test]
+async fn fsync_never_skips_the_syncs_but_keeps_the_entries() {
+    let tmp = TempDir::new().unwrap();
+    let config = LogStoreConfig {
+        fsync: false,
+        ..big()
+    };
+    let mut store = LogStore::open_with(tmp.path(), config.clone()).unwrap();
+    append(&store, entries(1, 0..10)).await;
+    let stats = store.stats();
+    assert_eq!((stats.fsyncs, stats.fsync), (0, false));
+    assert_eq!(stats.entries_flushed, 10);
+    assert_eq!(
+        store.try_get_log_entries(..).await.unwrap(),
+        entries(1, 0..10)
+    );
+    drop(store);
+    let store = LogStore::open_with(tmp.path(), big()).unwrap();
+    assert_eq!(store.stats().last_index, Some(9));
+    assert!(store.stats().fsync);
+}
+
+#[tokio::test]
 async fn missing_middle_segment_refuses_to_open() {
     let tmp = TempDir::new().unwrap();
     let store = LogStore::open_with(tmp.path(), tiny()).unwrap();

@@ -1,0 +1,115 @@
+//! Which fault lost the lost messages: each lost example was acknowledged at some time, and
+//! the first fault window that starts after that acknowledgement is the one that took it
+//! (nothing before it could have: the message was there when it was acknowledged).
+
+use raftbus_reports::model::{FaultWindow, ViolationReport};
+
+/// Violation kinds that count lost acknowledged messages.
+const LOST_KINDS: &[&str] = &["lost_mid_stream", "lost_tail"];
+
+/// The acknowledgement time, in seconds, of a lost-message example
+/// (`"... acked at 1234.5ms on n1 ..."`).
+fn acked_s(example: &str) -> Option<f64> {
+    let rest = example.split_once("acked at ")?.1;
+    let ms = rest.split_once("ms")?.0;
+    ms.trim().parse::<f64>().ok().map(|ms| ms / 1000.0)
+}
+
+/// One line per fault window that lost examples, naming the fault; plus a line for
+/// examples acknowledged after the last fault started (lost without a fault).
+pub fn attribute_losses(violations: &[ViolationReport], windows: &[FaultWindow]) -> Vec<String> {
+    let mut per_window: Vec<(usize, f64, f64)> = Vec::new(); // (count, first ack, last ack)
+    per_window.resize(windows.len(), (0, f64::MAX, 0.0));
+    let mut unattributed = 0usize;
+    let mut total = 0u64;
+    let mut examples = 0usize;
+    for v in violations
+        .iter()
+        .filter(|v| LOST_KINDS.contains(&v.kind.as_str()))
+    {
+        total += v.count;
+        for t in v.examples.iter().filter_map(|e| acked_s(e)) {
+            examples += 1;
+            match windows.iter().position(|w| w.start_s >= t) {
+                Some(i) => {
+                    let w = &mut per_window[i];
+                    w.0 += 1;
+                    w.1 = w.1.min(t);
+                    w.2 = w.2.max(t);
+                }
+                None => unattributed += 1,
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (w, (n, first, last)) in windows.iter().zip(&per_window) {
+        if *n > 0 {
+            out.push(format!(
+                "loss attribution: {n} of {examples} lost examples (of {total} lost) were acknowledged at {first:.2}s–{last:.2}s, before {} on {} at {:.2}s–{:.2}s ({}) took them",
+                w.kind,
+                w.targets.join(","),
+                w.start_s,
+                w.end_s,
+                w.detail
+            ));
+        }
+    }
+    if unattributed > 0 {
+        out.push(format!(
+            "loss attribution: {unattributed} of {examples} lost examples were acknowledged after the last fault started"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(kind: &str, start_s: f64) -> FaultWindow {
+        FaultWindow {
+            kind: kind.into(),
+            detail: "all".into(),
+            targets: vec!["n1".into()],
+            start_s,
+            end_s: start_s + 2.0,
+        }
+    }
+
+    #[test]
+    fn losses_go_to_the_next_fault_after_their_ack() {
+        let lost = ViolationReport {
+            kind: "lost_tail".into(),
+            property: "p".into(),
+            count: 40,
+            examples: vec![
+                "msg 0x1 on ch0 acked at 4100.0ms on n1 (id 3-0) missing on n1; nothing".into(),
+                "msg 0x2 on ch1 acked at 4900.5ms on n1 (id 4-0) missing on n1; nothing".into(),
+                "msg 0x3 on ch1 acked at 9100.0ms on n1 (id 9-0) missing on n1; nothing".into(),
+            ],
+        };
+        let windows = [window("kill", 1.0), window("power-loss", 5.0)];
+        let notes = attribute_losses(&[lost], &windows);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].contains("2 of 3") && notes[0].contains("before power-loss"),
+            "{}",
+            notes[0]
+        );
+        assert!(notes[1].contains("1 of 3") && notes[1].contains("after the last fault"));
+    }
+
+    #[test]
+    fn the_example_format_of_the_lost_checker_parses() {
+        let v = crate::check::Violation::LostTail {
+            msg: 7,
+            channel: "ch0".into(),
+            acked_us: 1_234_567,
+            node: "n1".into(),
+            ack_id: None,
+            missing_on: vec!["n1".into()],
+        };
+        let t = acked_s(&v.to_string()).expect("parses");
+        assert!((t - 1.2346).abs() < 1e-9, "{t}");
+    }
+}
