@@ -53,9 +53,10 @@ fn stream_run_is_valid_and_fully_recorded() {
     let merged = raftbus_reports::hlog::read_hlog(&dir.path().join("latency.hlog")).unwrap();
     let ack_total = merged[tags::PUBLISH_ACK].len();
     // The hlog bins by completion second, the totals by intended time: edges differ.
+    // On a loaded machine acks near the window edges drift across them: allow 5%.
     let diff = ack_total.abs_diff(l.publish_ack.count);
     assert!(
-        diff <= 20,
+        diff <= 20.max(l.publish_ack.count / 20),
         "hlog {ack_total} vs summary {}",
         l.publish_ack.count
     );
