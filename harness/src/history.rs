@@ -103,6 +103,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A node the run expects to be gone at the end, and why: it refused to start after a
+    /// `corrupt` fault damaged its data, which is what the bus promises to do. A failed
+    /// final read of it is excused (reported), not a reason for an `unknown` verdict.
+    Retired { node: String, reason: String },
     /// One entry of a node's final stream, read after the load stopped (XRANGE).
     Final {
         node: String,

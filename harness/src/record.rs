@@ -487,7 +487,10 @@ impl State {
                 sec(t_us)
             }
             Event::SubscriberUp { t_us, .. } | Event::SubscriberDown { t_us, .. } => sec(t_us),
-            Event::Fault { .. } | Event::Final { .. } | Event::FinalRead { .. } => return Ok(()),
+            Event::Fault { .. }
+            | Event::Final { .. }
+            | Event::FinalRead { .. }
+            | Event::Retired { .. } => return Ok(()),
         };
         if now_second > self.newest_second {
             self.newest_second = now_second;

@@ -707,6 +707,9 @@ fn print_beside_violations(c: &raftbus_reports::model::Checks, indent: &str) {
     for why in &c.unchecked {
         println!("{indent}not checked: {why}");
     }
+    for why in &c.excused {
+        println!("{indent}not read: {why}");
+    }
     for a in &c.anomalies {
         println!(
             "{indent}anomaly {} ({}) within the promise ({}): {}",

@@ -11,6 +11,8 @@ mod bus;
 mod chaos;
 #[path = "main/check.rs"]
 mod check;
+#[path = "main/disk.rs"]
+mod disk;
 #[path = "main/errors.rs"]
 mod errors;
 #[path = "main/nightly.rs"]

@@ -276,6 +276,13 @@ fn checks_section(out: &mut String, s: &Summary) {
             esc(why)
         );
     }
+    for why in &s.checks.excused {
+        let _ = writeln!(
+            out,
+            "<p><span class=\"pill info\">not read</span> {}</p>",
+            esc(why)
+        );
+    }
     if s.checks.violations.is_empty() && s.checks.anomalies.is_empty() {
         let _ = writeln!(out, "<p>No anomalies found.</p>");
     }

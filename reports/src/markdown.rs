@@ -115,6 +115,9 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
     for why in &s.checks.unchecked {
         let _ = writeln!(out, "- **not checked**: {}", md_esc(why));
     }
+    for why in &s.checks.excused {
+        let _ = writeln!(out, "- not read: {}", md_esc(why));
+    }
     for a in &s.checks.anomalies {
         let _ = writeln!(
             out,
@@ -125,7 +128,10 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
             md_esc(&a.property)
         );
     }
-    if !s.checks.unchecked.is_empty() || !s.checks.anomalies.is_empty() {
+    if !s.checks.unchecked.is_empty()
+        || !s.checks.excused.is_empty()
+        || !s.checks.anomalies.is_empty()
+    {
         out.push('\n');
     }
     if !s.faults.is_empty() {

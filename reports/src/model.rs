@@ -172,6 +172,10 @@ pub struct Checks {
     /// violation was found), e.g. a node whose final streams could not be read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unchecked: Vec<String>,
+    /// Nodes the run expected to be gone at the end (one that refused to start on damaged
+    /// data), with why: not read, yet no reason for `unknown`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excused: Vec<String>,
 }
 
 /// One violated invariant: its name, what it protects, how often, and examples.

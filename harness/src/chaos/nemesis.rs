@@ -43,6 +43,15 @@ const LEADER_WAIT: Duration = Duration::from_secs(3);
 const TERM_GRACE: Duration = Duration::from_secs(10);
 /// Rolling restart: how long the cluster gets to be whole again after each restart.
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// What one node did after its data was corrupted.
+#[derive(Debug, Clone)]
+pub(crate) struct CorruptOutcome {
+    pub host: String,
+    /// It exited instead of serving (the log line is in `text`).
+    pub refused: bool,
+    pub text: String,
+}
+
 /// After `corrupt`: how long a restarted node is watched for refusing to start.
 const CORRUPT_WATCH: Duration = Duration::from_secs(5);
 
@@ -79,6 +88,9 @@ pub struct Nemesis {
     net_available: bool,
     clock: Clock,
     recorder: Recorder,
+    /// Nodes that refused to start after `corrupt` damaged their data: gone for the rest of
+    /// the run, so they count against the minority later `corrupt` faults may damage.
+    retired: Mutex<BTreeSet<String>>,
 }
 
 /// One applied step, until it is healed.
@@ -136,6 +148,7 @@ impl Nemesis {
             net_available,
             clock,
             recorder,
+            retired: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -186,14 +199,25 @@ impl Nemesis {
                         let mut applied = applied;
                         if step.kind == FaultKind::Corrupt {
                             let outcome = self.corrupt_outcome(&applied.targets).await;
+                            let at = secs(began.duration_since(start.into_std()));
                             for o in &outcome {
-                                out.notes.push(format!(
-                                    "corrupt at {}: {o}",
-                                    secs(began.duration_since(start.into_std()))
-                                ));
+                                out.notes.push(format!("corrupt at {at}: {}", o.text));
+                                if o.refused {
+                                    lock(&self.retired).insert(o.host.clone());
+                                    // Refusing damaged data is the promise kept: the
+                                    // checks expect this node to be gone at the end.
+                                    self.recorder
+                                        .record(Event::Retired {
+                                            node: o.host.clone(),
+                                            reason: format!("corrupt at {at}: {}", o.text),
+                                        })
+                                        .await;
+                                }
                             }
+                            let texts: Vec<&str> =
+                                outcome.iter().map(|o| o.text.as_str()).collect();
                             applied.detail =
-                                format!("{}; then {}", applied.detail, outcome.join("; "));
+                                format!("{}; then {}", applied.detail, texts.join("; "));
                         }
                         Ok(applied)
                     }
@@ -298,9 +322,9 @@ impl Nemesis {
 
     /// After a `corrupt` fault healed (its nodes restarted): did each node keep running, or
     /// refuse to start, and with which log line.
-    pub(crate) async fn corrupt_outcome(&self, targets: &[String]) -> Vec<String> {
+    pub(crate) async fn corrupt_outcome(&self, targets: &[String]) -> Vec<CorruptOutcome> {
         let deadline = Instant::now() + CORRUPT_WATCH;
-        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        let mut out: BTreeMap<String, CorruptOutcome> = BTreeMap::new();
         loop {
             {
                 let mut c = lock(&self.cluster);
@@ -326,7 +350,11 @@ impl Nemesis {
                             .to_string();
                         out.insert(
                             host.clone(),
-                            format!("{host} refused to start ({status}): {line}"),
+                            CorruptOutcome {
+                                host: host.clone(),
+                                refused: true,
+                                text: format!("{host} refused to start ({status}): {line}"),
+                            },
                         );
                     }
                 }
@@ -339,11 +367,13 @@ impl Nemesis {
         targets
             .iter()
             .map(|h| {
-                out.remove(h).unwrap_or_else(|| {
-                    format!(
+                out.remove(h).unwrap_or_else(|| CorruptOutcome {
+                    host: h.clone(),
+                    refused: false,
+                    text: format!(
                         "{h} restarted and kept running for {}s after the damage",
                         CORRUPT_WATCH.as_secs()
-                    )
+                    ),
                 })
             })
             .collect()
@@ -505,7 +535,31 @@ impl Nemesis {
                 targets
             }
             FaultKind::Corrupt => {
-                let targets = roles.resolve(&selector, rng)?;
+                // Nodes that refused earlier damage stay down: choose among the others,
+                // and never let the damaged ones together become more than a minority.
+                let retired = lock(&self.retired).clone();
+                let alive = Roles {
+                    nodes: roles
+                        .nodes
+                        .iter()
+                        .filter(|n| !retired.contains(*n))
+                        .cloned()
+                        .collect(),
+                    leader: roles.leader.clone().filter(|l| !retired.contains(l)),
+                };
+                let minority = (roles.nodes.len().saturating_sub(1) / 2).max(1);
+                let targets = alive.resolve(&selector, rng)?;
+                if retired.len() + targets.len() > minority {
+                    return Err(ChaosError::Apply {
+                        kind: step.kind,
+                        message: format!(
+                            "{} already refused to start after earlier damage; damaging {} too would leave more than a minority of {} nodes damaged",
+                            retired.iter().cloned().collect::<Vec<_>>().join(","),
+                            targets.join(","),
+                            roles.nodes.len()
+                        ),
+                    });
+                }
                 let mode = step
                     .corrupt
                     .unwrap_or(raftbus_faults::CorruptMode::FlipBits);

@@ -236,6 +236,8 @@ pub(crate) struct IndexedHistory {
     pub promise: Promise,
     /// Nodes whose final streams could not be read, with why; they are not final nodes.
     pub unreadable: Vec<(String, String)>,
+    /// Unreadable nodes the run expected to be gone ([`Event::Retired`]), with why.
+    pub excused: Vec<(String, String)>,
     pub nodes: Interner,
     pub channels: Interner,
     /// Invoked messages, in invoke order of the history.
@@ -318,6 +320,8 @@ pub(crate) struct IndexBuilder {
     promise: Promise,
     /// `FinalRead` outcomes per node: `None` read, `Some(why)` failed.
     final_reads: HashMap<u32, Option<String>>,
+    /// Nodes the run expects to be gone at the end, with why.
+    retired: HashMap<u32, String>,
     nodes: Interner,
     channels: Interner,
     messages: Vec<MsgRec>,
@@ -337,6 +341,7 @@ impl IndexBuilder {
             mode,
             promise,
             final_reads: HashMap::new(),
+            retired: HashMap::new(),
             nodes: Interner::default(),
             channels: Interner::default(),
             messages: Vec::new(),
@@ -502,6 +507,10 @@ impl IndexBuilder {
                 };
                 self.final_reads.insert(node, outcome);
             }
+            Event::Retired { node, reason } => {
+                let node = self.nodes.intern(&node);
+                self.retired.insert(node, reason);
+            }
             Event::Fault {
                 start_us,
                 end_us,
@@ -547,6 +556,7 @@ impl IndexBuilder {
             mode,
             promise,
             final_reads,
+            retired,
             nodes,
             channels,
             mut messages,
@@ -576,11 +586,22 @@ impl IndexBuilder {
 
         // A node that was read is a final node even with nothing in it; one whose read
         // failed is not, whatever partial entries it returned.
-        let mut unreadable: Vec<(String, String)> = final_reads
-            .iter()
-            .filter_map(|(&n, why)| why.as_ref().map(|w| (nodes.name(n).to_owned(), w.clone())))
-            .collect();
+        // A node the run expected to be gone (it refused to start on damaged data) is
+        // excused, with why; any other unreadable node leaves the run unchecked.
+        let mut unreadable: Vec<(String, String)> = Vec::new();
+        let mut excused: Vec<(String, String)> = Vec::new();
+        for (&n, why) in &final_reads {
+            let Some(why) = why else { continue };
+            let name = nodes.name(n).to_owned();
+            match retired.get(&n) {
+                Some(reason) => {
+                    excused.push((name, format!("{reason}; its final read failed ({why})")))
+                }
+                None => unreadable.push((name, why.clone())),
+            }
+        }
         unreadable.sort();
+        excused.sort();
         let mut final_nodes: Vec<u32> = finals
             .keys()
             .map(|&(n, _)| n)
@@ -660,6 +681,7 @@ impl IndexBuilder {
             mode,
             promise,
             unreadable,
+            excused,
             nodes,
             channels,
             messages,

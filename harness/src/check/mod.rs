@@ -942,6 +942,11 @@ impl Findings {
                 )
             })
             .collect();
+        checks.excused = h
+            .excused
+            .iter()
+            .map(|(node, why)| format!("{node} is expected to be gone: {why}"))
+            .collect();
         let verdict = if !checks.violations.is_empty() {
             Verdict::Invalid
         } else if !checks.unchecked.is_empty() {
@@ -1074,6 +1079,41 @@ mod tests {
             "{:?}",
             outcome.checks.unchecked
         );
+    }
+
+    #[test]
+    fn a_node_expected_gone_is_excused_and_only_that_node() {
+        let mut h = H::stream(&["n1", "n2", "n3"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1-0");
+        h.deliver(1, "n1", 1, "1-0");
+        h.final_entry("n1", "c", "1-0", 1);
+        h.final_read("n1", true);
+        h.retired("n2", "n2 refused to start: corrupt log segment");
+        h.final_read("n2", false);
+        let mut events = h.events();
+        let outcome = check_events(events.clone(), &CheckOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Valid, "{:?}", outcome.checks);
+        assert!(outcome.checks.unchecked.is_empty());
+        assert_eq!(outcome.checks.excused.len(), 1);
+        assert!(outcome.checks.excused[0].contains("n2 is expected to be gone"));
+        // Another unreadable node is still unknown: the excuse names one node.
+        events.push(Event::FinalRead {
+            node: "n3".into(),
+            ok: false,
+            error: Some("refused".into()),
+        });
+        let outcome = check_events(events, &CheckOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Unknown);
+        // And a retired node that was read is data like any other: losing there counts.
+        let mut h = H::stream(&["n1", "n2"]);
+        h.acked(1, "c", "1-0");
+        h.final_entry("n1", "c", "1-0", 1);
+        h.final_read("n1", true);
+        h.retired("n2", "refused");
+        h.final_read("n2", true);
+        let outcome = check_events(h.events(), &CheckOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Invalid, "{:?}", outcome.checks);
     }
 
     #[test]

@@ -137,6 +137,13 @@ impl H {
         });
     }
 
+    pub fn retired(&mut self, node: &str, reason: &str) {
+        self.push(Event::Retired {
+            node: node.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
     pub fn final_entry(&mut self, node: &str, channel: &str, id: &str, n: u64) {
         self.final_raw(node, channel, id, Some(Self::msg(n)), true);
     }

@@ -15,7 +15,7 @@ use raftbus_reports::model::{Summary, Verdict};
 use crate::util;
 
 /// Whether the namespace lab can run here; panics (or skips with RAFTBUS_ALLOW_SKIP=1).
-fn require_lab() -> bool {
+pub(crate) fn require_lab() -> bool {
     let caps = raftbus_faults::probe();
     if caps.full_lab() {
         return true;
@@ -28,7 +28,7 @@ fn require_lab() -> bool {
     panic!("the namespace lab is not available ({why}); set RAFTBUS_ALLOW_SKIP=1 to skip");
 }
 
-fn chaos_args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn chaos_args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["chaos", "--out", dir];
     for (flag, value) in [
         ("--rate", "200"),
@@ -221,7 +221,7 @@ fn redis_primary_kill_runs_to_completion() {
 }
 
 /// Pids of the direct children of `pid` (node servers, redis, lab holders).
-fn children(pid: u32) -> Vec<u32> {
+pub(crate) fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -276,7 +276,7 @@ fn processes_mentioning(dir: &Path) -> Vec<String> {
 }
 
 /// Starts a chaos run with stderr in a file and waits until a fault is applied.
-fn start_and_wait_for_fault(dir: &Path, extra: &[&str]) -> (Child, std::path::PathBuf) {
+pub(crate) fn start_and_wait_for_fault(dir: &Path, extra: &[&str]) -> (Child, std::path::PathBuf) {
     let log = dir.with_extension("stderr");
     let d = dir.to_str().unwrap();
     let mut extra = extra.to_vec();
@@ -329,7 +329,7 @@ fn assert_host_namespace_clean() {
     );
 }
 
-fn wait_gone(pids: &[u32], dir: &Path) {
+pub(crate) fn wait_gone(pids: &[u32], dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
