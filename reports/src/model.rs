@@ -130,6 +130,10 @@ pub struct Latency {
     /// target, was the bottleneck.
     #[serde(default)]
     pub send_lag: Percentiles,
+    /// Successful reads of the read workload (XRANGE/XREVRANGE/XLEN) sent in the measured
+    /// window, from send to reply.
+    #[serde(default)]
+    pub read: Percentiles,
 }
 
 /// Counts from the checker. `lost`..`realtime_violations` are violations; the rest
