@@ -492,7 +492,10 @@ impl State {
             }
             Event::SubscriberUp { t_us, .. } | Event::SubscriberDown { t_us, .. } => sec(t_us),
             Event::Read {
-                invoke_us, t_us, ok, ..
+                invoke_us,
+                t_us,
+                ok,
+                ..
             } => {
                 if ok && self.measured(invoke_us) {
                     self.total_read

@@ -637,6 +637,35 @@ mod tests {
     }
 
     #[test]
+    fn reads_default_by_mode_and_read_consistency_reaches_the_node_config() {
+        let s = Scenario::default();
+        assert_eq!(s.reads_per_s(), DEFAULT_READ_RATE);
+        let pubsub = Scenario {
+            mode: Mode::Pubsub,
+            ..Scenario::default()
+        };
+        assert_eq!(pubsub.reads_per_s(), 0.0);
+        assert!(s.bus.node_toml().contains("read_consistency = \"local\""));
+        let s = Scenario::from_toml(
+            "version = 1\nread_rate = 0\n[bus]\nread_consistency = \"linearizable\"\n",
+            "f",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.reads_per_s(), 0.0);
+        assert!(s
+            .bus
+            .node_toml()
+            .contains("read_consistency = \"linearizable\""));
+        let bad = Scenario::from_toml("version = 1\nread_rate = -1.0\n", "f").unwrap();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("read_rate"));
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_named() {
         let err = Scenario::from_toml("version = 1\nrat = 5\n", "f.toml").unwrap_err();
         assert!(err.to_string().contains("rat"), "{err}");

@@ -199,7 +199,6 @@ impl SubscriberRec {
 #[derive(Debug, Clone)]
 pub(crate) struct ReadRec {
     pub invoke_us: u64,
-    pub complete_us: u64,
     pub node: u32,
     pub channel: u32,
     pub op: ReadOp,
@@ -533,7 +532,6 @@ impl IndexBuilder {
             }),
             Event::Read {
                 invoke_us,
-                t_us,
                 node,
                 channel,
                 op,
@@ -548,7 +546,6 @@ impl IndexBuilder {
                 let channel = self.channels.intern(&channel);
                 self.reads.push(ReadRec {
                     invoke_us,
-                    complete_us: t_us,
                     node,
                     channel,
                     op,

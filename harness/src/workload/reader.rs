@@ -66,13 +66,22 @@ struct Shared {
 
 /// Runs the read schedule from `start` for `spec.duration`, then waits for the reads still
 /// outstanding (each bounded by the timeout).
-pub async fn run(spec: ReaderSpec, clock: Clock, start: Instant, recorder: Recorder) -> ReaderReport {
+pub async fn run(
+    spec: ReaderSpec,
+    clock: Clock,
+    start: Instant,
+    recorder: Recorder,
+) -> ReaderReport {
     let mut report = ReaderReport::default();
     if spec.rate <= 0.0 || spec.endpoints.is_empty() || spec.channels == 0 {
         return report;
     }
     let shared = Arc::new(Shared {
-        pools: spec.endpoints.iter().map(|_| Mutex::new(Vec::new())).collect(),
+        pools: spec
+            .endpoints
+            .iter()
+            .map(|_| Mutex::new(Vec::new()))
+            .collect(),
         newest: Mutex::new(vec![EntryId::default(); spec.channels]),
         in_flight: AtomicUsize::new(0),
         skipped: AtomicU64::new(0),
@@ -237,7 +246,11 @@ fn interpret(op: ReadOp, reply: &Value) -> std::io::Result<Seen> {
         (ReadOp::XRange | ReadOp::XRevRange, v) => {
             let entries = parse_entries(v)?;
             let last = entries.iter().filter_map(|e| EntryId::parse(&e.id)).max();
-            let limit = if op == ReadOp::XRange { XRANGE_COUNT } else { 1 };
+            let limit = if op == ReadOp::XRange {
+                XRANGE_COUNT
+            } else {
+                1
+            };
             Ok(Seen {
                 last,
                 count: entries.len() as u64,
