@@ -496,7 +496,7 @@ async fn bench_one(
     }
     drop(cluster);
 
-    let outcome = check_file(&dir.join(HISTORY_FILE), &check_options(target, &s))?;
+    let outcome = check_file(&dir.join(HISTORY_FILE), &check_options(target, s))?;
     if outcome.checks.lost > 0 {
         notes.extend(crate::chaos::attribution::attribute_losses(
             &outcome.checks.violations,
