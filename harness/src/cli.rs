@@ -149,6 +149,14 @@ pub struct BenchArgs {
     /// in the page cache, lost on power loss) [default: always]
     #[arg(long, value_enum)]
     pub bus_fsync: Option<crate::scenario::BusFsync>,
+    /// Bus nodes' reads: local (from the node's replica, may be stale) or linearizable
+    /// (read index first; stale reads are then violations) [default: local]
+    #[arg(long, value_enum)]
+    pub bus_read_consistency: Option<crate::scenario::BusReadConsistency>,
+    /// Reads per second (XRANGE/XREVRANGE/XLEN on random nodes), checked for stale reads;
+    /// 0 turns them off [default: 50 in stream mode, 0 in pub/sub mode]
+    #[arg(long)]
+    pub read_rate: Option<f64>,
     /// Mount the lazy filesystem (writes held in memory until fsync) under every server's
     /// data dir even without a disk fault, e.g. to measure its overhead
     #[arg(long)]
@@ -304,6 +312,12 @@ impl BenchArgs {
         }
         if let Some(v) = self.bus_fsync {
             s.bus.fsync = v;
+        }
+        if let Some(v) = self.bus_read_consistency {
+            s.bus.read_consistency = v;
+        }
+        if let Some(v) = self.read_rate {
+            s.read_rate = Some(v);
         }
         if self.lazy_fs {
             s.lazy_fs = true;

@@ -1,5 +1,6 @@
 //! The operation history of one run: every publish invoke/complete, every delivery,
-//! subscriber connection changes, fault windows, and each node's final streams.
+//! every read of the read workload, subscriber connection changes, fault windows, and
+//! each node's final streams.
 //!
 //! Stored as `history.jsonl`, one [`Event`] per line, streamed while the run goes, so
 //! memory stays bounded. Times are microseconds since the run started (monotonic clock).
@@ -32,6 +33,28 @@ pub enum Outcome {
     Fail,
     /// Unknown: timeout or connection lost. May or may not have been applied.
     Info,
+}
+
+/// The command a [`Event::Read`] used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadOp {
+    /// `XRANGE ch <from> + COUNT n`: entries from the newest id any earlier read saw.
+    XRange,
+    /// `XREVRANGE ch + - COUNT 1`: the newest entry.
+    XRevRange,
+    /// `XLEN ch`: the number of entries.
+    XLen,
+}
+
+impl ReadOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadOp::XRange => "XRANGE",
+            ReadOp::XRevRange => "XREVRANGE",
+            ReadOp::XLen => "XLEN",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +130,33 @@ pub enum Event {
     /// `corrupt` fault damaged its data, which is what the bus promises to do. A failed
     /// final read of it is excused (reported), not a reason for an `unknown` verdict.
     Retired { node: String, reason: String },
+    /// A read of one channel by the read workload (one event per read, written when it
+    /// completed). Only what staleness needs is kept: the newest id returned and how many
+    /// entries (or, for XLEN, the length), not the entries.
+    Read {
+        /// When the read was sent.
+        invoke_us: u64,
+        /// When its reply (or error) arrived.
+        t_us: u64,
+        node: String,
+        channel: String,
+        op: ReadOp,
+        ok: bool,
+        /// XRANGE only: the start id it asked from (inclusive).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// The newest entry id returned (XRANGE, XREVRANGE); `None` when none was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last: Option<String>,
+        /// Entries returned, or the stream length for XLEN.
+        #[serde(default)]
+        count: u64,
+        /// The reply stopped at its COUNT limit: the node may hold newer entries.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// One entry of a node's final stream, read after the load stopped (XRANGE).
     Final {
         node: String,

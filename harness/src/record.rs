@@ -263,6 +263,8 @@ struct State {
     last_us: u64,
     total_e2e: Histogram<u64>,
     total_lag: Histogram<u64>,
+    /// Successful reads of the read workload sent in the measured window, send to reply.
+    total_read: Histogram<u64>,
     measured_offered: u64,
     measured_acked: u64,
     events: u64,
@@ -299,6 +301,7 @@ impl State {
             last_us: 0,
             total_e2e: new_histogram(),
             total_lag: new_histogram(),
+            total_read: new_histogram(),
             measured_offered: 0,
             measured_acked: 0,
             events: 0,
@@ -347,6 +350,7 @@ impl State {
                 publish_censored: self.censored,
                 end_to_end: percentiles(&self.total_e2e),
                 send_lag: percentiles(&self.total_lag),
+                read: percentiles(&self.total_read),
             },
             throughput: Throughput {
                 offered_per_s: self.measured_offered as f64 / window,
@@ -487,6 +491,18 @@ impl State {
                 sec(t_us)
             }
             Event::SubscriberUp { t_us, .. } | Event::SubscriberDown { t_us, .. } => sec(t_us),
+            Event::Read {
+                invoke_us,
+                t_us,
+                ok,
+                ..
+            } => {
+                if ok && self.measured(invoke_us) {
+                    self.total_read
+                        .saturating_record(t_us.saturating_sub(invoke_us));
+                }
+                return Ok(());
+            }
             Event::Fault { .. }
             | Event::Final { .. }
             | Event::FinalRead { .. }

@@ -443,6 +443,20 @@ async fn bench_one(
         notes.extend(faults.notes);
         windows = faults.windows;
     }
+    if target == Target::Bus {
+        notes.push(format!(
+            "bus: read_consistency = \"{}\"",
+            s.bus.read_consistency.as_str()
+        ));
+    }
+    if load.reads.skipped > 0 {
+        notes.push(format!(
+            "read workload: {} of {} scheduled reads skipped ({} already in flight)",
+            load.reads.skipped,
+            load.reads.sent + load.reads.skipped,
+            workload::reader::MAX_IN_FLIGHT
+        ));
+    }
     if target == Target::Bus && s.bus.fsync == crate::scenario::BusFsync::Never {
         notes.push("bus: fsync = \"never\" (known-bad: appends acknowledged without fsync)".into());
     }
@@ -472,17 +486,17 @@ async fn bench_one(
     // Stopping waits (briefly) for each process; keep that off the async workers.
     tokio::task::block_in_place(|| cluster.shutdown());
     let network = cluster.network().to_string();
-    let (version, detail, node_count) = (
+    let (version, mut detail, node_count) = (
         cluster.version.clone(),
         cluster.detail.clone(),
         cluster.nodes().len(),
     );
+    if target == Target::Bus {
+        detail.push_str(&format!(", {} reads", s.bus.read_consistency.as_str()));
+    }
     drop(cluster);
 
-    let outcome = check_file(
-        &dir.join(HISTORY_FILE),
-        &CheckOptions::for_target(target, s.mode),
-    )?;
+    let outcome = check_file(&dir.join(HISTORY_FILE), &check_options(target, s))?;
     if outcome.checks.lost > 0 {
         notes.extend(crate::chaos::attribution::attribute_losses(
             &outcome.checks.violations,
@@ -529,6 +543,17 @@ async fn bench_one(
         let _ = std::fs::remove_dir_all(dir.join(target::DISK_DIR));
     }
     Ok(summary)
+}
+
+/// How a run of `target` under scenario `s` is judged: the target's promise, with reads
+/// promised linearizable only by the bus with `read_consistency = "linearizable"`.
+fn check_options(target: Target, s: &Scenario) -> CheckOptions {
+    let mut opts = CheckOptions::for_target(target, s.mode);
+    opts.promise = opts.promise.with_linearizable_reads(
+        target == Target::Bus
+            && s.bus.read_consistency == crate::scenario::BusReadConsistency::Linearizable,
+    );
+    opts
 }
 
 /// What the lab offers this target's nemesis.
@@ -695,10 +720,44 @@ pub fn print_summary(s: &Summary, dir: &Path) {
             println!("    e.g. {e}");
         }
     }
+    print_stale_reads(c, l, "  ");
     print_beside_violations(c, "  ");
     println!("  results  {}", dir.display());
     if s.verdict != Verdict::Valid {
         println!("  rerun    {}", s.rerun);
+    }
+}
+
+/// The read workload's staleness and latency, when the run read anything.
+fn print_stale_reads(
+    c: &raftbus_reports::model::Checks,
+    l: &raftbus_reports::model::Latency,
+    indent: &str,
+) {
+    let r = &c.stale_reads;
+    if r.is_empty() {
+        return;
+    }
+    println!(
+        "{indent}reads   {} ({}): {} stale, {} failed, {} unjudged; worst {} entries / {:.1} ms behind",
+        r.reads, r.consistency, r.stale, r.failed, r.unjudged, r.max_entries_behind, r.max_ms_behind
+    );
+    if l.read.count > 0 {
+        println!(
+            "{indent}        latency µs p50 {} p90 {} p99 {} max {}",
+            l.read.p50, l.read.p90, l.read.p99, l.read.max
+        );
+    }
+    for g in r
+        .per_window
+        .iter()
+        .chain(&r.per_node)
+        .filter(|g| g.stale > 0)
+    {
+        println!(
+            "{indent}        {}: {} of {} stale, worst {} entries / {:.1} ms",
+            g.label, g.stale, g.reads, g.max_entries_behind, g.max_ms_behind
+        );
     }
 }
 
@@ -773,6 +832,7 @@ fn print_side_by_side(summaries: &[Summary]) {
 
 /// `raftbus check DIR`: re-runs the checkers on `DIR/history.jsonl`.
 fn check(dir: &Path, max_examples: usize) -> Result<u8, RunError> {
+    let scenario = Scenario::load(&dir.join(raftbus_reports::model::SCENARIO_FILE)).ok();
     let (mode, target) = match Summary::read(dir) {
         Ok(s) => (s.workload.mode, Some(s.target)),
         Err(_) => match Scenario::load(&dir.join(raftbus_reports::model::SCENARIO_FILE)) {
@@ -783,9 +843,10 @@ fn check(dir: &Path, max_examples: usize) -> Result<u8, RunError> {
             }
         },
     };
-    let opts = match target {
-        Some(t) => CheckOptions::for_target(t, mode),
-        None => {
+    let opts = match (target, &scenario) {
+        (Some(t), Some(s)) => check_options(t, s),
+        (Some(t), None) => CheckOptions::for_target(t, mode),
+        (None, _) => {
             tracing::warn!("target unknown (no summary.json): judging by the bus's promise");
             CheckOptions::new(mode)
         }
@@ -811,6 +872,7 @@ fn check(dir: &Path, max_examples: usize) -> Result<u8, RunError> {
             println!("  {e}");
         }
     }
+    print_stale_reads(c, &Default::default(), "");
     print_beside_violations(c, "");
     Ok(match outcome.verdict {
         Verdict::Valid => exit::VALID,

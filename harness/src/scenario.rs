@@ -18,9 +18,15 @@
 //! at = "10s"
 //! rate = 5000
 //!
-//! # bus node settings (DIR/node.toml); "never" is the known-bad durability setting
+//! # reads per second (XRANGE/XREVRANGE/XLEN on random nodes), checked for staleness;
+//! # default 50 in stream mode, 0 in pub/sub mode
+//! read_rate = 50
+//!
+//! # bus node settings (DIR/node.toml); "never" is the known-bad durability setting,
+//! # "linearizable" reads go through the read index (stale reads become violations)
 //! [bus]
 //! fsync = "always"
+//! read_consistency = "local"
 //!
 //! # faults: a seeded mix (what `raftbus chaos --faults` writes) ...
 //! [chaos]
@@ -152,6 +158,28 @@ impl BusFsync {
     }
 }
 
+/// How bus nodes serve reads (the node's `read_consistency` setting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BusReadConsistency {
+    /// From the node's own replica as it is (the node's default): stale reads are allowed,
+    /// and reported as anomalies.
+    #[default]
+    Local,
+    /// Read index first: a read sees every write acknowledged before it; stale reads are
+    /// violations.
+    Linearizable,
+}
+
+impl BusReadConsistency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusReadConsistency::Local => "local",
+            BusReadConsistency::Linearizable => "linearizable",
+        }
+    }
+}
+
 /// Bus node options (`[bus]`), written to `DIR/node.toml`, which every node reads through
 /// `--config`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -159,17 +187,26 @@ impl BusFsync {
 pub struct BusOptions {
     #[serde(default)]
     pub fsync: BusFsync,
+    #[serde(default)]
+    pub read_consistency: BusReadConsistency,
 }
 
 impl BusOptions {
     /// The node config file for these options.
     pub fn node_toml(&self) -> String {
         format!(
-            "# written by the raftbus harness from the scenario's [bus] table\nfsync = \"{}\"\n",
-            self.fsync.as_str()
+            "# written by the raftbus harness from the scenario's [bus] table\nfsync = \"{}\"\nread_consistency = \"{}\"\n",
+            self.fsync.as_str(),
+            self.read_consistency.as_str()
         )
     }
 }
+
+/// Reads per second of the read workload when the scenario does not say: modest, so that
+/// chaos runs check stale reads without the reads weighing on the publish figures. Stream
+/// mode only; pub/sub runs read nothing by default (Redis pub/sub stores nothing).
+pub const DEFAULT_READ_RATE: f64 = 50.0;
+const MAX_READ_RATE: f64 = 100_000.0;
 
 /// From time `at` on, the total offered rate is `rate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +266,11 @@ pub struct Scenario {
     /// whose schedule has power-loss or torn-write get it anyway.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lazy_fs: bool,
+    /// Reads per second (XRANGE/XREVRANGE/XLEN against random nodes, all readers
+    /// together); 0 turns the read workload off. Default: [`DEFAULT_READ_RATE`] in stream
+    /// mode, 0 in pub/sub mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_rate: Option<f64>,
     /// Load steps: from `at` on, the offered rate is `rate`.
     #[serde(default, rename = "step", skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
@@ -297,6 +339,7 @@ impl Default for Scenario {
             redis: RedisOptions::default(),
             bus: BusOptions::default(),
             lazy_fs: false,
+            read_rate: None,
             steps: Vec::new(),
             chaos: None,
             faults: Vec::new(),
@@ -434,6 +477,14 @@ impl Scenario {
                 format!("must be 0 or 1, got {}", self.redis.replicas),
             ));
         }
+        if let Some(r) = self.read_rate {
+            if !r.is_finite() || !(0.0..=MAX_READ_RATE).contains(&r) {
+                return Err(invalid(
+                    "read_rate",
+                    format!("must be between 0 and {MAX_READ_RATE} reads per second, got {r}"),
+                ));
+            }
+        }
         let mut previous = Duration::ZERO;
         for step in &self.steps {
             check_rate("step.rate", step.rate)?;
@@ -512,6 +563,14 @@ impl Scenario {
         rate
     }
 
+    /// Reads per second of the read workload (see [`Scenario::read_rate`]).
+    pub fn reads_per_s(&self) -> f64 {
+        self.read_rate.unwrap_or(match self.mode {
+            Mode::Stream => DEFAULT_READ_RATE,
+            Mode::Pubsub => 0.0,
+        })
+    }
+
     /// Highest total rate at any time of the run.
     pub fn peak_rate(&self) -> f64 {
         self.steps.iter().map(|s| s.rate).fold(self.rate, f64::max)
@@ -575,6 +634,35 @@ mod tests {
         assert_eq!(back.rate_at(0.0), 10_000.0);
         assert_eq!(back.rate_at(10.0), 5000.0);
         assert_eq!(back.peak_rate(), 10_000.0);
+    }
+
+    #[test]
+    fn reads_default_by_mode_and_read_consistency_reaches_the_node_config() {
+        let s = Scenario::default();
+        assert_eq!(s.reads_per_s(), DEFAULT_READ_RATE);
+        let pubsub = Scenario {
+            mode: Mode::Pubsub,
+            ..Scenario::default()
+        };
+        assert_eq!(pubsub.reads_per_s(), 0.0);
+        assert!(s.bus.node_toml().contains("read_consistency = \"local\""));
+        let s = Scenario::from_toml(
+            "version = 1\nread_rate = 0\n[bus]\nread_consistency = \"linearizable\"\n",
+            "f",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.reads_per_s(), 0.0);
+        assert!(s
+            .bus
+            .node_toml()
+            .contains("read_consistency = \"linearizable\""));
+        let bad = Scenario::from_toml("version = 1\nread_rate = -1.0\n", "f").unwrap();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("read_rate"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::config::NodeSettings;
+use crate::config::{NodeSettings, ReadConsistency};
 use crate::log_store::LogStore;
 use crate::network::{ForwardError, PeerRequest, PeerResponse, Peers};
 use crate::server::ServerStats;
@@ -297,7 +297,7 @@ impl Bus {
                 "# Replication\r\nrole:{role}\r\nleader_id:{}\r\nterm:{}\r\ncommit_index:{}\r\n\
                  applied_index:{}\r\nlast_log_index:{}\r\nsnapshot_index:{}\r\npurged_index:{}\r\n\
                  members:{}\r\nwrites:replicated, acknowledged after commit on a majority with fsync\r\n\
-                 reads:local replica (XRANGE, XLEN and XREAD serve this node's applied state)\r\n\
+                 read_consistency:{}\r\nreads:{}\r\n\
                  publish_reply:entry offset\r\n\r\n",
                 m.current_leader.map_or(String::new(), |l| l.to_string()),
                 m.current_term,
@@ -307,6 +307,13 @@ impl Bus {
                 idx(m.snapshot.map(|l| l.index)),
                 idx(m.purged.map(|l| l.index)),
                 members.join(","),
+                self.settings.read_consistency.as_str(),
+                match self.settings.read_consistency {
+                    ReadConsistency::Local =>
+                        "local replica (XRANGE, XREVRANGE, XLEN and XREAD serve this node's applied state)",
+                    ReadConsistency::Linearizable =>
+                        "read index (XRANGE, XREVRANGE, XLEN and XREAD wait until this node has applied the leader's quorum-confirmed commit index)",
+                },
             );
         }
         if want("persistence") {

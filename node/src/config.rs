@@ -102,6 +102,34 @@ impl FsyncPolicy {
     }
 }
 
+/// How XRANGE, XREVRANGE, XLEN and XREAD are served (`read_consistency = "local" |
+/// "linearizable"` in the config file). INFO reports it as `read_consistency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    /// From this node's applied replica as it is: fast and available while this node is
+    /// cut off, but a follower that is behind (or an old leader that was partitioned or
+    /// paused) may answer without entries other clients already had acknowledged. The
+    /// default.
+    #[default]
+    Local,
+    /// Read index first: the leader confirms its leadership with a quorum and names its
+    /// commit index (a follower asks the leader over the peer network), this node waits
+    /// until it has applied that far, then serves from its replica. A read sees every
+    /// write acknowledged before it began; a node that cannot reach a quorum-confirmed
+    /// leader within `write_timeout_ms` answers `-TRYAGAIN` instead of serving.
+    Linearizable,
+}
+
+impl ReadConsistency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadConsistency::Local => "local",
+            ReadConsistency::Linearizable => "linearizable",
+        }
+    }
+}
+
 /// Everything a node can be tuned with through `--config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -134,6 +162,9 @@ pub struct NodeSettings {
     /// Durability of the Raft log: `always` (default) or `never` (known-bad, see
     /// [`FsyncPolicy`]). INFO reports it as `log_fsync`.
     pub fsync: FsyncPolicy,
+    /// How reads are served: `local` (default) or `linearizable` (see
+    /// [`ReadConsistency`]). INFO reports it as `read_consistency`.
+    pub read_consistency: ReadConsistency,
 }
 
 impl Default for NodeSettings {
@@ -153,6 +184,7 @@ impl Default for NodeSettings {
             max_pipeline: 10_000,
             max_inflight_batches: 2,
             fsync: FsyncPolicy::Always,
+            read_consistency: ReadConsistency::Local,
         }
     }
 }
@@ -281,5 +313,18 @@ mod tests {
         std::fs::write(&path, "fsync = \"sometimes\"\n").unwrap();
         let err = NodeSettings::load(&path).unwrap_err().to_string();
         assert!(err.contains("sometimes"), "{err}");
+
+        assert_eq!(
+            NodeSettings::default().read_consistency,
+            ReadConsistency::Local
+        );
+        std::fs::write(&path, "read_consistency = \"linearizable\"\n").unwrap();
+        assert_eq!(
+            NodeSettings::load(&path).unwrap().read_consistency,
+            ReadConsistency::Linearizable
+        );
+        std::fs::write(&path, "read_consistency = \"eventual\"\n").unwrap();
+        let err = NodeSettings::load(&path).unwrap_err().to_string();
+        assert!(err.contains("eventual"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Replies leave in request order, but commands do not wait for each other: a pipelined
 //! batch of writes is proposed together and shares fsyncs (group commit). Reads are served
-//! from this node's applied state. A subscriber that falls more than
+//! from this node's applied state (after a read index when linearizable, see below). A subscriber that falls more than
 //! `subscriber_backlog` entries behind is disconnected (logged) instead of buffering
 //! without bound.
 //!
@@ -20,6 +20,16 @@
 //! the write timeout (the node is cut off, or no leader is elected), the command gets
 //! `-TRYAGAIN` and nothing is subscribed. `XREAD ... $` is fixed the same way: `$` is the
 //! channel's last entry at the cluster's read index, not this replica's.
+//!
+//! # Read consistency
+//!
+//! With `read_consistency = "local"` (the default) XRANGE, XREVRANGE, XLEN and XREAD
+//! answer from this node's applied state as it is, so a lagging follower or a cut-off old
+//! leader may miss entries acknowledged elsewhere. With `"linearizable"` each of them first
+//! goes through the same read index as `SUBSCRIBE` (leader: quorum-confirmed commit index;
+//! follower: asks the leader), waits until this node has applied that far, and only then
+//! reads; a node that cannot get a read index within the write timeout answers
+//! `-TRYAGAIN`, so a partitioned or paused old leader never serves an old view.
 //!
 //! Entries that retention trimmed before this node saw them (it caught up by snapshot)
 //! cannot be delivered; their subscribers are disconnected with the same "lagged" reason
@@ -43,6 +53,7 @@ use crate::command::{
     ClientCommand, Command, CommandError, CommandSubcommand, Hello, StreamId, TrimStrategy, XAdd,
     XAddId, XRange, XRead, XReadId, COMMANDS,
 };
+use crate::config::ReadConsistency;
 use crate::resp::{encode, Frame, Limits, Protocol, RequestDecoder};
 use crate::shutdown::Shutdown;
 use crate::state_machine::{ChannelEvent, Committed, SharedState, StreamEntry};
@@ -352,8 +363,10 @@ impl Connection {
                 self.pending.push_back(fut.map(Reply::Frame).boxed());
                 return None;
             }
-            Command::XRange(r) => xrange(&self.bus.state, &r),
-            Command::XLen(key) => Frame::Integer(self.bus.state.len(&key_str(&key)) as i64),
+            Command::XRange(r) => return self.read(move |state| xrange(state, &r)),
+            Command::XLen(key) => {
+                return self.read(move |state| Frame::Integer(state.len(&key_str(&key)) as i64))
+            }
             Command::Info(sections) => Frame::Bulk(Bytes::from(self.bus.info(&sections))),
             Command::Command(sub) => command_info(sub),
             // The bus has no Redis configuration to show; an empty reply keeps tools such
@@ -513,6 +526,29 @@ impl Connection {
             Frame::Bulk(Bytes::from(StreamId::from_offset(offset).to_string()))
         });
         Ok(())
+    }
+
+    /// Serves a read of the replica (XRANGE, XREVRANGE, XLEN): right away with
+    /// `read_consistency = "local"`; with `"linearizable"` queued behind earlier replies
+    /// until this node has applied the cluster's read index, or answered `-TRYAGAIN` when
+    /// no quorum-confirmed leader named one within the write timeout.
+    fn read(
+        &mut self,
+        serve: impl FnOnce(&SharedState) -> Frame + Send + 'static,
+    ) -> Option<Reply> {
+        if self.bus.settings.read_consistency == ReadConsistency::Local {
+            return Some(Reply::Frame(serve(&self.bus.state)));
+        }
+        let bus = self.bus.clone();
+        let deadline = tokio::time::Instant::now() + bus.settings.write_timeout();
+        let fut = async move {
+            match bus.catch_up(deadline).await {
+                Ok(_) => Reply::Frame(serve(&bus.state)),
+                Err(e) => Reply::Frame(Frame::Error(e.to_string())),
+            }
+        };
+        self.pending.push_back(fut.boxed());
+        None
     }
 
     /// Queues the subscription behind earlier replies; it takes effect once this node has
@@ -733,7 +769,11 @@ async fn xread(bus: Bus, x: XRead, proto: Protocol) -> Frame {
     let state = &bus.state;
     // `$` means "after what the cluster has committed now", fixed at the time of the call:
     // a replica that is behind first catches up, so `$` is never an old position.
-    if x.streams.iter().any(|(_, id)| *id == XReadId::Last) {
+    // With linearizable reads every XREAD starts there too, so it sees every entry
+    // acknowledged before it was sent.
+    if bus.settings.read_consistency == ReadConsistency::Linearizable
+        || x.streams.iter().any(|(_, id)| *id == XReadId::Last)
+    {
         let deadline = tokio::time::Instant::now() + bus.settings.write_timeout();
         if let Err(e) = bus.catch_up(deadline).await {
             return Frame::Error(e.to_string());

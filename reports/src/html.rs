@@ -320,6 +320,54 @@ fn checks_section(out: &mut String, s: &Summary) {
     }
 }
 
+/// Stale reads per node and per fault window; examples are with the violations or
+/// anomalies (`stale_read`).
+fn stale_reads_section(out: &mut String, s: &Summary) {
+    let r = &s.checks.stale_reads;
+    if r.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "<h2 id=\"stale-reads\">Stale reads</h2>");
+    let pill = match (r.stale, r.promised) {
+        (0, _) => "<span class=\"pill ok\">none</span>",
+        (_, true) => "<span class=\"pill bad\">violation</span>",
+        (_, false) => "<span class=\"pill info\">anomaly within the promise</span>",
+    };
+    let _ = writeln!(
+        out,
+        "<p>{} reads, {} stale {pill}, {} failed (refused or unanswered, never stale), {} not judged. Reads promise: <em>{}</em>. A read is stale when it missed an entry acknowledged before it began; worst {} entries, {} behind.</p>",
+        fmt_count(r.reads),
+        fmt_count(r.stale),
+        fmt_count(r.failed),
+        fmt_count(r.unjudged),
+        esc(&r.consistency),
+        fmt_count(r.max_entries_behind),
+        fmt_us(r.max_ms_behind * 1000.0)
+    );
+    let _ = writeln!(
+        out,
+        "<table><tr><th class=\"l\">node / fault window</th><th>reads</th><th>failed</th><th>stale</th><th>max entries behind</th><th>max behind</th></tr>"
+    );
+    for g in r.per_node.iter().chain(&r.per_window) {
+        let class = if g.stale > 0 && r.promised {
+            " class=\"bad\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "<tr{class}><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&g.label),
+            fmt_count(g.reads),
+            fmt_count(g.failed),
+            fmt_count(g.stale),
+            fmt_count(g.max_entries_behind),
+            fmt_us(g.max_ms_behind * 1000.0)
+        );
+    }
+    let _ = writeln!(out, "</table>");
+}
+
 fn pct_cells(p: &Percentiles) -> String {
     if p.count == 0 {
         return "<td>0</td><td colspan=\"6\" class=\"l\">no samples</td>".to_string();
@@ -358,6 +406,13 @@ fn latency_section(out: &mut String, s: &Summary) {
         ("send lag (generator)", &s.latency_us.send_lag),
     ] {
         let _ = writeln!(out, "<tr><td class=\"l\">{name}</td>{}</tr>", pct_cells(p));
+    }
+    if s.latency_us.read.count > 0 {
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"l\">read (XRANGE/XREVRANGE/XLEN, send → reply)</td>{}</tr>",
+            pct_cells(&s.latency_us.read)
+        );
     }
     let _ = writeln!(out, "</table>");
     if s.latency_us.publish_censored > 0 {
@@ -690,6 +745,7 @@ pub fn run_page(run: &RunData, charts: &[ChartOutput]) -> String {
     );
     workload_section(&mut out, s);
     checks_section(&mut out, s);
+    stale_reads_section(&mut out, s);
     latency_section(&mut out, s);
     throughput_section(&mut out, s);
     charts_section(&mut out, charts);

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::html::{check_rows, fmt_count, fmt_rate};
-use crate::model::{Percentiles, Verdict};
+use crate::model::{Percentiles, StaleReads, Verdict};
 use crate::plot::{fault_label, fmt_us};
 use crate::run::RunData;
 
@@ -77,6 +77,9 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
     ));
     out.push_str(&pct_row("publish → ack", &s.latency_us.publish_ack));
     out.push_str(&pct_row("publish → deliver", &s.latency_us.end_to_end));
+    if s.latency_us.read.count > 0 {
+        out.push_str(&pct_row("read (send → reply)", &s.latency_us.read));
+    }
     let _ = writeln!(
         out,
         "\nThroughput: offered {}, achieved {} · acknowledged {}, failed {}, indeterminate {}\n",
@@ -134,6 +137,7 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
     {
         out.push('\n');
     }
+    stale_reads_table(out, &s.checks.stale_reads);
     if !s.faults.is_empty() {
         let _ = writeln!(
             out,
@@ -159,6 +163,46 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
         }
         out.push('\n');
     }
+}
+
+/// Stale reads per node and per fault window, when the run read anything.
+fn stale_reads_table(out: &mut String, r: &StaleReads) {
+    if r.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Stale reads: {} of {} ({}; {}), {} failed, {} not judged\n",
+        fmt_count(r.stale),
+        fmt_count(r.reads),
+        if r.stale == 0 {
+            "none"
+        } else if r.promised {
+            "**violation**"
+        } else {
+            "anomaly within the promise"
+        },
+        md_esc(&r.consistency),
+        fmt_count(r.failed),
+        fmt_count(r.unjudged)
+    );
+    let _ = writeln!(
+        out,
+        "| node / fault window | reads | failed | stale | max entries behind | max ms behind |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for g in r.per_node.iter().chain(&r.per_window) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.1} |",
+            md_esc(&g.label),
+            fmt_count(g.reads),
+            fmt_count(g.failed),
+            fmt_count(g.stale),
+            fmt_count(g.max_entries_behind),
+            g.max_ms_behind
+        );
+    }
+    out.push('\n');
 }
 
 /// `summary.md` of one run.

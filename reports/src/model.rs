@@ -130,6 +130,10 @@ pub struct Latency {
     /// target, was the bottleneck.
     #[serde(default)]
     pub send_lag: Percentiles,
+    /// Successful reads of the read workload (XRANGE/XREVRANGE/XLEN) sent in the measured
+    /// window, from send to reply.
+    #[serde(default)]
+    pub read: Percentiles,
 }
 
 /// Counts from the checker. `lost`..`realtime_violations` are violations; the rest
@@ -172,10 +176,56 @@ pub struct Checks {
     /// violation was found), e.g. a node whose final streams could not be read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unchecked: Vec<String>,
+    /// The read workload judged for staleness (empty when the run read nothing).
+    #[serde(default, skip_serializing_if = "StaleReads::is_empty")]
+    pub stale_reads: StaleReads,
     /// Nodes the run expected to be gone at the end (one that refused to start on damaged
     /// data), with why: not read, yet no reason for `unknown`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excused: Vec<String>,
+}
+
+/// Stale reads: reads that missed entries acknowledged before they began. Examples are in
+/// the `stale_read` entry of `violations` (reads promised linearizable) or `anomalies`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StaleReads {
+    /// What the target promises for reads, e.g. `linearizable (read index)`.
+    pub consistency: String,
+    /// Whether a stale read breaks the promise (a violation) or is an anomaly within it.
+    pub promised: bool,
+    /// All reads, failed ones included.
+    pub reads: u64,
+    /// Reads that got an error or no reply (a refusal is not stale).
+    pub failed: u64,
+    /// Successful reads that could not be judged (a truncated reply, or an XLEN without a
+    /// final stream to place it in).
+    pub unjudged: u64,
+    pub stale: u64,
+    /// Most acknowledged entries one read missed.
+    pub max_entries_behind: u64,
+    /// Longest time an entry one read missed had already been acknowledged, in ms.
+    pub max_ms_behind: f64,
+    pub per_node: Vec<StaleGroup>,
+    /// Per fault window (by the read's start), then one group for reads outside them.
+    pub per_window: Vec<StaleGroup>,
+}
+
+impl StaleReads {
+    pub fn is_empty(&self) -> bool {
+        self.reads == 0
+    }
+}
+
+/// Stale-read figures of one node or one fault window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StaleGroup {
+    /// A node name, or a fault window such as `pause n1 6.0-10.0s`.
+    pub label: String,
+    pub reads: u64,
+    pub failed: u64,
+    pub stale: u64,
+    pub max_entries_behind: u64,
+    pub max_ms_behind: f64,
 }
 
 /// One violated invariant: its name, what it protects, how often, and examples.

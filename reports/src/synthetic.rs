@@ -226,6 +226,7 @@ impl SyntheticRun {
                 publish_censored: 0,
                 end_to_end: percentiles(&all_e2e),
                 send_lag: percentiles(&all_lag),
+                read: Default::default(),
             },
             checks,
             faults: self.faults.clone(),

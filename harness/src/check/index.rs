@@ -12,7 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use raftbus_reports::model::Mode;
 
 use super::promise::Promise;
-use crate::history::{Event, MsgId, Outcome, RUN_FINISHED};
+use crate::history::{Event, MsgId, Outcome, ReadOp, RUN_FINISHED};
 
 /// "No index": a message that was never invoked, an absent position, an unknown session.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -195,6 +195,20 @@ impl SubscriberRec {
     }
 }
 
+/// One read of the read workload.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadRec {
+    pub invoke_us: u64,
+    pub node: u32,
+    pub channel: u32,
+    pub op: ReadOp,
+    pub ok: bool,
+    pub from: Option<StreamId>,
+    pub last: Option<StreamId>,
+    pub count: u64,
+    pub truncated: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct FaultRec {
     pub start_us: u64,
@@ -255,6 +269,8 @@ pub(crate) struct IndexedHistory {
     /// Subscribers ordered by id.
     pub subscribers: Vec<SubscriberRec>,
     pub faults: Vec<FaultRec>,
+    /// Reads of the read workload, in history order.
+    pub reads: Vec<ReadRec>,
     /// Times of successful completions, sorted.
     pub ok_completions: Vec<u64>,
     pub last_invoke_us: u64,
@@ -330,6 +346,7 @@ pub(crate) struct IndexBuilder {
     finals: HashMap<(u32, u32), Vec<FinalEntry>>,
     subs: IdMap<u32, SubBuild>,
     faults: Vec<FaultRec>,
+    reads: Vec<ReadRec>,
     last_invoke_us: u64,
     delivered: u64,
     reused_ids: u64,
@@ -350,6 +367,7 @@ impl IndexBuilder {
             finals: HashMap::new(),
             subs: IdMap::default(),
             faults: Vec::new(),
+            reads: Vec::new(),
             last_invoke_us: 0,
             delivered: 0,
             reused_ids: 0,
@@ -521,6 +539,32 @@ impl IndexBuilder {
                 end_us,
                 kind,
             }),
+            Event::Read {
+                invoke_us,
+                node,
+                channel,
+                op,
+                ok,
+                from,
+                last,
+                count,
+                truncated,
+                ..
+            } => {
+                let node = self.nodes.intern(&node);
+                let channel = self.channels.intern(&channel);
+                self.reads.push(ReadRec {
+                    invoke_us,
+                    node,
+                    channel,
+                    op,
+                    ok,
+                    from: from.as_deref().and_then(StreamId::parse),
+                    last: last.as_deref().and_then(StreamId::parse),
+                    count,
+                    truncated,
+                });
+            }
             Event::Final {
                 node,
                 channel,
@@ -565,6 +609,7 @@ impl IndexBuilder {
             finals,
             subs,
             mut faults,
+            reads,
             last_invoke_us,
             delivered,
             reused_ids,
@@ -691,6 +736,7 @@ impl IndexBuilder {
             first_pos,
             subscribers,
             faults,
+            reads,
             ok_completions,
             last_invoke_us,
             delivered,

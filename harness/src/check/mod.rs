@@ -16,6 +16,7 @@
 //! | `realtime_violations` | `realtime` |
 //! | `failed_but_committed` | `failed_but_committed` |
 //! | `never_recovered` | `never_recovered` |
+//! | `stale_reads.stale` | `stale_read` (a violation only where reads are promised linearizable) |
 //!
 //! A message is counted once per kind (not once per node or subscriber), except where a
 //! kind is defined per place: `reordered` counts deliveries that went backwards,
@@ -39,6 +40,7 @@ mod lost;
 mod phantom;
 pub mod promise;
 mod realtime;
+mod stale_read;
 mod subscriber_agreement;
 mod subscriber_order;
 pub mod synthetic;
@@ -50,7 +52,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use raftbus_reports::model::{Checks, Mode, Recovery, Target, Verdict, ViolationReport};
+use raftbus_reports::model::{
+    Checks, Mode, Recovery, StaleReads, Target, Verdict, ViolationReport,
+};
 
 use crate::history::{Event, MsgId};
 pub use index::StreamId;
@@ -191,6 +195,7 @@ fn invariants() -> Vec<Box<dyn Invariant>> {
         Box::new(realtime::Realtime),
         Box::new(indeterminate::Indeterminate),
         Box::new(availability::Availability),
+        Box::new(stale_read::StaleRead),
     ]
 }
 
@@ -221,6 +226,8 @@ enum Counter {
     Realtime,
     FailedButCommitted,
     NeverRecovered,
+    /// Counted in `Checks::stale_reads` by the invariant itself.
+    StaleRead,
 }
 
 /// Violation kinds, in report order.
@@ -242,10 +249,11 @@ pub enum Kind {
     Realtime,
     FailedButCommitted,
     NeverRecovered,
+    StaleRead,
 }
 
 impl Kind {
-    const ALL: [Kind; 16] = [
+    const ALL: [Kind; 17] = [
         Kind::LostMidStream,
         Kind::LostTail,
         Kind::Duplicated,
@@ -262,6 +270,7 @@ impl Kind {
         Kind::Realtime,
         Kind::FailedButCommitted,
         Kind::NeverRecovered,
+        Kind::StaleRead,
     ];
 
     /// The stable name used as `ViolationReport::kind`.
@@ -283,6 +292,7 @@ impl Kind {
             Kind::Realtime => "realtime",
             Kind::FailedButCommitted => "failed_but_committed",
             Kind::NeverRecovered => "never_recovered",
+            Kind::StaleRead => "stale_read",
         }
     }
 
@@ -305,6 +315,7 @@ impl Kind {
             Kind::Realtime => "a message acknowledged before another was published precedes it",
             Kind::FailedButCommitted => "a publish reported as failed is not applied",
             Kind::NeverRecovered => "after the last fault heals, publishes succeed again",
+            Kind::StaleRead => "a read that began after a message was acknowledged includes it",
         }
     }
 
@@ -321,6 +332,7 @@ impl Kind {
             Kind::Realtime => Counter::Realtime,
             Kind::FailedButCommitted => Counter::FailedButCommitted,
             Kind::NeverRecovered => Counter::NeverRecovered,
+            Kind::StaleRead => Counter::StaleRead,
         }
     }
 }
@@ -538,6 +550,20 @@ pub enum Violation {
         healed_us: u64,
         last_invoke_us: u64,
     },
+    /// A read that began after a message was acknowledged includes it: here a read
+    /// missed acknowledged entries.
+    StaleRead {
+        node: String,
+        channel: String,
+        op: &'static str,
+        invoke_us: u64,
+        /// What the read returned, e.g. `newest 17-0` or `length 12`.
+        returned: String,
+        /// Acknowledged entries (before the read began) that it did not reach.
+        entries_behind: u64,
+        /// The longest-acknowledged entry it missed: message, id, ack time.
+        oldest_missed: (MsgId, StreamId, u64),
+    },
 }
 
 impl Violation {
@@ -559,6 +585,7 @@ impl Violation {
             Violation::Realtime { .. } => Kind::Realtime,
             Violation::FailedButCommitted { .. } => Kind::FailedButCommitted,
             Violation::NeverRecovered { .. } => Kind::NeverRecovered,
+            Violation::StaleRead { .. } => Kind::StaleRead,
         }
     }
 }
@@ -791,6 +818,22 @@ impl fmt::Display for Violation {
                 Ms(*healed_us),
                 Ms(*last_invoke_us)
             ),
+            Violation::StaleRead {
+                node,
+                channel,
+                op,
+                invoke_us,
+                returned,
+                entries_behind,
+                oldest_missed: (msg, id, acked_us),
+            } => write!(
+                f,
+                "{op} {channel} on {node} at {} returned {returned}: {entries_behind} acknowledged entries behind, missing msg {} (id {id}) acked at {}, {} before the read",
+                Ms(*invoke_us),
+                Hex(*msg),
+                Ms(*acked_us),
+                Ms(invoke_us.saturating_sub(*acked_us))
+            ),
         }
     }
 }
@@ -810,6 +853,7 @@ pub(crate) struct Findings {
     anomalies: [KindTally; Kind::ALL.len()],
     at_most_once_gaps: u64,
     recovery: Vec<Recovery>,
+    stale_reads: StaleReads,
 }
 
 impl Findings {
@@ -820,6 +864,7 @@ impl Findings {
             anomalies: Default::default(),
             at_most_once_gaps: 0,
             recovery: Vec::new(),
+            stale_reads: StaleReads::default(),
         }
     }
 
@@ -871,6 +916,10 @@ impl Findings {
         self.recovery = recovery;
     }
 
+    pub(crate) fn set_stale_reads(&mut self, stale_reads: StaleReads) {
+        self.stale_reads = stale_reads;
+    }
+
     #[cfg(test)]
     pub(crate) fn count(&self, kind: Kind) -> u64 {
         self.tallies[kind as usize].count
@@ -914,6 +963,7 @@ impl Findings {
                 Counter::Realtime => checks.realtime_violations += n,
                 Counter::FailedButCommitted => checks.failed_but_committed += n,
                 Counter::NeverRecovered => checks.never_recovered += n,
+                Counter::StaleRead => {}
             }
             checks.violations.push(ViolationReport {
                 kind: kind.name().to_owned(),
@@ -933,6 +983,7 @@ impl Findings {
             }
         }
         checks.promise = h.promise.label.to_owned();
+        checks.stale_reads = self.stale_reads;
         checks.unchecked = h
             .unreadable
             .iter()

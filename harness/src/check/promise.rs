@@ -10,6 +10,11 @@
 //! | Redis, stream | yes (the XADD reply is an entry id) | yes, and nothing across a resume by ID |
 //! | Redis, pub/sub | no: PUBLISH counts receivers, nothing is stored | no: at most once |
 //!
+//! Reads (the read workload's XRANGE/XREVRANGE/XLEN) are promised to see every entry
+//! acknowledged before they began only by the bus with `read_consistency =
+//! "linearizable"`; the bus's default `local` reads and reads from Redis (primary or
+//! asynchronous replica) promise no recency, so their stale reads are anomalies.
+//!
 //! Duplicates, reordering, phantom or corrupted messages and diverged replicas break every
 //! promise. Losing an acknowledged entry breaks every promise that stores it, whatever the
 //! persistence setting (the acknowledgement said it was stored).
@@ -24,6 +29,8 @@ pub struct Promise {
     pub connected_gap_free: bool,
     /// A short description for reports.
     pub label: &'static str,
+    /// A read sees every entry acknowledged before it began (no stale reads).
+    pub linearizable_reads: bool,
 }
 
 impl Promise {
@@ -33,27 +40,49 @@ impl Promise {
                 stores_acked: true,
                 connected_gap_free: true,
                 label: "bus streams: acknowledged = stored on a majority; ordered, gap-free delivery and resume",
+                linearizable_reads: false,
             },
             (Target::Bus, Mode::Pubsub) => Promise {
                 stores_acked: true,
                 connected_gap_free: true,
                 label: "bus pub/sub: acknowledged = stored on a majority; a connected subscriber gets every entry once, in order",
+                linearizable_reads: false,
             },
             (Target::Redis, Mode::Stream) => Promise {
                 stores_acked: true,
                 connected_gap_free: true,
                 label: "redis streams: an acknowledged XADD is stored; readers resume by ID without gaps",
+                linearizable_reads: false,
             },
             (Target::Redis, Mode::Pubsub) => Promise {
                 stores_acked: false,
                 connected_gap_free: false,
                 label: "redis pub/sub: at most once; nothing is stored, misses are anomalies",
+                linearizable_reads: false,
             },
+        }
+    }
+
+    /// The same promise, with reads promised linearizable (the bus with
+    /// `read_consistency = "linearizable"`) or not.
+    pub fn with_linearizable_reads(self, linearizable: bool) -> Promise {
+        Promise {
+            linearizable_reads: linearizable,
+            ..self
+        }
+    }
+
+    /// What reads promise, for reports.
+    pub fn reads_label(&self) -> &'static str {
+        if self.linearizable_reads {
+            "linearizable (read index): stale reads are violations"
+        } else {
+            "no recency promise (a node's own replica): stale reads are anomalies"
         }
     }
 
     /// The strictest promise (the bus's), for histories whose target is not known.
     pub fn strict(mode: Mode) -> Promise {
-        Promise::of(Target::Bus, mode)
+        Promise::of(Target::Bus, mode).with_linearizable_reads(true)
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! - [`publisher`] — the open-loop schedule and the outcome of each publish.
 //! - [`subscriber`] — XREAD / SUBSCRIBE subscribers with reconnect and resume.
+//! - [`reader`] — open-loop XRANGE / XREVRANGE / XLEN reads on random nodes (stale reads).
 //! - [`resp`] — a minimal RESP client for connections the harness fully controls.
 //! - [`progress`] — the progress display.
 
 pub mod progress;
 pub mod publisher;
+pub mod reader;
 pub mod resp;
 pub mod subscriber;
 
@@ -73,6 +75,8 @@ pub struct LoadReport {
     pub final_unreadable: Vec<String>,
     /// Subscriber connections killed by the test hook (`None`: the hook did not run).
     pub killed_subscribers: Option<usize>,
+    /// The read workload.
+    pub reads: reader::ReaderReport,
 }
 
 /// Runs the workload against the endpoints; every event goes to `recorder`.
@@ -176,9 +180,23 @@ pub async fn run(
     for p in publishers {
         tasks.push(tokio::spawn(p.run(clock.clone(), start, recorder.clone())));
     }
+    let reads = tokio::spawn(reader::run(
+        reader::ReaderSpec {
+            endpoints: plan.endpoints.clone(),
+            channels: s.channels,
+            rate: s.reads_per_s(),
+            seed: plan.seed,
+            timeout: s.request_timeout,
+            duration: s.duration,
+        },
+        clock.clone(),
+        start,
+        recorder.clone(),
+    ));
     for t in tasks {
         let _ = t.await;
     }
+    report.reads = reads.await.unwrap_or_default();
     if let Some(k) = killer {
         if k.is_finished() {
             report.killed_subscribers = Some(k.await.unwrap_or(0));

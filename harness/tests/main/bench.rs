@@ -98,6 +98,16 @@ fn stream_run_is_valid_and_fully_recorded() {
     assert!(events
         .iter()
         .any(|e| matches!(e, Event::SubscriberUp { .. })));
+    // The read workload (on by default in stream mode) is recorded and judged: one
+    // primary never serves a stale read.
+    let reads = events
+        .iter()
+        .filter(|e| matches!(e, Event::Read { ok: true, .. }))
+        .count() as u64;
+    let r = &s.checks.stale_reads;
+    assert!(reads > 0 && r.reads == reads, "{reads} reads vs {r:?}");
+    assert_eq!((r.stale, r.failed), (0, 0), "{r:?}");
+    assert!(l.read.count > 0, "{:?}", l.read);
     std::fs::read_to_string(dir.path().join("scenario.toml")).expect("resolved scenario");
     assert!(dir.path().join("logs/n1.log").is_file());
 }
