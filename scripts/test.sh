@@ -8,3 +8,9 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The node's failpoint build (node/src/failpoint.rs), in its own target dir so it never
+# replaces the default binary the harness tests run: lints, and its failpoint tests.
+cargo clippy -p raftbus-node --all-targets --features failpoints --locked \
+  --target-dir target/failpoints -- -D warnings
+cargo test -p raftbus-node --features failpoints --locked --target-dir target/failpoints \
+  --lib --test main -- failpoint
