@@ -332,6 +332,13 @@ async fn bench_one(
         let path = dir.join(target::bus::NODE_CONFIG_FILE);
         std::fs::write(&path, s.bus.node_toml())
             .map_err(io_err(format!("write {}", path.display())))?;
+        if schedule
+            .as_ref()
+            .is_some_and(|sch| sch.kinds().contains(&FaultKind::Failpoint))
+        {
+            let program = target::bus::find_node_bin(args.node_bin.as_deref())?;
+            target::bus::prepare_failpoints(dir, &program)?;
+        }
     }
     // Delay needs the peer links behind proxies; so do partitions without nftables.
     let needs_proxies = target == Target::Bus

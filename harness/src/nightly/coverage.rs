@@ -87,6 +87,9 @@ fn target_cannot(target: TargetKind, kind: FaultKind) -> Option<&'static str> {
         (TargetKind::Redis, FaultKind::Delay) => Some(
             "the harness cannot inject it into Redis: the userspace delay stage sits on the bus's peer links only",
         ),
+        (TargetKind::Redis, FaultKind::Failpoint) => Some(
+            "failpoints live inside a failpoint build of the bus node; Redis has none",
+        ),
         _ => None,
     }
 }

@@ -136,6 +136,8 @@ pub fn fault_support(kind: FaultKind, caps: &Capabilities) -> Result<(), String>
         }
         // Corrupt damages a file of a stopped node: no kernel feature needed.
         FaultKind::Corrupt => Ok(()),
+        // Armed through the node's admin command (the scenario names a failpoint build).
+        FaultKind::Failpoint => Ok(()),
         FaultKind::PowerLoss | FaultKind::TornWrite => {
             if !caps.namespaces.available() {
                 Err("needs the lab's private mount namespace (no namespaces here)".into())
