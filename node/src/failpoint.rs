@@ -50,7 +50,8 @@
 //!
 //! `<token>` is the node's `--admin-token` (or `--admin-token-file`, or
 //! `RAFTBUS_ADMIN_TOKEN`), else its cluster secret; a node with neither refuses the command.
-//! At start, `FAILPOINTS="name=actions;name=actions"` arms points before anything runs.
+//! At start, `--failpoints "name=actions;name=actions"` (or `FAILPOINTS`) arms points before
+//! anything runs.
 
 #[cfg(feature = "failpoints")]
 pub use enabled::*;
@@ -189,10 +190,11 @@ mod enabled {
     /// An announcement held back by `bug.reorder_delivery`.
     static HELD: Mutex<Option<Committed>> = Mutex::new(None);
 
-    /// Sets the admin token (once per process) and arms what `FAILPOINTS` names.
-    pub fn init(admin_token: Option<String>) -> Result<(), FailpointError> {
+    /// Sets the admin token (once per process) and arms `armed`
+    /// (`name=actions;name=actions`, from `--failpoints` or `FAILPOINTS`).
+    pub fn init(admin_token: Option<String>, armed: Option<&str>) -> Result<(), FailpointError> {
         let _ = ADMIN_TOKEN.set(admin_token.filter(|t| !t.is_empty()));
-        if let Ok(spec) = std::env::var("FAILPOINTS") {
+        if let Some(spec) = armed {
             for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
                 let (name, actions) = entry
                     .split_once('=')

@@ -47,6 +47,11 @@ struct Args {
     #[cfg(feature = "failpoints")]
     #[arg(long, conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
+    /// Failpoint builds only: failpoints to arm at start, `name=actions;name=actions`
+    /// (e.g. `bug.apply_twice=return;net.send=5%return`).
+    #[cfg(feature = "failpoints")]
+    #[arg(long, env = "FAILPOINTS")]
+    failpoints: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -70,7 +75,7 @@ fn main() -> ExitCode {
             args.admin_token_file.as_deref(),
             args.cluster_secret.clone().filter(|s| !s.is_empty()),
         )
-        .and_then(failpoint::init);
+        .and_then(|token| failpoint::init(token, args.failpoints.as_deref()));
         if let Err(e) = token {
             tracing::error!("{e}");
             eprintln!("raftbus-node: {e}");

@@ -26,11 +26,18 @@ pub const NODE_CONFIG_FILE: &str = "node.toml";
 /// it: the token of the `RAFTBUS.FAILPOINT` admin command of a failpoint build (the harness
 /// writes it, see [`prepare_failpoints`], for runs with failpoint faults).
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// When `DIR/failpoints` exists, every node is started with `--failpoints` and its content
+/// (the scenario's `[bus] failpoints`): armed from the start, restarts included.
+pub const FAILPOINTS_FILE: &str = "failpoints";
 
 /// For a run that arms failpoints: checks that `program` is a failpoint build of the node
 /// (`cargo build -p raftbus-node --features failpoints`) and writes a fresh admin token to
-/// `DIR/admin.token`.
-pub fn prepare_failpoints(dir: &Path, program: &Path) -> Result<(), TargetError> {
+/// `DIR/admin.token`, and `armed` (failpoints on from the start) to `DIR/failpoints`.
+pub fn prepare_failpoints(
+    dir: &Path,
+    program: &Path,
+    armed: Option<&str>,
+) -> Result<(), TargetError> {
     let help = std::process::Command::new(program)
         .arg("--help")
         .output()
@@ -47,12 +54,21 @@ pub fn prepare_failpoints(dir: &Path, program: &Path) -> Result<(), TargetError>
             ),
         });
     }
-    let token = format!("{:032x}", rand::random::<u128>());
-    let path = dir.join(ADMIN_TOKEN_FILE);
-    std::fs::write(&path, token).map_err(|source| TargetError::Io {
-        what: format!("write {}", path.display()),
-        source,
-    })
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| TargetError::Io {
+            what: format!("write {}", path.display()),
+            source,
+        })
+    };
+    write(
+        ADMIN_TOKEN_FILE,
+        &format!("{:032x}", rand::random::<u128>()),
+    )?;
+    if let Some(spec) = armed {
+        write(FAILPOINTS_FILE, spec)?;
+    }
+    Ok(())
 }
 
 /// The admin token a node was started with (`--admin-token-file` in its command line).
@@ -205,6 +221,10 @@ pub async fn start_with(
             if admin_token.is_file() {
                 node_args.push("--admin-token-file".into());
                 node_args.push(admin_token.into_os_string());
+            }
+            if let Ok(spec) = std::fs::read_to_string(dir.join(FAILPOINTS_FILE)) {
+                node_args.push("--failpoints".into());
+                node_args.push(spec.trim().into());
             }
             let spec = ProcessSpec {
                 name: name.clone(),
