@@ -200,6 +200,10 @@ pub struct NightlyArgs {
     /// The raftbus-node binary [default: next to this executable]
     #[arg(long, value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
+    /// A failpoint build of raftbus-node, for the selftest and failpoint faults [default:
+    /// built from this source tree into target/failpoints]
+    #[arg(long, value_name = "PATH")]
+    pub failpoint_node_bin: Option<PathBuf>,
 }
 
 /// Options of `raftbus selftest`.

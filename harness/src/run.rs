@@ -151,6 +151,7 @@ fn nightly(args: NightlyArgs) -> Result<u8, RunError> {
     opts.suite = args.suite;
     opts.threshold = args.threshold;
     opts.node_bin = args.node_bin;
+    opts.failpoint_node_bin = args.failpoint_node_bin;
     let outcome = tokio::task::block_in_place(|| {
         crate::nightly::run_nightly(&opts, &mut |line| eprintln!("nightly: {line}"))
     });

@@ -86,12 +86,24 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "control",
-        bug: "none (failpoints a correct bus survives)",
+        bug: "no bug, only failpoints a correct bus survives",
         expected: "valid",
         kinds: &[],
         scenario: include_str!("../scenarios/selftest/control.toml"),
     },
 ];
+
+/// The load duration of every case's run, in table order (for the nightly planner).
+pub fn case_durations() -> Vec<Duration> {
+    CASES
+        .iter()
+        .map(|c| {
+            crate::scenario::Scenario::from_toml(c.scenario, c.name)
+                .map(|s| s.duration)
+                .unwrap_or_default()
+        })
+        .collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelftestError {
@@ -115,8 +127,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SelftestErr
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
-    /// The planted bug was reported as an expected kind (or the control was valid).
+    /// The planted bug was reported as an expected kind.
     Caught,
+    /// The control run was valid, as it must be.
+    Clean,
     /// Violations were reported, none of the expected kind.
     WrongKind,
     /// The run came out valid: the bug went unnoticed.
@@ -131,6 +145,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Caught => "caught",
+            Outcome::Clean => "ok",
             Outcome::WrongKind => "WRONG KIND",
             Outcome::Missed => "MISSED",
             Outcome::FalseAlarm => "FALSE ALARM",
@@ -193,7 +208,7 @@ pub fn judge(case: &Case, run: Option<&RunVerdict>, why: &str) -> (Outcome, Stri
         .any(|v| v.count > 0 && case.kinds.contains(&v.kind.as_str()));
     let control = case.kinds.is_empty();
     let outcome = match r.verdict {
-        Verdict::Valid if control => Outcome::Caught,
+        Verdict::Valid if control => Outcome::Clean,
         Verdict::Valid => Outcome::Missed,
         _ if control && r.violations.is_empty() => Outcome::Error,
         _ if control => Outcome::FalseAlarm,
@@ -370,7 +385,7 @@ pub fn failpoint_node_bin(explicit: Option<&Path>, log: &Path) -> Result<PathBuf
             Ok(p.to_path_buf())
         } else {
             Err(SelftestError::NoFailpointBuild(format!(
-                "--node-bin {} does not exist",
+                "{} does not exist",
                 p.display()
             )))
         };
@@ -463,7 +478,7 @@ mod tests {
         let control = case("control");
         assert_eq!(
             judge(control, Some(&summary(Verdict::Valid, &[])), "").0,
-            Outcome::Caught
+            Outcome::Clean
         );
         assert_eq!(
             judge(
