@@ -232,7 +232,8 @@ pub struct ChaosArgs {
     #[command(flatten)]
     pub bench: BenchArgs,
     /// Fault kinds mixed by the seed, each at least once: kill, pause, terminate, restart,
-    /// partition, loss, delay, bandwidth, power-loss, torn-write, corrupt [default: kill,pause,partition unless the scenario
+    /// partition, loss, delay, bandwidth, power-loss, torn-write, corrupt, failpoint (needs a
+    /// failpoint build as --node-bin) [default: kill,pause,partition unless the scenario
     /// has [chaos] or [[fault]] entries]
     #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1.., value_parser = parse_fault_kind)]
     pub faults: Option<Vec<FaultKind>>,

@@ -15,6 +15,8 @@ mod check;
 mod errors;
 #[path = "main/nightly.rs"]
 mod nightly;
+#[path = "main/selftest.rs"]
+mod selftest;
 #[path = "main/target.rs"]
 mod target;
 #[path = "main/util.rs"]
