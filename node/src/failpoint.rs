@@ -9,7 +9,8 @@
 //! Armed with the `fail` crate's action strings: `off`, `return`, `return(msg)`, `panic`,
 //! `panic(msg)`, `sleep(ms)`, `delay(ms)` (busy), `pause`, `print`, with `N%` (probability)
 //! and `N*` (count) prefixes and `->` chains, e.g. `20%return`, `3*sleep(500)->off`.
-//! `return` makes the point fail the way an I/O error would there.
+//! `return` makes the point fail the way an I/O error would there; `panic` crashes the node
+//! process (it aborts), as a crash at that point would.
 //!
 //! | name | where | `return` means |
 //! |---|---|---|
@@ -190,10 +191,12 @@ mod enabled {
     /// An announcement held back by `bug.reorder_delivery`.
     static HELD: Mutex<Option<Committed>> = Mutex::new(None);
 
-    /// Sets the admin token (once per process) and arms `armed`
+    /// Sets the admin token (once per process), makes a failpoint's `panic` crash the
+    /// whole process (see [`crash_on_failpoint_panic`]) and arms `armed`
     /// (`name=actions;name=actions`, from `--failpoints` or `FAILPOINTS`).
     pub fn init(admin_token: Option<String>, armed: Option<&str>) -> Result<(), FailpointError> {
         let _ = ADMIN_TOKEN.set(admin_token.filter(|t| !t.is_empty()));
+        crash_on_failpoint_panic();
         if let Some(spec) = armed {
             for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
                 let (name, actions) = entry
@@ -207,6 +210,25 @@ mod enabled {
             "failpoint build: named failpoints and planted bugs can be armed"
         );
         Ok(())
+    }
+
+    /// A panic raised by a failpoint's `panic` action aborts the process, as a crash at that
+    /// point would; otherwise it would end only the task or thread it hit (tokio catches
+    /// panics in tasks) and leave a half-dead node running. Other panics keep their default
+    /// behaviour.
+    fn crash_on_failpoint_panic() {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            // The fail crate raises it from its own source file.
+            let from_fail = info
+                .location()
+                .is_some_and(|l| l.file().contains("/fail-") || l.file().contains("/fail/"));
+            if from_fail {
+                eprintln!("raftbus-node: a failpoint panicked; aborting the process");
+                std::process::abort();
+            }
+        }));
     }
 
     /// The token from `--admin-token`, else the file `--admin-token-file`, else `fallback`

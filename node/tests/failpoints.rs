@@ -107,5 +107,28 @@ async fn a_failpoint_build_arms_fires_and_disarms_points_and_planted_bugs() -> a
     let entries = crate::util::xrange(&cluster, leader, "orders").await?;
     let items: Vec<&[u8]> = entries.iter().map(|(_, v)| v.as_slice()).collect();
     assert_eq!(items, [&b"first"[..], b"second", b"third"]);
+
+    // `panic` crashes the node where the point is: the follower dies applying the next entry.
+    let armed = admin(
+        &cluster,
+        follower,
+        &["s3cret", "SET", "sm.before_apply", "panic"],
+    )
+    .await?;
+    assert_eq!(armed, "OK");
+    xadd(leader, "fourth").await??;
+    // A crashed node refuses connections.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut crashed = false;
+    while !crashed && std::time::Instant::now() < deadline {
+        crashed = tokio::net::TcpStream::connect(cluster.nodes[follower].client)
+            .await
+            .is_err();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        crashed,
+        "the follower should have crashed at sm.before_apply"
+    );
     Ok(())
 }
