@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::disk::{CorruptMode, DiskControl};
 use crate::error::{Error, Result};
+use crate::failpoint::FailpointAdmin;
 use crate::kind::{FaultKind, PartitionMode};
 use crate::net::{Bandwidth, NetControl, Partition, PartitionId, ProxyControl};
 use crate::process::{ProcessHandle, Restarter};
@@ -134,6 +135,18 @@ pub enum Fault {
         /// Seeds the choice of offset and bits.
         seed: u64,
     },
+    /// Arm failpoint `name` with `actions` inside the node behind `admin`; undone by
+    /// disarming it.
+    Failpoint {
+        /// Host name.
+        host: String,
+        /// The node's admin command.
+        admin: FailpointAdmin,
+        /// The failpoint or planted bug, e.g. `log.before_fsync`, `bug.apply_twice`.
+        name: String,
+        /// The fail crate's action string, e.g. `return`, `sleep(200)`.
+        actions: String,
+    },
 }
 
 impl Fault {
@@ -150,6 +163,7 @@ impl Fault {
             Fault::PowerLoss { torn: None, .. } => FaultKind::PowerLoss,
             Fault::PowerLoss { torn: Some(_), .. } => FaultKind::TornWrite,
             Fault::Corrupt { .. } => FaultKind::Corrupt,
+            Fault::Failpoint { .. } => FaultKind::Failpoint,
         }
     }
 
@@ -163,7 +177,8 @@ impl Fault {
             | Fault::Bandwidth { host, .. }
             | Fault::KernelDelay { host, .. }
             | Fault::PowerLoss { host, .. }
-            | Fault::Corrupt { host, .. } => vec![host.clone()],
+            | Fault::Corrupt { host, .. }
+            | Fault::Failpoint { host, .. } => vec![host.clone()],
             Fault::Delay { target, .. } | Fault::Blackhole { target, .. } => vec![target.clone()],
             Fault::Partition { partition, .. } => partition
                 .endpoints()
@@ -196,6 +211,7 @@ impl Fault {
             Fault::Corrupt { process, mode, .. } => {
                 format!("SIGKILL pid {}, corrupt ({mode})", process.pid())
             }
+            Fault::Failpoint { name, actions, .. } => format!("failpoint {name}={actions}"),
         }
     }
 }
@@ -263,6 +279,7 @@ enum Undo {
     ClearDelay(String),
     ClearProxy(ProxyControl),
     Unblackhole(ProxyControl),
+    Disarm(FailpointAdmin, String),
 }
 
 /// Applies faults and remembers how to undo each; see the module docs.
@@ -419,6 +436,15 @@ impl Journal {
                 proxy.set_blackhole(true);
                 Undo::Unblackhole(proxy.clone())
             }
+            Fault::Failpoint {
+                admin,
+                name,
+                actions,
+                ..
+            } => {
+                admin.arm(name, actions)?;
+                Undo::Disarm(admin.clone(), name.clone())
+            }
         };
         let id = FaultId(self.next);
         self.next += 1;
@@ -517,6 +543,7 @@ impl Journal {
                 p.set_blackhole(false);
                 Ok(())
             }
+            Undo::Disarm(admin, name) => admin.disarm(name),
         }
     }
 

@@ -77,6 +77,9 @@ named_enum! {
         TornWrite => "torn-write",
         /// While the node is down, flip bits in (or truncate) one of its data files; restart.
         Corrupt => "corrupt",
+        /// Arm a named failpoint (or planted bug) inside a failpoint build of the node
+        /// through its admin command; disarm it.
+        Failpoint => "failpoint",
     }
 }
 

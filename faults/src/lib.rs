@@ -11,6 +11,7 @@
 //! | [`process`] | [`ProcessHandle`]: SIGKILL / SIGSTOP / SIGCONT / SIGTERM to a process group; [`process::state`] reads `/proc/<pid>/stat`; the [`Restarter`] callback through which the harness restarts a node. |
 //! | [`journal`] | [`Journal`]: apply a [`Fault`], record it ([`JournalEntry`]: kind, targets, start/end), heal one or [`Journal::heal_all`]; heals on drop and, with [`heal_on_panic`], on panic. |
 //! | [`disk`] | [`LazyMount`]: a FUSE filesystem over a node's data dir that keeps writes in memory until fsync (directory changes until the directory's fsync); [`DiskControl::drop_unsynced`] (power loss), [`DiskControl::tear_last_write`] (torn write); [`corrupt()`] damages a data file of a node that is down. |
+//! | [`failpoint`] | [`FailpointAdmin`]: arms and disarms a named failpoint inside a failpoint build of the node through its `RAFTBUS.FAILPOINT` admin command. |
 //! | [`kind`] | [`FaultKind`] and [`PartitionMode`]: the names used on the CLI and in scenario files, with `FromStr`, `Display` and serde. |
 //! | [`error`] | [`Error`], the crate's `thiserror` type. |
 //!
@@ -35,6 +36,7 @@
 //! | [`Fault::PowerLoss`] (kill + [`DiskControl::drop_unsynced`] or [`DiskControl::tear_last_write`]) | [`Restarter::restart`] |
 //! | [`Fault::Corrupt`] (kill + [`corrupt()`]) | [`Restarter::restart`] (the node must detect the damage) |
 //! | [`ProxyControl::set_delay`], [`ProxyControl::set_blackhole`] | [`ProxyControl::clear`] |
+//! | [`FailpointAdmin::arm`] | [`FailpointAdmin::disarm`] |
 //! | everything in a [`Journal`] | [`Journal::heal_all`]; [`Lab::teardown`] removes all network faults |
 //!
 //! # Usage
@@ -70,6 +72,7 @@
 
 pub mod disk;
 pub mod error;
+pub mod failpoint;
 pub mod journal;
 pub mod kind;
 pub mod lab;
@@ -79,6 +82,7 @@ mod sys;
 
 pub use disk::{corrupt, CorruptMode, CorruptReport, DiskControl, DropReport, LazyMount};
 pub use error::{Error, Result};
+pub use failpoint::FailpointAdmin;
 pub use journal::{heal_on_panic, Fault, FaultId, Journal, JournalEntry};
 pub use kind::{FaultKind, PartitionMode};
 pub use lab::{probe, Capabilities, Host, Lab, LabMode, NamespaceSupport};

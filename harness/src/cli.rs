@@ -60,6 +60,12 @@ pub enum Command {
         /// A directory holding results directories (e.g. `results/`)
         root: PathBuf,
     },
+    /// Prove the harness catches broken buses: short chaos runs against a failpoint build of
+    /// the node with planted bugs (ack before commit, ack before fsync, a dropped forwarded
+    /// write, an entry applied twice, a subscriber that skips or reorders), each of which must
+    /// be reported as the right violation, plus a control run that must be VALID; exits 1
+    /// when one is missed
+    Selftest(SelftestArgs),
     /// Re-run the checks on a results directory's history.jsonl
     Check {
         /// A results directory written by `raftbus bench`
@@ -202,6 +208,30 @@ pub struct NightlyArgs {
     /// The raftbus-node binary [default: next to this executable]
     #[arg(long, value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
+    /// A failpoint build of raftbus-node, for the selftest and failpoint faults [default:
+    /// built from this source tree into target/failpoints]
+    #[arg(long, value_name = "PATH")]
+    pub failpoint_node_bin: Option<PathBuf>,
+}
+
+/// Options of `raftbus selftest`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SelftestArgs {
+    /// A failpoint build of raftbus-node [default: built from this source tree with
+    /// `cargo build --release -p raftbus-node --features failpoints --target-dir target/failpoints`]
+    #[arg(long, value_name = "PATH")]
+    pub node_bin: Option<PathBuf>,
+    /// Results directory: one run per case, plus selftest.md and selftest.json
+    /// [default: results/<time>-selftest]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seed of every case's run [default: random, printed]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Only these cases (comma-separated): ack-before-commit, ack-before-fsync,
+    /// drop-forwarded, apply-twice, skip-delivery, reorder-delivery, control
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 /// Options of `raftbus chaos`: everything `bench` takes, plus the nemesis.
@@ -210,7 +240,8 @@ pub struct ChaosArgs {
     #[command(flatten)]
     pub bench: BenchArgs,
     /// Fault kinds mixed by the seed, each at least once: kill, pause, terminate, restart,
-    /// partition, loss, delay, bandwidth, power-loss, torn-write, corrupt [default: kill,pause,partition unless the scenario
+    /// partition, loss, delay, bandwidth, power-loss, torn-write, corrupt, failpoint (needs a
+    /// failpoint build as --node-bin) [default: kill,pause,partition unless the scenario
     /// has [chaos] or [[fault]] entries]
     #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1.., value_parser = parse_fault_kind)]
     pub faults: Option<Vec<FaultKind>>,

@@ -11,6 +11,8 @@
 //! - [`history`] — the operation history format (`history.jsonl`).
 //! - [`payload`] — message payloads with id and checksum.
 //! - [`nightly`] — `raftbus nightly`: suites in a time budget, reruns, JUnit, latest.md, trend.
+//! - [`selftest`] — `raftbus selftest`: planted bugs in a failpoint build of the node, each
+//!   of which the checkers must report as the right violation.
 pub mod chaos;
 pub mod check;
 pub mod cli;
@@ -20,5 +22,6 @@ pub mod payload;
 pub mod record;
 pub mod run;
 pub mod scenario;
+pub mod selftest;
 pub mod target;
 pub mod workload;

@@ -91,6 +91,7 @@ pub async fn run(cli: Cli, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
         }
         Command::Demo(args) => demo(args, lab).await,
         Command::Nightly(args) => nightly(args),
+        Command::Selftest(args) => selftest(args),
         Command::Check { dir, max_examples } => check(&dir, max_examples),
         Command::Report { dir } => {
             let r = raftbus_reports::render_run(&dir)?;
@@ -150,6 +151,7 @@ fn nightly(args: NightlyArgs) -> Result<u8, RunError> {
     opts.suite = args.suite;
     opts.threshold = args.threshold;
     opts.node_bin = args.node_bin;
+    opts.failpoint_node_bin = args.failpoint_node_bin;
     let outcome = tokio::task::block_in_place(|| {
         crate::nightly::run_nightly(&opts, &mut |line| eprintln!("nightly: {line}"))
     });
@@ -165,6 +167,65 @@ fn nightly(args: NightlyArgs) -> Result<u8, RunError> {
         Err(e) => {
             eprintln!("error: {e}");
             Ok(e.exit_code())
+        }
+    }
+}
+
+/// `raftbus selftest`: each case runs as a child `raftbus chaos` process (its own lab).
+fn selftest(args: crate::cli::SelftestArgs) -> Result<u8, RunError> {
+    use crate::selftest;
+    let exe = std::env::current_exe().map_err(io_err("find the raftbus executable"))?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-selftest", unix_now())));
+    std::fs::create_dir_all(&out).map_err(io_err(format!("create {}", out.display())))?;
+    let out = out
+        .canonicalize()
+        .map_err(io_err(format!("resolve {}", out.display())))?;
+    // TOML integers are signed 64-bit: seeds stay below 2^63.
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() >> 1);
+    let outcome = tokio::task::block_in_place(|| {
+        selftest::select(&args.only)?;
+        if args.node_bin.is_none() {
+            eprintln!("selftest: building the failpoint node (cargo build --release -p raftbus-node --features failpoints --target-dir target/failpoints)");
+        }
+        let node_bin =
+            selftest::failpoint_node_bin(args.node_bin.as_deref(), &out.join("build.log"))?;
+        eprintln!(
+            "selftest: seed {seed}, node {}, results in {}",
+            node_bin.display(),
+            out.display()
+        );
+        let opts = selftest::SelftestOptions {
+            raftbus_bin: exe,
+            node_bin,
+            out: out.clone(),
+            seed,
+            only: args.only.clone(),
+        };
+        selftest::run(&opts, &mut |line| eprintln!("selftest: {line}"))
+    });
+    match outcome {
+        Ok(results) => {
+            print!("{}", selftest::table(&results, false));
+            let code = selftest::exit_code(&results);
+            println!(
+                "selftest {} (seed {seed}); table {}",
+                match code {
+                    exit::VALID => "passed: every planted bug caught as its kind, control valid",
+                    exit::VIOLATION => "FAILED: a planted bug went unnoticed or was misreported",
+                    _ => "inconclusive: a run gave no verdict",
+                },
+                out.join("selftest.md").display()
+            );
+            Ok(code)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(match e {
+                selftest::SelftestError::UnknownCase(..) => exit::USAGE,
+                _ => exit::ENVIRONMENT,
+            })
         }
     }
 }
@@ -332,6 +393,14 @@ async fn bench_one(
         let path = dir.join(target::bus::NODE_CONFIG_FILE);
         std::fs::write(&path, s.bus.node_toml())
             .map_err(io_err(format!("write {}", path.display())))?;
+        if s.bus.failpoints.is_some()
+            || schedule
+                .as_ref()
+                .is_some_and(|sch| sch.kinds().contains(&FaultKind::Failpoint))
+        {
+            let program = target::bus::find_node_bin(args.node_bin.as_deref())?;
+            target::bus::prepare_failpoints(dir, &program, s.bus.failpoints.as_deref())?;
+        }
     }
     // Delay needs the peer links behind proxies; so do partitions without nftables.
     let needs_proxies = target == Target::Bus

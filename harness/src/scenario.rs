@@ -189,6 +189,11 @@ pub struct BusOptions {
     pub fsync: BusFsync,
     #[serde(default)]
     pub read_consistency: BusReadConsistency,
+    /// Failpoints armed in every node from its start (`"bug.apply_twice=return;net.send=5%return"`),
+    /// passed as `--failpoints`, not through `node.toml`; needs a failpoint build of the node
+    /// (`--node-bin`). For planted bugs that must be on before a fault strikes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failpoints: Option<String>,
 }
 
 impl BusOptions {

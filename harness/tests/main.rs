@@ -17,6 +17,8 @@ mod disk;
 mod errors;
 #[path = "main/nightly.rs"]
 mod nightly;
+#[path = "main/selftest.rs"]
+mod selftest;
 #[path = "main/target.rs"]
 mod target;
 #[path = "main/util.rs"]

@@ -111,6 +111,8 @@ impl Bus {
             raft: raft.clone(),
             peers: peers.clone(),
             queue: queue.clone(),
+            #[cfg(feature = "failpoints")]
+            state: state.clone(),
         };
         tokio::spawn(router.run(rx, inflight, shutdown));
         Bus {
@@ -352,6 +354,9 @@ struct Router {
     raft: Raft,
     peers: Peers,
     queue: mpsc::UnboundedSender<Op>,
+    /// For the offsets that planted bugs acknowledge with (failpoint builds).
+    #[cfg(feature = "failpoints")]
+    state: Arc<SharedState>,
 }
 
 impl Router {
@@ -439,6 +444,13 @@ impl Router {
         for op in &mut ops {
             op.maybe_sent = true;
         }
+        #[cfg(feature = "failpoints")]
+        if crate::failpoint::planted(crate::failpoint::Bug::AckBeforeCommit) {
+            self.acknowledge_unwritten(ops, "proposed, not committed");
+            drop(permit);
+            tokio::spawn(waiting);
+            return;
+        }
         let queue_retry = self.clone();
         // A proposal on a deposed or cut-off leader may stay unresolved for as long as the
         // fault lasts; past the latest deadline its appends are answered "unknown" and its
@@ -499,7 +511,29 @@ impl Router {
         });
     }
 
+    /// Planted bugs: acknowledges `ops` with the offsets a healthy leader would give them,
+    /// although they are not (or not yet) committed.
+    #[cfg(feature = "failpoints")]
+    fn acknowledge_unwritten(&self, ops: Vec<Op>, why: &str) {
+        let offsets =
+            crate::failpoint::predict_offsets(&self.state, ops.iter().map(|op| &op.append));
+        tracing::warn!(count = ops.len(), why, "planted bug: acknowledging writes");
+        for (op, offset) in ops.into_iter().zip(offsets) {
+            op.finish(Ok(offset));
+        }
+    }
+
     async fn forward(&self, leader: NodeId, mut ops: Vec<Op>, permit: OwnedSemaphorePermit) {
+        crate::failpoint::point!("bus.forward", |msg| {
+            drop(permit);
+            self.retry_later(ops, msg)
+        });
+        #[cfg(feature = "failpoints")]
+        if crate::failpoint::planted(crate::failpoint::Bug::DropForwarded) {
+            drop(permit);
+            self.acknowledge_unwritten(ops, "dropped instead of forwarded");
+            return;
+        }
         let Some(peer) = self.peers.get(leader) else {
             for op in ops {
                 op.finish(Err(ForwardError::Rejected(format!(

@@ -15,11 +15,14 @@
 //! - [`config`] — flags plus the validated TOML settings file.
 //! - [`node`] — wiring and the one-time cluster bootstrap.
 //! - [`shutdown`] — shutdown as a value.
+//! - [`failpoint`] — named failpoints and planted bugs for testing the harness (cargo
+//!   feature `failpoints` only; the default build has none).
 //! - [`types`] — the Raft type configuration.
 pub mod bus;
 pub mod command;
 pub mod config;
 pub mod durable_file;
+pub mod failpoint;
 pub mod log_store;
 pub mod network;
 pub mod node;

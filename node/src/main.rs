@@ -38,6 +38,20 @@ struct Args {
     /// TOML file with tuning: retention, limits, snapshot interval, timeouts, requirepass.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Failpoint builds only: the token the admin command RAFTBUS.FAILPOINT must present
+    /// (default: the cluster secret; with neither, the command is refused).
+    #[cfg(feature = "failpoints")]
+    #[arg(long, env = "RAFTBUS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Failpoint builds only: read the admin token from this file.
+    #[cfg(feature = "failpoints")]
+    #[arg(long, conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    /// Failpoint builds only: failpoints to arm at start, `name=actions;name=actions`
+    /// (e.g. `bug.apply_twice=return;net.send=5%return`).
+    #[cfg(feature = "failpoints")]
+    #[arg(long, env = "FAILPOINTS")]
+    failpoints: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +66,22 @@ fn main() -> ExitCode {
         .init();
     let span = tracing::info_span!("node", id = args.id);
     let _entered = span.enter();
+
+    #[cfg(feature = "failpoints")]
+    {
+        use raftbus_node::failpoint;
+        let token = failpoint::resolve_token(
+            args.admin_token.clone(),
+            args.admin_token_file.as_deref(),
+            args.cluster_secret.clone().filter(|s| !s.is_empty()),
+        )
+        .and_then(|token| failpoint::init(token, args.failpoints.as_deref()));
+        if let Err(e) = token {
+            tracing::error!("{e}");
+            eprintln!("raftbus-node: {e}");
+            return ExitCode::from(2);
+        }
+    }
 
     let config = match build_config(args) {
         Ok(c) => c,

@@ -313,6 +313,9 @@ impl PeerClient {
         body: PeerRequest,
         timeout: Duration,
     ) -> Result<impl std::future::Future<Output = Result<PeerResponse, PeerError>>, PeerError> {
+        crate::failpoint::point!("net.send", |_msg| Err(PeerError::NotSent {
+            target: self.target
+        }));
         let conn = self.connection().await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -592,6 +595,10 @@ async fn serve_peer(
             _ = shutdown.recv() => break,
         };
         let env: Envelope<PeerRequest> = decode(&bytes)?;
+        crate::failpoint::point!("net.receive", |msg| {
+            writer.abort();
+            Err(format!("{msg}: peer connection dropped"))
+        });
         let tx = tx.clone();
         let body = match env.body {
             PeerRequest::Forward(appends) => appends,

@@ -306,6 +306,10 @@ impl Connection {
     /// Runs one command. Immediate results come back as `Some`; slow ones (writes, blocking
     /// reads) are queued in `pending` and `None` is returned.
     fn dispatch(&mut self, args: Vec<Bytes>) -> Option<Reply> {
+        #[cfg(feature = "failpoints")]
+        if let Some(frame) = crate::failpoint::admin_command(&args, self.authenticated) {
+            return Some(Reply::Frame(frame));
+        }
         let command = match Command::parse(&args) {
             Ok(c) => c,
             Err(e) => return Some(Reply::Frame(e.to_frame())),

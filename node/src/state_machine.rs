@@ -472,12 +472,16 @@ impl StateMachine {
         let max_entries = max_len.unwrap_or(u64::MAX).min(self.retention.max_entries);
         ch.trim(max_entries, self.retention.max_bytes);
         let offset = ch.last_offset;
-        // No receivers is fine: nobody subscribed on this node.
-        let _ = self.shared.committed_tx.send(Committed {
+        let committed = Committed {
             index,
             channel: name,
             event: ChannelEvent::Entry(entry),
-        });
+        };
+        #[cfg(feature = "failpoints")]
+        crate::failpoint::announce(&self.shared.committed_tx, committed);
+        // No receivers is fine: nobody subscribed on this node.
+        #[cfg(not(feature = "failpoints"))]
+        let _ = self.shared.committed_tx.send(committed);
         offset
     }
 }
@@ -495,6 +499,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        crate::failpoint::point!("sm.before_apply", |msg| Err(io_err(
+            msg,
+            openraft::ErrorVerb::Write
+        )));
         let mut replies = Vec::new();
         {
             let mut state = self.shared.state.write().expect("state lock poisoned");
@@ -516,6 +524,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         replies.push(Response::Appended { offset });
                     }
                     EntryPayload::Normal(Request::Batch(appends)) => {
+                        #[cfg(feature = "failpoints")]
+                        let again = crate::failpoint::apply_twice(entry.log_id.leader_id.term)
+                            .then(|| appends.clone());
                         let mut offsets = Vec::with_capacity(appends.len());
                         for a in appends {
                             offsets.push(
@@ -524,12 +535,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 ),
                             );
                         }
+                        #[cfg(feature = "failpoints")]
+                        if let Some(again) = again {
+                            tracing::warn!(index, "planted bug: applying a batch a second time");
+                            for a in again {
+                                self.apply_append(
+                                    &mut state, index, a.channel, a.fields, a.max_len,
+                                );
+                            }
+                        }
                         replies.push(Response::Batch(offsets));
                     }
                 }
             }
         }
         self.shared.applied_tx.send_modify(|n| *n += 1);
+        crate::failpoint::point!("sm.after_apply", |msg| Err(io_err(
+            msg,
+            openraft::ErrorVerb::Write
+        )));
         Ok(replies)
     }
 
@@ -554,6 +578,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        crate::failpoint::point!("sm.snapshot_install", |msg| Err(io_err(
+            msg,
+            openraft::ErrorVerb::Write
+        )));
         let data = snapshot.into_inner();
         self.restore(&data, true)?;
         let stored = StoredSnapshot {
@@ -587,6 +615,10 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        crate::failpoint::point!("sm.snapshot_build", |msg| Err(io_err(
+            msg,
+            openraft::ErrorVerb::Write
+        )));
         // Copy the Arc'd entries under the lock, serialize outside it, so applying is
         // blocked only for the copy.
         let (last_applied, membership, channels) = {

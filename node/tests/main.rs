@@ -3,6 +3,7 @@ mod bad_input;
 mod basics;
 mod clients;
 mod crash;
+mod failpoints;
 mod reads;
 mod snapshot;
 mod subscribe;

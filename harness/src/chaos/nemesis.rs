@@ -197,6 +197,19 @@ impl Nemesis {
                             }
                         }
                         let mut applied = applied;
+                        if step.kind == FaultKind::Failpoint {
+                            let crashed = self.restart_crashed(&applied.targets);
+                            for c in &crashed {
+                                out.notes.push(format!(
+                                    "failpoint at {}: {c}",
+                                    secs(began.duration_since(start.into_std()))
+                                ));
+                            }
+                            if !crashed.is_empty() {
+                                applied.detail =
+                                    format!("{}; then {}", applied.detail, crashed.join("; "));
+                            }
+                        }
                         if step.kind == FaultKind::Corrupt {
                             let outcome = self.corrupt_outcome(&applied.targets).await;
                             let at = secs(began.duration_since(start.into_std()));
@@ -307,6 +320,48 @@ impl Nemesis {
             reason: "no such node".into(),
         })?;
         Ok((pid, n.process.disk(), n.process.durable_dir()))
+    }
+
+    /// How to reach `node`'s failpoint admin command: its client address and the token
+    /// file the harness started it with (see [`crate::target::bus::ADMIN_TOKEN_FILE`]).
+    fn failpoint_admin(&self, node: &str) -> Result<raftbus_faults::FailpointAdmin, ChaosError> {
+        let unresolved = |reason: String| ChaosError::Resolve {
+            selector: node.to_string(),
+            reason,
+        };
+        let addr = self
+            .endpoints
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| unresolved("no such node".into()))?;
+        let mut c = lock(&self.cluster);
+        let n = c
+            .node_mut(node)
+            .ok_or_else(|| unresolved("no such node".into()))?;
+        let token = crate::target::bus::admin_token_of(n.process.spec())
+            .map_err(|e| unresolved(e.to_string()))?;
+        Ok(raftbus_faults::FailpointAdmin::new(addr, token))
+    }
+
+    /// After a failpoint healed: restarts each target whose process exited meanwhile (a
+    /// `panic` action), as an operator's supervisor would, and says so.
+    fn restart_crashed(&self, targets: &[String]) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut c = lock(&self.cluster);
+        for host in targets {
+            let Some(n) = c.node_mut(host) else { continue };
+            let Some(status) = n.process.exited() else {
+                continue;
+            };
+            let restarted = match n.process.restart() {
+                Ok(()) => "restarted".to_string(),
+                Err(e) => format!("restart failed: {e}"),
+            };
+            tracing::info!(node = %host, %status, "node exited while a failpoint was armed");
+            notes.push(format!("{host} exited ({status}); {restarted}"));
+        }
+        notes
     }
 
     /// What the journal recorded a fault did (the part after the signal), for the window.
@@ -584,6 +639,27 @@ impl Nemesis {
                     ));
                 }
                 detail = format!("{detail}; {}", outcomes.join("; "));
+                targets
+            }
+            FaultKind::Failpoint => {
+                let targets = roles.resolve(&selector, rng)?;
+                let name = step.failpoint.clone().unwrap_or_default();
+                let actions = step
+                    .actions
+                    .clone()
+                    .unwrap_or_else(|| super::schedule::DEFAULT_FAILPOINT_ACTIONS.to_string());
+                for host in &targets {
+                    let admin = self.failpoint_admin(host)?;
+                    self.journal_apply(
+                        &mut ids,
+                        Fault::Failpoint {
+                            host: host.clone(),
+                            admin,
+                            name: name.clone(),
+                            actions: actions.clone(),
+                        },
+                    )?;
+                }
                 targets
             }
             FaultKind::Restart => unreachable!("rolling restarts are driven step by step"),

@@ -61,6 +61,14 @@ pub struct FaultStep {
     /// Corrupt: `flip-bits` (default) or `truncate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corrupt: Option<raftbus_faults::CorruptMode>,
+    /// Failpoint: the node's named failpoint or planted bug (`net.send`, `bug.apply_twice`;
+    /// see raftbus-node's `failpoint` module). Needs a failpoint build (`--node-bin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failpoint: Option<String>,
+    /// Failpoint: the fail crate's action string (`return`, `sleep(200)`, `20%panic`);
+    /// default `return`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<String>,
 }
 
 impl FaultStep {
@@ -77,6 +85,8 @@ impl FaultStep {
             delay: None,
             jitter: None,
             corrupt: None,
+            failpoint: None,
+            actions: None,
         }
     }
 
@@ -104,6 +114,12 @@ impl FaultStep {
         if let Some(c) = self.corrupt {
             parts.push(c.to_string());
         }
+        if let Some(name) = &self.failpoint {
+            parts.push(format!(
+                "{name}={}",
+                self.actions.as_deref().unwrap_or(DEFAULT_FAILPOINT_ACTIONS)
+            ));
+        }
         parts.join(" ")
     }
 }
@@ -127,6 +143,19 @@ impl fmt::Display for FaultStep {
         Ok(())
     }
 }
+
+/// What a `failpoint` step without `actions` does.
+pub const DEFAULT_FAILPOINT_ACTIONS: &str = "return";
+
+/// What a seeded `failpoint` fault arms: points a correct bus must survive (slow disks,
+/// lost peer messages, failed forwards), never a planted bug.
+pub const SURVIVABLE_FAILPOINTS: &[(&str, &str)] = &[
+    ("net.send", "20%return"),
+    ("net.receive", "5%return"),
+    ("bus.forward", "30%return"),
+    ("log.before_fsync", "20%sleep(50)"),
+    ("sm.before_apply", "10%sleep(20)"),
+];
 
 /// What the run offers, which decides the faults that can be planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +225,10 @@ impl PlanContext {
                 self.disk_reason
             )),
             FaultKind::PowerLoss | FaultKind::TornWrite | FaultKind::Corrupt => Ok(()),
+            FaultKind::Failpoint if self.target != Target::Bus => unavailable(
+                "failpoints live inside a failpoint build of the bus node, not in Redis".into(),
+            ),
+            FaultKind::Failpoint => Ok(()),
         }
     }
 
@@ -421,7 +454,31 @@ fn complete(
             s.kind
         )));
     }
+    if (s.failpoint.is_some() || s.actions.is_some()) && s.kind != FaultKind::Failpoint {
+        return Err(bad(format!(
+            "`failpoint` and `actions` are for failpoint faults, not {}",
+            s.kind
+        )));
+    }
     match s.kind {
+        FaultKind::Failpoint => {
+            if s.failpoint.is_none() {
+                let (name, actions) = SURVIVABLE_FAILPOINTS
+                    .choose(rng)
+                    .copied()
+                    .unwrap_or(SURVIVABLE_FAILPOINTS[0]);
+                s.failpoint = Some(name.to_string());
+                s.actions.get_or_insert_with(|| actions.to_string());
+            }
+            if s.failpoint.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(bad("`failpoint` names no failpoint".into()));
+            }
+            s.actions
+                .get_or_insert_with(|| DEFAULT_FAILPOINT_ACTIONS.to_string());
+            if s.target.is_none() {
+                s.target = Some(choose(rng, &[Selector::Leader, Selector::Follower]));
+            }
+        }
         FaultKind::PowerLoss | FaultKind::TornWrite => {
             if s.target.is_none() {
                 let options: &[Selector] = match (redis, has_replica) {

@@ -1,5 +1,6 @@
 //! What a night covers, against what it owes: the bus in every mode under every fault kind,
-//! and Redis in every mode for contrast. Whatever the plan leaves out, because the machine
+//! Redis in every mode for contrast, and the self-test (`raftbus selftest`: the planted bugs
+//! of a failpoint build, each of which the checkers must catch). Whatever the plan leaves out, because the machine
 //! cannot inject it or because no scenario of the suite asks for it, is named with the
 //! reason, printed with the plan and listed in `latest.md` — never dropped in silence.
 
@@ -43,6 +44,8 @@ impl CoverageRow {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Coverage {
     pub rows: Vec<CoverageRow>,
+    /// The suite's `selftest` scenarios; none is a gap: the checkers go unproven tonight.
+    pub selftests: Vec<String>,
 }
 
 impl Coverage {
@@ -51,9 +54,31 @@ impl Coverage {
         self.rows.iter().filter(|r| !r.missing.is_empty())
     }
 
-    /// One line per row, for the terminal and for `latest.md`.
+    /// The self-test line: which scenario proves the checkers, or that none does.
+    pub fn selftest_line(&self) -> String {
+        let cases: Vec<&str> = crate::selftest::CASES
+            .iter()
+            .filter(|c| !c.kinds.is_empty())
+            .map(|c| c.name)
+            .collect();
+        if self.selftests.is_empty() {
+            format!(
+                "selftest: NOT COVERED (no selftest scenario in the suite): planted bugs {} unchecked",
+                cases.join(",")
+            )
+        } else {
+            format!(
+                "selftest: planted bugs {} plus a control run ({})",
+                cases.join(","),
+                self.selftests.join(", ")
+            )
+        }
+    }
+
+    /// One line per row, then the self-test line, for the terminal and for `latest.md`.
     pub fn lines(&self) -> Vec<String> {
-        self.rows
+        let mut lines: Vec<String> = self
+            .rows
             .iter()
             .map(|r| {
                 let covered: Vec<&str> = r.covered.iter().map(|k| k.as_str()).collect();
@@ -76,7 +101,9 @@ impl Coverage {
                 }
                 line
             })
-            .collect()
+            .collect();
+        lines.push(self.selftest_line());
+        lines
     }
 }
 
@@ -86,6 +113,9 @@ fn target_cannot(target: TargetKind, kind: FaultKind) -> Option<&'static str> {
     match (target, kind) {
         (TargetKind::Redis, FaultKind::Delay) => Some(
             "the harness cannot inject it into Redis: the userspace delay stage sits on the bus's peer links only",
+        ),
+        (TargetKind::Redis, FaultKind::Failpoint) => Some(
+            "failpoints live inside a failpoint build of the bus node; Redis has none",
         ),
         _ => None,
     }
@@ -124,5 +154,10 @@ pub fn coverage(planned: &[PlannedScenario], caps: Option<&Capabilities>) -> Cov
             });
         }
     }
-    Coverage { rows }
+    let selftests = planned
+        .iter()
+        .filter(|p| p.command == SuiteCommand::Selftest)
+        .map(|p| p.name.clone())
+        .collect();
+    Coverage { rows, selftests }
 }

@@ -80,6 +80,9 @@ pub struct NightlyOptions {
     pub threshold: f64,
     /// What the machine supports; `None` probes it when the suite has chaos scenarios.
     pub capabilities: Option<Capabilities>,
+    /// A failpoint build of the node, for `selftest` scenarios and chaos with `failpoint`
+    /// faults; by default built from the source tree (see [`crate::selftest`]).
+    pub failpoint_node_bin: Option<PathBuf>,
 }
 
 impl NightlyOptions {
@@ -92,6 +95,7 @@ impl NightlyOptions {
             node_bin: None,
             threshold: raftbus_reports::DEFAULT_THRESHOLD,
             capabilities: None,
+            failpoint_node_bin: None,
         }
     }
 }
@@ -222,12 +226,26 @@ pub fn run_nightly(
         night_dir.display()
     ));
 
+    // The failpoint build, once, when a scenario needs it.
+    let failpoint_node = if plan.scenarios.iter().any(needs_failpoint_build) {
+        progress("locating the failpoint build of raftbus-node (selftest, failpoint faults)");
+        let built = crate::selftest::failpoint_node_bin(
+            opts.failpoint_node_bin.as_deref(),
+            &night_dir.join("failpoint-build.log"),
+        )
+        .map_err(|e| NightlyError::Environment(e.to_string()))?;
+        progress(&format!("failpoint build: {}", built.display()));
+        Some(built)
+    } else {
+        None
+    };
     let ctx = Ctx {
         opts,
         suite: &suite,
         root: &root,
         night: &night,
         night_dir: &night_dir,
+        failpoint_node,
     };
     let total = plan.scenarios.len();
     let mut results = Vec::new();
@@ -380,12 +398,18 @@ fn check_environment(opts: &NightlyOptions, plan: &Plan) -> Result<(), NightlyEr
     Ok(())
 }
 
+/// Whether `p` runs against a failpoint build of the node.
+fn needs_failpoint_build(p: &PlannedScenario) -> bool {
+    p.command == SuiteCommand::Selftest || p.faults.contains(&FaultKind::Failpoint)
+}
+
 struct Ctx<'a> {
     opts: &'a NightlyOptions,
     suite: &'a Suite,
     root: &'a Path,
     night: &'a str,
     night_dir: &'a Path,
+    failpoint_node: Option<PathBuf>,
 }
 
 impl Ctx<'_> {
@@ -477,7 +501,9 @@ impl Ctx<'_> {
                 ));
             }
         }
-        if status == Status::Passed && p.command != SuiteCommand::Check {
+        if status == Status::Passed
+            && !matches!(p.command, SuiteCommand::Check | SuiteCommand::Selftest)
+        {
             result.regression = self.compare_previous(p, &result);
             if let Some(r) = &result.regression {
                 if r.deltas.is_empty() {
@@ -513,6 +539,25 @@ impl Ctx<'_> {
                 ]);
                 Vec::new()
             }
+            SuiteCommand::Selftest => {
+                let seed = seed.expect("selftests have a seed").to_string();
+                let node = self
+                    .failpoint_node
+                    .as_ref()
+                    .expect("located before the night started");
+                for (out, list) in [(dir, &mut args), (repro_dir.as_path(), &mut repro_args)] {
+                    list.extend([
+                        "selftest".to_string(),
+                        "--seed".to_string(),
+                        seed.clone(),
+                        "--node-bin".to_string(),
+                        node.display().to_string(),
+                        "--out".to_string(),
+                        out.display().to_string(),
+                    ]);
+                }
+                Vec::new()
+            }
             SuiteCommand::Bench | SuiteCommand::Chaos => {
                 let seed = seed.expect("bench and chaos have a seed").to_string();
                 for (out, list) in [(dir, &mut args), (repro_dir.as_path(), &mut repro_args)] {
@@ -527,7 +572,11 @@ impl Ctx<'_> {
                     ]);
                 }
                 let mut extra = Vec::new();
-                if let Some(node) = &self.opts.node_bin {
+                let node = match &self.failpoint_node {
+                    Some(fp) if needs_failpoint_build(p) => Some(fp),
+                    _ => self.opts.node_bin.as_ref(),
+                };
+                if let Some(node) = node {
                     extra.extend(["--node-bin".to_string(), node.display().to_string()]);
                 }
                 if p.command == SuiteCommand::Chaos {
@@ -598,6 +647,10 @@ impl Ctx<'_> {
                     .is_some_and(|s| s.target == Target::Redis && p.redis_violations_expected);
                 let (v, found, exp) = judge_check(&child, expected);
                 (Vec::new(), v, found, exp)
+            }
+            SuiteCommand::Selftest => {
+                let (v, found) = results::judge_selftest(&child);
+                (Vec::new(), v, found, Vec::new())
             }
             _ => judge_runs(&child, &expected_dirs, p.redis_violations_expected),
         };

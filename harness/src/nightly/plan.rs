@@ -136,6 +136,8 @@ pub fn fault_support(kind: FaultKind, caps: &Capabilities) -> Result<(), String>
         }
         // Corrupt damages a file of a stopped node: no kernel feature needed.
         FaultKind::Corrupt => Ok(()),
+        // Armed through the node's admin command (the scenario names a failpoint build).
+        FaultKind::Failpoint => Ok(()),
         FaultKind::PowerLoss | FaultKind::TornWrite => {
             if !caps.namespaces.available() {
                 Err("needs the lab's private mount namespace (no namespaces here)".into())
@@ -205,6 +207,7 @@ pub fn plan(
         let runs = s.target_runs() as f64;
         fixed_cost += match (s.command, s.duration) {
             (SuiteCommand::Check, _) => overhead,
+            (SuiteCommand::Selftest, _) => secs(selftest_estimate(suite)),
             (_, Some(d)) => runs * (overhead + (1.0 + frac) * secs(d)),
             (_, None) => runs * overhead,
         };
@@ -212,7 +215,7 @@ pub fn plan(
     let shared: Vec<usize> = runnable
         .iter()
         .enumerate()
-        .filter(|(_, (s, _, _))| s.command != SuiteCommand::Check && s.duration.is_none())
+        .filter(|(_, (s, _, _))| !s.is_fixed() && s.duration.is_none())
         .map(|(i, _)| i)
         .collect();
     let mut durations: Vec<Option<f64>> = runnable
@@ -287,6 +290,23 @@ pub fn plan(
     let mut scenarios = Vec::new();
     for (i, (s, ok, dropped)) in runnable.iter().enumerate() {
         let runs = s.target_runs() as f64;
+        if s.command == SuiteCommand::Selftest {
+            scenarios.push(PlannedScenario {
+                name: s.name.clone(),
+                command: s.command,
+                target: None,
+                scenario: None,
+                faults: Vec::new(),
+                dropped_faults: Vec::new(),
+                interval: None,
+                recovery: None,
+                check_dir: None,
+                estimate: selftest_estimate(suite),
+                redis_violations_expected: false,
+                gate_performance: false,
+            });
+            continue;
+        }
         if s.command == SuiteCommand::Check {
             scenarios.push(PlannedScenario {
                 name: s.name.clone(),
@@ -352,6 +372,18 @@ pub fn plan(
     })
 }
 
+/// What `raftbus selftest` takes: every case's run plus the per-run overhead.
+pub fn selftest_estimate(suite: &Suite) -> Duration {
+    let overhead = secs(suite.plan.run_overhead);
+    let frac = suite.plan.overhead_fraction;
+    Duration::from_secs_f64(
+        crate::selftest::case_durations()
+            .iter()
+            .map(|d| overhead + (1.0 + frac) * secs(*d))
+            .sum(),
+    )
+}
+
 /// The smallest budget at which every shared scenario reaches its minimum duration.
 fn minimal_budget(suite: &Suite, runnable: &[&SuiteScenario]) -> f64 {
     let overhead = secs(suite.plan.run_overhead);
@@ -359,7 +391,7 @@ fn minimal_budget(suite: &Suite, runnable: &[&SuiteScenario]) -> f64 {
     // The share unit that lifts every scenario to its minimum.
     let unit = runnable
         .iter()
-        .filter(|s| s.command != SuiteCommand::Check && s.duration.is_none())
+        .filter(|s| !s.is_fixed() && s.duration.is_none())
         .map(|s| secs(s.min_duration()) / s.share.unwrap_or(1.0))
         .fold(0.0, f64::max);
     runnable
@@ -368,6 +400,7 @@ fn minimal_budget(suite: &Suite, runnable: &[&SuiteScenario]) -> f64 {
             let runs = s.target_runs() as f64;
             match (s.command, s.duration) {
                 (SuiteCommand::Check, _) => overhead,
+                (SuiteCommand::Selftest, _) => secs(selftest_estimate(suite)),
                 (_, Some(d)) => runs * (overhead + (1.0 + frac) * secs(d)),
                 (_, None) => {
                     let mut d = s.share.unwrap_or(1.0) * unit;
@@ -432,6 +465,10 @@ impl Plan {
                     t
                 }
                 (None, Some(dir)) => format!("re-check {}", dir.display()),
+                (None, None) if p.command == SuiteCommand::Selftest => format!(
+                    "{} planted bugs and a control run against a failpoint build",
+                    crate::selftest::CASES.len() - 1
+                ),
                 (None, None) => String::new(),
             };
             lines.push(format!(
@@ -610,11 +647,15 @@ duration = "7s"
     }
 
     #[test]
-    fn default_suite_fits_ten_minutes_but_not_one() {
+    fn default_suite_fits_thirteen_minutes_but_not_one() {
+        // The self-test's fixed cases take about 4 of them (estimated with the suite's
+        // per-run overhead); the default --budget is 20m.
         let s = Suite::default_suite();
-        let p = plan(&s, Duration::from_secs(600), Some(&caps(true, true))).unwrap();
+        let p = plan(&s, Duration::from_secs(780), Some(&caps(true, true))).unwrap();
         assert_eq!(p.scenarios.len(), s.scenarios.len());
-        assert!(p.estimate <= Duration::from_secs(600));
+        assert!(p.estimate <= Duration::from_secs(780));
+        let selftest = p.scenarios.iter().find(|p| p.name == "selftest").unwrap();
+        assert_eq!(selftest.estimate, selftest_estimate(&s));
         assert!(plan(&s, Duration::from_secs(60), Some(&caps(true, true))).is_err());
     }
 

@@ -377,6 +377,39 @@ pub fn judge_check(
     }
 }
 
+/// A `raftbus selftest` child: exit 0 passed; exit 1 a planted bug went unnoticed, was
+/// reported as another kind, or the control raised an alarm (one violation per such row of
+/// its table); anything else an error.
+pub fn judge_selftest(child: &ChildRun) -> (AttemptVerdict, Vec<ViolationReport>) {
+    match (child.code, child.timed_out) {
+        (Some(0), false) => (AttemptVerdict::Valid, Vec::new()),
+        (Some(1), false) => {
+            let rows: Vec<String> = child
+                .stdout
+                .lines()
+                .filter(|l| {
+                    ["MISSED", "WRONG KIND", "FALSE ALARM"]
+                        .iter()
+                        .any(|w| l.contains(w))
+                })
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect();
+            let found = vec![ViolationReport {
+                kind: "selftest_missed".to_string(),
+                property: "every planted bug is reported as its violation kind, and the control run is valid"
+                    .to_string(),
+                count: rows.len().max(1) as u64,
+                examples: rows,
+            }];
+            (AttemptVerdict::Violation, found)
+        }
+        _ => (
+            AttemptVerdict::Error(format!("raftbus selftest {}", child.describe())),
+            Vec::new(),
+        ),
+    }
+}
+
 /// Reads the `violation KIND (COUNT): PROPERTY` blocks (examples indented below) that
 /// `raftbus check` prints.
 pub fn parse_check_output(stdout: &str) -> Vec<ViolationReport> {

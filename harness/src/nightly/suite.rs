@@ -77,6 +77,9 @@ pub enum SuiteCommand {
     Chaos,
     /// `raftbus check DIR`: re-verify an archived results directory.
     Check,
+    /// `raftbus selftest`: planted bugs in a failpoint build of the node, each of which
+    /// the checkers must report as its violation kind (a miss fails the night).
+    Selftest,
 }
 
 impl SuiteCommand {
@@ -85,6 +88,7 @@ impl SuiteCommand {
             SuiteCommand::Bench => "bench",
             SuiteCommand::Chaos => "chaos",
             SuiteCommand::Check => "check",
+            SuiteCommand::Selftest => "selftest",
         }
     }
 }
@@ -300,20 +304,23 @@ impl SuiteScenario {
     /// How many target runs one execution makes (`both` runs the bus, then Redis).
     pub fn target_runs(&self) -> u32 {
         match (self.command, self.target_kind()) {
-            (SuiteCommand::Check, _) => 1,
+            (SuiteCommand::Check | SuiteCommand::Selftest, _) => 1,
             (_, TargetKind::Both) => 2,
             _ => 1,
         }
     }
 
     pub fn runs_redis(&self) -> bool {
-        self.command != SuiteCommand::Check
-            && matches!(self.target_kind(), TargetKind::Redis | TargetKind::Both)
+        !self.is_fixed() && matches!(self.target_kind(), TargetKind::Redis | TargetKind::Both)
+    }
+
+    /// A check or a selftest: a fixed cost, no load of its own to plan.
+    pub fn is_fixed(&self) -> bool {
+        matches!(self.command, SuiteCommand::Check | SuiteCommand::Selftest)
     }
 
     pub fn runs_bus(&self) -> bool {
-        self.command != SuiteCommand::Check
-            && matches!(self.target_kind(), TargetKind::Bus | TargetKind::Both)
+        !self.is_fixed() && matches!(self.target_kind(), TargetKind::Bus | TargetKind::Both)
     }
 
     /// Whether violations of this scenario's Redis runs are expected.
@@ -469,6 +476,26 @@ impl Suite {
                 if let Some((_, field)) = extra.iter().find(|(set, _)| *set) {
                     return Err(format!(
                         "`{field}` does not apply to command = \"check\" (it re-checks a saved run)"
+                    ));
+                }
+                return Ok(());
+            }
+            SuiteCommand::Selftest => {
+                let extra = [
+                    (s.target.is_some(), "target"),
+                    (s.share.is_some(), "share"),
+                    (s.duration.is_some(), "duration"),
+                    (s.min_duration.is_some(), "min_duration"),
+                    (s.max_duration.is_some(), "max_duration"),
+                    (!s.faults.is_empty(), "faults"),
+                    (s.interval.is_some(), "interval"),
+                    (s.recovery.is_some(), "recovery"),
+                    (s.dir.is_some(), "dir"),
+                    (workload_set, "workload fields"),
+                ];
+                if let Some((_, field)) = extra.iter().find(|(set, _)| *set) {
+                    return Err(format!(
+                        "`{field}` does not apply to command = \"selftest\" (its cases are fixed)"
                     ));
                 }
                 return Ok(());

@@ -22,6 +22,77 @@ pub const NODE_BIN: &str = "raftbus-node";
 /// harness writes it from the scenario's `[bus]` table).
 pub const NODE_CONFIG_FILE: &str = "node.toml";
 
+/// When `DIR/admin.token` exists, every node is started with `--admin-token-file` naming
+/// it: the token of the `RAFTBUS.FAILPOINT` admin command of a failpoint build (the harness
+/// writes it, see [`prepare_failpoints`], for runs with failpoint faults).
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// When `DIR/failpoints` exists, every node is started with `--failpoints` and its content
+/// (the scenario's `[bus] failpoints`): armed from the start, restarts included.
+pub const FAILPOINTS_FILE: &str = "failpoints";
+
+/// For a run that arms failpoints: checks that `program` is a failpoint build of the node
+/// (`cargo build -p raftbus-node --features failpoints`) and writes a fresh admin token to
+/// `DIR/admin.token`, and `armed` (failpoints on from the start) to `DIR/failpoints`.
+pub fn prepare_failpoints(
+    dir: &Path,
+    program: &Path,
+    armed: Option<&str>,
+) -> Result<(), TargetError> {
+    let help = std::process::Command::new(program)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !help.contains("--admin-token-file") {
+        return Err(TargetError::MissingBinary {
+            name: format!("a failpoint build of {NODE_BIN}"),
+            hint: format!(
+                "{} has no failpoints; build one with `cargo build --release -p raftbus-node \
+                 --features failpoints --target-dir target/failpoints` and pass \
+                 --node-bin target/failpoints/release/{NODE_BIN}",
+                program.display()
+            ),
+        });
+    }
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| TargetError::Io {
+            what: format!("write {}", path.display()),
+            source,
+        })
+    };
+    write(
+        ADMIN_TOKEN_FILE,
+        &format!("{:032x}", rand::random::<u128>()),
+    )?;
+    if let Some(spec) = armed {
+        write(FAILPOINTS_FILE, spec)?;
+    }
+    Ok(())
+}
+
+/// The admin token a node was started with (`--admin-token-file` in its command line).
+pub fn admin_token_of(spec: &super::ProcessSpec) -> Result<String, TargetError> {
+    let path = spec
+        .args
+        .iter()
+        .position(|a| a == "--admin-token-file")
+        .and_then(|i| spec.args.get(i + 1))
+        .ok_or_else(|| TargetError::Io {
+            what: format!(
+                "{} was started without an admin token (not a run with failpoint faults)",
+                spec.name
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .map_err(|source| TargetError::Io {
+            what: format!("read {}", Path::new(path).display()),
+            source,
+        })
+}
+
 /// `--node-bin PATH`, or `raftbus-node` next to the current executable.
 pub fn find_node_bin(explicit: Option<&Path>) -> Result<PathBuf, TargetError> {
     let candidate = match explicit {
@@ -145,6 +216,15 @@ pub async fn start_with(
             if node_config.is_file() {
                 node_args.push("--config".into());
                 node_args.push(node_config.into_os_string());
+            }
+            let admin_token = dir.join(ADMIN_TOKEN_FILE);
+            if admin_token.is_file() {
+                node_args.push("--admin-token-file".into());
+                node_args.push(admin_token.into_os_string());
+            }
+            if let Ok(spec) = std::fs::read_to_string(dir.join(FAILPOINTS_FILE)) {
+                node_args.push("--failpoints".into());
+                node_args.push(spec.trim().into());
             }
             let spec = ProcessSpec {
                 name: name.clone(),

@@ -208,6 +208,7 @@ impl Flusher {
             Op::Vote { vote, reply } => {
                 self.sync_pending();
                 let result = self.checked("save vote", |f| {
+                    crate::failpoint::point!("log.vote_write", |msg| Err(io::Error::other(msg)));
                     f.meta.vote = Some(vote);
                     f.write_meta()
                 });
@@ -216,7 +217,7 @@ impl Flusher {
             Op::Committed(committed) => {
                 // Without fsync the log may lose entries the committed id covers, and a node
                 // whose durable committed id is past its log cannot start: keep it in memory.
-                if self.failed.is_none() && self.fsync {
+                if self.failed.is_none() && self.fsync() {
                     self.meta.committed = committed;
                     self.committed_dirty = true;
                 }
@@ -264,11 +265,23 @@ impl Flusher {
         Ok(())
     }
 
+    /// Whether writes are fsynced before they count as durable (`fsync = "always"`, unless
+    /// the planted bug `bug.ack_before_fsync` is armed in a failpoint build).
+    fn fsync(&self) -> bool {
+        #[cfg(feature = "failpoints")]
+        if crate::failpoint::planted(crate::failpoint::Bug::AckBeforeFsync) {
+            return false;
+        }
+        self.fsync
+    }
+
     fn sync_active(&mut self) -> io::Result<()> {
         if let (true, Some((_, file))) = (self.dirty, &self.active) {
-            if self.fsync {
+            if self.fsync() {
+                crate::failpoint::point!("log.before_fsync", |msg| Err(io::Error::other(msg)));
                 file.sync_data()?;
                 self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+                crate::failpoint::point!("log.after_fsync", |msg| Err(io::Error::other(msg)));
             }
             self.dirty = false;
         }
@@ -282,7 +295,7 @@ impl Flusher {
         }
         let synced = self.sync_active().and_then(|()| {
             if self.dir_dirty {
-                if self.fsync {
+                if self.fsync() {
                     meta::sync_dir(&self.dir)?;
                 }
                 self.dir_dirty = false;

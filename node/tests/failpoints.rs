@@ -1,0 +1,134 @@
+//! The failpoint admin command: absent from the default build; in a failpoint build
+//! (`--features failpoints`) it arms named points and planted bugs on one node, at run time,
+//! for holders of the admin token only.
+
+use std::time::Duration;
+
+use crate::util::Cluster;
+
+/// Sends `RAFTBUS.FAILPOINT args...` to node `i`; the reply as text (errors included).
+async fn admin(cluster: &Cluster, i: usize, args: &[&str]) -> anyhow::Result<String> {
+    let mut c = cluster.conn(i).await?;
+    let mut cmd = redis::cmd("RAFTBUS.FAILPOINT");
+    for a in args {
+        cmd.arg(*a);
+    }
+    Ok(match cmd.query_async::<redis::Value>(&mut c).await {
+        Ok(redis::Value::Okay) => "OK".into(),
+        Ok(v) => format!("{v:?}"),
+        Err(e) => format!("error: {e}"),
+    })
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_build_has_no_failpoint_admin_command() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(1, None, Some("s3cret"))?;
+    cluster.wait_leader(Duration::from_secs(20)).await?;
+    let text = admin(&cluster, 0, &["s3cret", "SET", "net.send", "return"]).await?;
+    assert!(text.contains("unknown command"), "{text}");
+    Ok(())
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failpoint_build_arms_fires_and_disarms_points_and_planted_bugs() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(3, Some("write_timeout_ms = 1500\n"), Some("s3cret"))?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let follower = (leader + 1) % 3;
+    let xadd = |i: usize, item: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let mut c = cluster.conn(i).await?;
+            let reply: redis::RedisResult<String> = redis::cmd("XADD")
+                .arg("orders")
+                .arg("*")
+                .arg("item")
+                .arg(item)
+                .query_async(&mut c)
+                .await;
+            anyhow::Ok(reply)
+        }
+    };
+
+    // Without the token, or with a wrong one, nothing is armed.
+    let refused = admin(
+        &cluster,
+        follower,
+        &["wrong", "SET", "bus.forward", "return"],
+    )
+    .await?;
+    assert!(refused.contains("NOPERM"), "{refused}");
+    let unknown = admin(&cluster, follower, &["s3cret", "SET", "no.such", "return"]).await?;
+    assert!(unknown.contains("unknown failpoint"), "{unknown}");
+
+    // A named point: the follower's forward to the leader fails while it is armed.
+    let ok = admin(
+        &cluster,
+        follower,
+        &["s3cret", "SET", "bus.forward", "return"],
+    )
+    .await?;
+    assert_eq!(ok, "OK");
+    let listed = admin(&cluster, follower, &["s3cret", "LIST"]).await?;
+    assert!(listed.contains("bus.forward=return"), "{listed}");
+    let failed = xadd(follower, "refused").await?.unwrap_err();
+    assert!(
+        failed.to_string().contains("failpoint bus.forward"),
+        "the write fails with the failpoint's error: {failed}"
+    );
+    // Writes through the leader do not forward and are unaffected.
+    assert_eq!(xadd(leader, "first").await??, "1-0");
+    assert_eq!(
+        admin(&cluster, follower, &["s3cret", "OFF", "bus.forward"]).await?,
+        "OK"
+    );
+    assert_eq!(xadd(follower, "second").await??, "2-0");
+
+    // A planted bug: the follower acknowledges a write it never forwarded.
+    let armed = admin(
+        &cluster,
+        follower,
+        &["s3cret", "SET", "bug.drop_forwarded", "return"],
+    )
+    .await?;
+    assert_eq!(armed, "OK");
+    let acked = xadd(follower, "dropped").await??;
+    assert_eq!(
+        acked, "3-0",
+        "acknowledged with the offset it would have had"
+    );
+    admin(&cluster, follower, &["s3cret", "OFF", "bug.drop_forwarded"]).await?;
+    assert_eq!(
+        xadd(follower, "third").await??,
+        "3-0",
+        "offset 3 was never written"
+    );
+    let entries = crate::util::xrange(&cluster, leader, "orders").await?;
+    let items: Vec<&[u8]> = entries.iter().map(|(_, v)| v.as_slice()).collect();
+    assert_eq!(items, [&b"first"[..], b"second", b"third"]);
+
+    // `panic` crashes the node where the point is: the follower dies applying the next entry.
+    let armed = admin(
+        &cluster,
+        follower,
+        &["s3cret", "SET", "sm.before_apply", "panic"],
+    )
+    .await?;
+    assert_eq!(armed, "OK");
+    xadd(leader, "fourth").await??;
+    // A crashed node refuses connections.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut crashed = false;
+    while !crashed && std::time::Instant::now() < deadline {
+        crashed = tokio::net::TcpStream::connect(cluster.nodes[follower].client)
+            .await
+            .is_err();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        crashed,
+        "the follower should have crashed at sm.before_apply"
+    );
+    Ok(())
+}
