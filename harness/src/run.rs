@@ -374,6 +374,7 @@ async fn bench_one(
         target,
         publish_endpoints: cluster.publish_endpoints(),
         endpoints: cluster.endpoints(),
+        sentinels: cluster.sentinel_endpoints(),
         kill_subscribers_at: args.debug_kill_subscribers_at,
         label: format!("{target:?}").to_lowercase(),
     };
@@ -454,6 +455,22 @@ async fn bench_one(
     if !load.drained {
         notes.push("subscribers did not catch up within the drain timeout".into());
     }
+    if let Some(why) = &load.unsettled {
+        notes.push(format!(
+            "redis had not settled on one primary before the final reads: {why}"
+        ));
+    }
+    if target == Target::Redis && s.redis.sentinels > 0 {
+        notes.push(format!(
+            "redis: clients find the primary through {} Sentinels (SENTINEL get-master-addr-by-name, confirmed with ROLE)",
+            s.redis.sentinels
+        ));
+    }
+    notes.push(format!(
+        "clients: policy {} (stall {}ms); an unanswered publish stays indeterminate and is never resent",
+        s.client.policy.as_str(),
+        s.client.stall.as_millis()
+    ));
     for node in &load.final_unreadable {
         notes.push(format!("final streams of {node} could not be read"));
     }
