@@ -259,6 +259,14 @@ async fn bench(
     if summaries.len() > 1 {
         print_side_by_side(&summaries);
     }
+    if summaries.iter().any(|s| !s.recovery.is_empty()) {
+        let refs: Vec<&Summary> = summaries.iter().collect();
+        println!("\ndurability and availability per fault kind (acked lost / seconds of writes not taken):");
+        print!(
+            "{}",
+            raftbus_reports::durability::text(&raftbus_reports::durability::rows(&refs))
+        );
+    }
     // A report that cannot be drawn does not change what the run found.
     match raftbus_reports::render_run(&dir) {
         Ok(r) => println!("report   {}", r.html.display()),
@@ -500,11 +508,29 @@ async fn bench_one(
         &dir.join(HISTORY_FILE),
         &CheckOptions::for_target(target, s.mode),
     )?;
+    let mut outcome = outcome;
     if outcome.checks.lost > 0 {
         notes.extend(crate::chaos::attribution::attribute_losses(
             &outcome.checks.violations,
             &windows,
         ));
+        // Every lost message, to count each under the fault that took it.
+        let all = check_file(
+            &dir.join(HISTORY_FILE),
+            &CheckOptions {
+                max_examples: outcome.checks.lost as usize + 1,
+                ..CheckOptions::for_target(target, s.mode)
+            },
+        )?;
+        let unattributed = crate::chaos::attribution::lost_per_window(
+            &all.checks.violations,
+            &mut outcome.recovery,
+        );
+        if unattributed > 0 {
+            notes.push(format!(
+                "{unattributed} lost messages were acknowledged after the last fault started"
+            ));
+        }
     }
     let summary = Summary {
         schema: SUMMARY_SCHEMA.to_string(),
@@ -683,6 +709,21 @@ pub fn print_summary(s: &Summary, dir: &Path) {
                 }
             );
         }
+    }
+    for r in &s.recovery {
+        println!(
+            "  window  {} at {:.1}s: availability {}, unavailable {:.1}s, first ack after start {}, after heal {}, acked lost {}",
+            r.kind,
+            r.started_at_s,
+            r.availability
+                .map_or("–".to_string(), |a| format!("{:.0}%", a * 100.0)),
+            r.unavailable_s,
+            r.first_ok_after_start_s
+                .map_or("never".to_string(), |t| format!("{t:.2}s")),
+            r.first_ok_after_s
+                .map_or("never".to_string(), |t| format!("{t:.2}s")),
+            r.lost
+        );
     }
     for w in s
         .faults

@@ -223,6 +223,10 @@ pub struct Recovery {
     /// writes the target did not take.
     #[serde(default)]
     pub unavailable_s: f64,
+    /// Acknowledged writes lost, attributed to this window: the first fault window that
+    /// started after they were acknowledged.
+    #[serde(default)]
+    pub lost: u64,
 }
 
 /// What the harness could use on this machine, shown in reports.

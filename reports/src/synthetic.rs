@@ -240,6 +240,7 @@ impl SyntheticRun {
                     first_ok_after_start_s: Some(1.0 + rng.unit()),
                     availability: Some(0.5 + rng.unit() / 2.0),
                     unavailable_s: rng.unit() * (f.end_s - f.start_s),
+                    lost: 0,
                 })
                 .collect(),
             environment: Environment {

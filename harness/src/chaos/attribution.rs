@@ -15,6 +15,35 @@ fn acked_s(example: &str) -> Option<f64> {
     ms.trim().parse::<f64>().ok().map(|ms| ms / 1000.0)
 }
 
+/// Counts every lost message (all of them must be among the examples) under the first
+/// fault window that started after it was acknowledged: `Recovery::lost`. Returns how many
+/// were acknowledged after the last fault started (lost without a fault).
+pub fn lost_per_window(
+    violations: &[ViolationReport],
+    recovery: &mut [raftbus_reports::model::Recovery],
+) -> u64 {
+    let mut after_last = 0;
+    for r in recovery.iter_mut() {
+        r.lost = 0;
+    }
+    for v in violations
+        .iter()
+        .filter(|v| LOST_KINDS.contains(&v.kind.as_str()))
+    {
+        for t in v.examples.iter().filter_map(|e| acked_s(e)) {
+            let first = recovery
+                .iter_mut()
+                .filter(|r| r.started_at_s >= t)
+                .min_by(|a, b| a.started_at_s.total_cmp(&b.started_at_s));
+            match first {
+                Some(r) => r.lost += 1,
+                None => after_last += 1,
+            }
+        }
+    }
+    after_last
+}
+
 /// One line per fault window that lost examples, naming the fault; plus a line for
 /// examples acknowledged after the last fault started (lost without a fault).
 pub fn attribute_losses(violations: &[ViolationReport], windows: &[FaultWindow]) -> Vec<String> {

@@ -48,6 +48,8 @@ impl Invariant for Availability {
                     first_ok_after_start_s: window.first_ok_us.map(|us| us as f64 / 1e6),
                     availability: window.availability(),
                     unavailable_s: window.availability().map_or(len_s, |a| len_s * (1.0 - a)),
+                    // Attributed by the harness once every lost message is known.
+                    lost: 0,
                 }
             })
             .collect();
