@@ -11,7 +11,8 @@
 //! connection whose oldest outstanding request has waited `client.stall`, or (Redis) a
 //! not-the-primary error (`READONLY`, `NOREPLICAS`, ...), new requests go elsewhere — the
 //! bus: the next node; Redis with Sentinel: the primary the Sentinels name (confirmed with
-//! `ROLE`) — after a backoff doubling from 50 ms to at most 1 s. Requests already sent keep
+//! `ROLE`) — after a backoff doubling from 50 ms to at most 1 s; publishes due meanwhile
+//! wait for the new connection, up to the request timeout. Requests already sent keep
 //! waiting for their own outcome; one without a reply stays indeterminate and is never
 //! resent (a new message id is a new message).
 
@@ -35,6 +36,8 @@ use crate::target::connect_with;
 
 /// How long the loop sleeps at most, so connection changes are noticed quickly.
 const MAX_IDLE: Duration = Duration::from_millis(20);
+/// How often publishes held for a reconnect look for the new connection.
+const HOLD_POLL: Duration = Duration::from_millis(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -329,6 +332,12 @@ impl Publisher {
             let now = Instant::now();
             let elapsed = now.saturating_duration_since(start).as_secs_f64();
             while next_t <= elapsed && next_t < duration {
+                // While a reconnect is under way, due publishes wait for it (their latency
+                // still counts from the intended time) until they are a request timeout
+                // late; then they fail unsent.
+                if conn.is_none() && elapsed - next_t < timeout.as_secs_f64() {
+                    break;
+                }
                 seq += 1;
                 let msg = msg_id(spec.index, seq);
                 let intended_us = (next_t * 1e6) as u64;
@@ -430,7 +439,14 @@ impl Publisher {
             if next_t >= duration {
                 break;
             }
-            let wake = (start + Duration::from_secs_f64(next_t)).min(Instant::now() + MAX_IDLE);
+            let due = start + Duration::from_secs_f64(next_t);
+            let now = Instant::now();
+            // Publishes held for a reconnect are already due: poll for the connection.
+            let wake = if due <= now {
+                now + HOLD_POLL
+            } else {
+                due.min(now + MAX_IDLE)
+            };
             tokio::time::sleep_until(wake).await;
         }
         if let Some(h) = connecting {
