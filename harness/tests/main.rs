@@ -13,6 +13,8 @@ mod chaos;
 mod check;
 #[path = "main/errors.rs"]
 mod errors;
+#[path = "main/failover.rs"]
+mod failover;
 #[path = "main/nightly.rs"]
 mod nightly;
 #[path = "main/target.rs"]

@@ -260,20 +260,26 @@ pub fn html(rows: &[Row]) -> String {
 pub fn text(rows: &[Row]) -> String {
     let mut out = String::new();
     let kinds = kinds(rows);
-    let _ = write!(out, "{:<60} {:>8} {:>7} {:>5}", "configuration", "acked", "lost", "dup");
+    let width = rows
+        .iter()
+        .map(|r| r.config.chars().count())
+        .chain([13])
+        .max()
+        .unwrap_or(13);
+    let _ = write!(
+        out,
+        "{:<width$} {:>8} {:>7} {:>5}",
+        "configuration", "acked", "lost", "dup"
+    );
     for k in &kinds {
         let _ = write!(out, " {:>18}", format!("{k} lost/unavail"));
     }
     out.push('\n');
     for r in rows {
-        let mut config = r.config.clone();
-        if config.chars().count() > 60 {
-            config = config.chars().take(59).collect::<String>() + "…";
-        }
         let _ = write!(
             out,
-            "{config:<60} {:>8} {:>7} {:>5}",
-            r.acked, r.lost, r.duplicated
+            "{:<width$} {:>8} {:>7} {:>5}",
+            r.config, r.acked, r.lost, r.duplicated
         );
         for k in &kinds {
             let (lost, unav) = cell_text(r.cells.get(k));

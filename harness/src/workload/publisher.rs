@@ -16,7 +16,7 @@
 //! waiting for their own outcome; one without a reply stays indeterminate and is never
 //! resent (a new message id is a new message).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -273,8 +273,10 @@ impl Publisher {
         let mut connecting: Option<tokio::task::JoinHandle<Result<Conn, String>>> = None;
         let mut in_flight = JoinSet::new();
         let mut seq = 0u64;
+        // Invoked publishes not sent yet: (seq, msg, channel, intended time in s).
+        let mut held: VecDeque<(u64, u64, String, f64)> = VecDeque::new();
 
-        while next_t < duration {
+        while next_t < duration || !held.is_empty() {
             // Connection upkeep: drop a broken connection, start or collect a reconnect.
             if conn
                 .as_ref()
@@ -328,22 +330,14 @@ impl Publisher {
             }
             while in_flight.try_join_next().is_some() {}
 
-            // Send everything that is due.
+            // Everything due is invoked now (at its scheduled time) and queued.
             let now = Instant::now();
             let elapsed = now.saturating_duration_since(start).as_secs_f64();
             while next_t <= elapsed && next_t < duration {
-                // While a reconnect is under way, due publishes wait for it (their latency
-                // still counts from the intended time) until they are a request timeout
-                // late; then they fail unsent.
-                if conn.is_none() && elapsed - next_t < timeout.as_secs_f64() {
-                    break;
-                }
                 seq += 1;
                 let msg = msg_id(spec.index, seq);
-                let intended_us = (next_t * 1e6) as u64;
                 let ch = channels[channel].clone();
                 channel = (channel + 1) % channels.len();
-                next_t += publishers / s.rate_at(next_t);
                 let node = conn.as_ref().map(|c| c.node.clone()).unwrap_or_else(|| {
                     spec.endpoints[(spec.index as usize + attempt) % spec.endpoints.len()]
                         .0
@@ -351,15 +345,41 @@ impl Publisher {
                 });
                 recorder
                     .record(Event::Invoke {
-                        intended_us,
+                        intended_us: (next_t * 1e6) as u64,
                         t_us: clock.now_us(),
                         msg,
                         channel: ch.clone(),
                         node,
                     })
                     .await;
-                let Some(c) = conn.as_ref() else {
-                    // Never sent: definitely not applied.
+                held.push_back((seq, msg, ch, next_t));
+                next_t += publishers / s.rate_at(next_t);
+            }
+            // Without a connection they wait for the reconnect, each until it is a request
+            // timeout late (its deadline); then it fails unsent.
+            while let Some(&(_, msg, _, intended)) = held.front() {
+                if conn.is_some() || elapsed - intended < timeout.as_secs_f64() {
+                    break;
+                }
+                held.pop_front();
+                // Never sent: definitely not applied.
+                recorder
+                    .record(Event::Complete {
+                        t_us: clock.now_us(),
+                        msg,
+                        outcome: Outcome::Fail,
+                        id: None,
+                        error: Some("not connected".into()),
+                    })
+                    .await;
+            }
+            while let Some(c) = conn.as_ref() {
+                let Some((seq, msg, ch, intended)) = held.pop_front() else {
+                    break;
+                };
+                // What is left of its deadline (intended time + request timeout).
+                let late = Duration::from_secs_f64((elapsed - intended).max(0.0));
+                let Some(timeout) = timeout.checked_sub(late).filter(|t| !t.is_zero()) else {
                     recorder
                         .record(Event::Complete {
                             t_us: clock.now_us(),
@@ -436,14 +456,13 @@ impl Publisher {
                         .await;
                 });
             }
-            if next_t >= duration {
-                break;
-            }
             let due = start + Duration::from_secs_f64(next_t);
             let now = Instant::now();
             // Publishes held for a reconnect are already due: poll for the connection.
-            let wake = if due <= now {
+            let wake = if !held.is_empty() {
                 now + HOLD_POLL
+            } else if next_t >= duration {
+                break;
             } else {
                 due.min(now + MAX_IDLE)
             };
