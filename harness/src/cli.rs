@@ -148,9 +148,23 @@ pub struct BenchArgs {
     /// bus's durability class]
     #[arg(long, value_enum)]
     pub redis_persistence: Option<RedisPersistence>,
-    /// Redis replicas (0 or 1); subscribers read from the replica too [default: 0]
+    /// Redis replicas (0 to 4); subscribers read from the replicas too [default: 0]
     #[arg(long)]
     pub redis_replicas: Option<usize>,
+    /// Redis Sentinels (0 or 3) that fail the primary over; clients find the primary
+    /// through them [default: 0]
+    #[arg(long)]
+    pub redis_sentinels: Option<usize>,
+    /// Redis `min-replicas-to-write` (0: off) [default: 0]
+    #[arg(long)]
+    pub redis_min_replicas: Option<usize>,
+    /// `WAIT <n> <redis.wait_timeout>` after every Redis write (0: no WAIT) [default: 0]
+    #[arg(long)]
+    pub redis_wait: Option<usize>,
+    /// Publishers under faults: sticky (stay on their node) or failover (move on, bus: to
+    /// another node, Redis: to the primary Sentinel names) [default: failover]
+    #[arg(long, value_enum)]
+    pub client_policy: Option<crate::scenario::ClientPolicy>,
     /// Bus nodes' log durability: always (fsync before ack) or never (known-bad: acked once
     /// in the page cache, lost on power loss) [default: always]
     #[arg(long, value_enum)]
@@ -340,6 +354,18 @@ impl BenchArgs {
         }
         if let Some(v) = self.redis_replicas {
             s.redis.replicas = v;
+        }
+        if let Some(v) = self.redis_sentinels {
+            s.redis.sentinels = v;
+        }
+        if let Some(v) = self.redis_min_replicas {
+            s.redis.min_replicas_to_write = v;
+        }
+        if let Some(v) = self.redis_wait {
+            s.redis.wait_replicas = v;
+        }
+        if let Some(v) = self.client_policy {
+            s.client.policy = v;
         }
         if let Some(v) = self.bus_fsync {
             s.bus.fsync = v;

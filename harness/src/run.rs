@@ -320,6 +320,14 @@ async fn bench(
     if summaries.len() > 1 {
         print_side_by_side(&summaries);
     }
+    if summaries.iter().any(|s| !s.recovery.is_empty()) {
+        let refs: Vec<&Summary> = summaries.iter().collect();
+        println!("\ndurability and availability per fault kind (acked lost / seconds of writes not taken):");
+        print!(
+            "{}",
+            raftbus_reports::durability::text(&raftbus_reports::durability::rows(&refs))
+        );
+    }
     // A report that cannot be drawn does not change what the run found.
     match raftbus_reports::render_run(&dir) {
         Ok(r) => println!("report   {}", r.html.display()),
@@ -443,6 +451,7 @@ async fn bench_one(
         target,
         publish_endpoints: cluster.publish_endpoints(),
         endpoints: cluster.endpoints(),
+        sentinels: cluster.sentinel_endpoints(),
         kill_subscribers_at: args.debug_kill_subscribers_at,
         label: format!("{target:?}").to_lowercase(),
     };
@@ -537,6 +546,22 @@ async fn bench_one(
     if !load.drained {
         notes.push("subscribers did not catch up within the drain timeout".into());
     }
+    if let Some(why) = &load.unsettled {
+        notes.push(format!(
+            "redis had not settled on one primary before the final reads: {why}"
+        ));
+    }
+    if target == Target::Redis && s.redis.sentinels > 0 {
+        notes.push(format!(
+            "redis: clients find the primary through {} Sentinels (SENTINEL get-master-addr-by-name, confirmed with ROLE)",
+            s.redis.sentinels
+        ));
+    }
+    notes.push(format!(
+        "clients: policy {} (stall {}ms); an unanswered publish stays indeterminate and is never resent",
+        s.client.policy.as_str(),
+        s.client.stall.as_millis()
+    ));
     for node in &load.final_unreadable {
         notes.push(format!("final streams of {node} could not be read"));
     }
@@ -565,12 +590,21 @@ async fn bench_one(
     }
     drop(cluster);
 
-    let outcome = check_file(&dir.join(HISTORY_FILE), &check_options(target, s))?;
+    let mut outcome = check_file(&dir.join(HISTORY_FILE), &check_options(target, s))?;
     if outcome.checks.lost > 0 {
         notes.extend(crate::chaos::attribution::attribute_losses(
             &outcome.checks.violations,
             &windows,
         ));
+        // Every lost message, to count each under the fault that took it.
+        let all = check_file(
+            &dir.join(HISTORY_FILE),
+            &CheckOptions {
+                max_examples: outcome.checks.lost as usize + 1,
+                ..CheckOptions::for_target(target, s.mode)
+            },
+        )?;
+        crate::chaos::attribution::lost_per_window(&all.checks.violations, &mut outcome.recovery);
     }
     let summary = Summary {
         schema: SUMMARY_SCHEMA.to_string(),
@@ -760,6 +794,21 @@ pub fn print_summary(s: &Summary, dir: &Path) {
                 }
             );
         }
+    }
+    for r in &s.recovery {
+        println!(
+            "  window  {} at {:.1}s: availability {}, unavailable {:.1}s, first ack after start {}, after heal {}, acked lost {}",
+            r.kind,
+            r.started_at_s,
+            r.availability
+                .map_or("–".to_string(), |a| format!("{:.0}%", a * 100.0)),
+            r.unavailable_s,
+            r.first_ok_after_start_s
+                .map_or("never".to_string(), |t| format!("{t:.2}s")),
+            r.first_ok_after_s
+                .map_or("never".to_string(), |t| format!("{t:.2}s")),
+            r.lost
+        );
     }
     for w in s
         .faults

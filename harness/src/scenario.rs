@@ -118,9 +118,96 @@ impl RedisPersistence {
 pub struct RedisOptions {
     #[serde(default = "default_persistence")]
     pub persistence: RedisPersistence,
-    /// 0 or 1 asynchronous replica (`--replicaof`).
+    /// Asynchronous replicas (`--replicaof`), 0 to 4.
     #[serde(default)]
     pub replicas: usize,
+    /// Sentinels (`redis-server --sentinel`) watching the primary, each in its own lab
+    /// host (`s1`..): 0 (no failover) or 3. They need at least one replica.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sentinels: usize,
+    /// Sentinel `down-after-milliseconds`: how long the primary must be unreachable
+    /// before a Sentinel thinks it is down.
+    #[serde(default = "default_down_after", with = "humantime_serde_str")]
+    pub down_after: Duration,
+    /// Sentinel `failover-timeout`.
+    #[serde(default = "default_failover_timeout", with = "humantime_serde_str")]
+    pub failover_timeout: Duration,
+    /// `min-replicas-to-write`: the primary refuses writes (`-NOREPLICAS`) with fewer
+    /// replicas that acknowledged replication within `min_replicas_max_lag`. 0: off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_replicas_to_write: usize,
+    /// `min-replicas-max-lag` (whole seconds).
+    #[serde(default = "default_min_replicas_max_lag", with = "humantime_serde_str")]
+    pub min_replicas_max_lag: Duration,
+    /// `WAIT numreplicas timeout` after every write: the publish counts as acknowledged
+    /// only when this many replicas confirmed it; fewer within `wait_timeout` leaves it
+    /// indeterminate. 0: no WAIT.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wait_replicas: usize,
+    #[serde(default = "default_wait_timeout", with = "humantime_serde_str")]
+    pub wait_timeout: Duration,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+fn default_down_after() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_failover_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_min_replicas_max_lag() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_wait_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// What a publisher does when its node stops answering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientPolicy {
+    /// Stay on the node it started on, reconnecting to it (the naive client).
+    Sticky,
+    /// Move on a broken connection, a stall or a not-the-primary error: bus to another
+    /// node, Redis to the primary Sentinel names, with a bounded backoff.
+    #[default]
+    Failover,
+}
+
+impl ClientPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientPolicy::Sticky => "sticky",
+            ClientPolicy::Failover => "failover",
+        }
+    }
+}
+
+/// How clients behave (`[client]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientOptions {
+    #[serde(default)]
+    pub policy: ClientPolicy,
+    /// Failover: a connection whose oldest outstanding request waited this long is
+    /// abandoned for new requests (those in flight still wait for `request_timeout`).
+    #[serde(default = "default_stall", with = "humantime_serde_str")]
+    pub stall: Duration,
+}
+
+fn default_stall() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            policy: ClientPolicy::default(),
+            stall: default_stall(),
+        }
+    }
 }
 
 /// The same durability class as the bus: acknowledged means fsynced.
@@ -133,7 +220,69 @@ impl Default for RedisOptions {
         RedisOptions {
             persistence: default_persistence(),
             replicas: 0,
+            sentinels: 0,
+            down_after: default_down_after(),
+            failover_timeout: default_failover_timeout(),
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: default_min_replicas_max_lag(),
+            wait_replicas: 0,
+            wait_timeout: default_wait_timeout(),
         }
+    }
+}
+
+impl RedisOptions {
+    /// Checks the Redis table; the error names the first bad field.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.replicas > 4 {
+            return Err(invalid(
+                "redis.replicas",
+                format!("must be between 0 and 4, got {}", self.replicas),
+            ));
+        }
+        if !matches!(self.sentinels, 0 | 3) {
+            return Err(invalid(
+                "redis.sentinels",
+                format!("must be 0 or 3, got {}", self.sentinels),
+            ));
+        }
+        if self.sentinels > 0 && self.replicas == 0 {
+            return Err(invalid(
+                "redis.sentinels",
+                "Sentinel needs at least one replica to promote",
+            ));
+        }
+        if self.down_after < Duration::from_millis(100) {
+            return Err(invalid("redis.down_after", "must be at least 100ms"));
+        }
+        if self.failover_timeout < Duration::from_secs(1) {
+            return Err(invalid("redis.failover_timeout", "must be at least 1s"));
+        }
+        if self.min_replicas_to_write > self.replicas {
+            return Err(invalid(
+                "redis.min_replicas_to_write",
+                format!(
+                    "{} is more than the {} replicas: every write would be refused",
+                    self.min_replicas_to_write, self.replicas
+                ),
+            ));
+        }
+        if self.min_replicas_max_lag < Duration::from_secs(1) {
+            return Err(invalid("redis.min_replicas_max_lag", "must be at least 1s"));
+        }
+        if self.wait_replicas > self.replicas {
+            return Err(invalid(
+                "redis.wait_replicas",
+                format!(
+                    "{} is more than the {} replicas",
+                    self.wait_replicas, self.replicas
+                ),
+            ));
+        }
+        if self.wait_replicas > 0 && self.wait_timeout.is_zero() {
+            return Err(invalid("redis.wait_timeout", "must be positive"));
+        }
+        Ok(())
     }
 }
 
@@ -263,6 +412,9 @@ pub struct Scenario {
     pub request_timeout: Duration,
     #[serde(default)]
     pub redis: RedisOptions,
+    /// Client behaviour under faults (both targets).
+    #[serde(default)]
+    pub client: ClientOptions,
     /// Bus node settings.
     #[serde(default)]
     pub bus: BusOptions,
@@ -342,6 +494,7 @@ impl Default for Scenario {
             seed: None,
             request_timeout: default_request_timeout(),
             redis: RedisOptions::default(),
+            client: ClientOptions::default(),
             bus: BusOptions::default(),
             lazy_fs: false,
             read_rate: None,
@@ -476,11 +629,9 @@ impl Scenario {
         if self.request_timeout.is_zero() {
             return Err(invalid("request_timeout", "must be positive"));
         }
-        if self.redis.replicas > 1 {
-            return Err(invalid(
-                "redis.replicas",
-                format!("must be 0 or 1, got {}", self.redis.replicas),
-            ));
+        self.redis.validate()?;
+        if self.client.stall.is_zero() {
+            return Err(invalid("client.stall", "must be positive"));
         }
         if let Some(r) = self.read_rate {
             if !r.is_finite() || !(0.0..=MAX_READ_RATE).contains(&r) {

@@ -15,6 +15,8 @@ mod check;
 mod disk;
 #[path = "main/errors.rs"]
 mod errors;
+#[path = "main/failover.rs"]
+mod failover;
 #[path = "main/nightly.rs"]
 mod nightly;
 #[path = "main/selftest.rs"]

@@ -592,18 +592,27 @@ fn recovery_section(out: &mut String, s: &Summary) {
     }
     let _ = writeln!(
         out,
-        "<table><tr><th class=\"l\">fault</th><th>healed at</th><th>first successful publish after</th></tr>"
+        "<table><tr><th class=\"l\">fault</th><th>started at</th><th>first ack after start</th><th>availability</th><th>unavailable</th><th>healed at</th><th>first successful publish after</th><th>acked lost</th></tr>"
     );
     for r in &s.recovery {
         let (class, after) = match r.first_ok_after_s {
             Some(a) => ("", format!("{a:.2}s")),
             None => (" class=\"bad\"", "never".to_string()),
         };
+        let resume = r
+            .first_ok_after_start_s
+            .map_or("never".to_string(), |a| format!("{a:.2}s"));
+        let avail = r
+            .availability
+            .map_or("–".to_string(), |a| format!("{:.0}%", a * 100.0));
         let _ = writeln!(
             out,
-            "<tr{class}><td class=\"l\">{}</td><td>{:.1}s</td><td>{after}</td></tr>",
+            "<tr{class}><td class=\"l\">{}</td><td>{:.1}s</td><td>{resume}</td><td>{avail}</td><td>{:.1}s</td><td>{:.1}s</td><td>{after}</td><td>{}</td></tr>",
             esc(&r.kind),
-            r.healed_at_s
+            r.started_at_s,
+            r.unavailable_s,
+            r.healed_at_s,
+            r.lost
         );
     }
     let _ = writeln!(out, "</table>");
@@ -807,6 +816,8 @@ pub fn comparison_page(
         );
     }
     let _ = writeln!(out, "</table>");
+    let summaries: Vec<&Summary> = runs.iter().map(|r| &r.summary).collect();
+    out.push_str(&crate::durability::html(&crate::durability::rows(&summaries)));
 
     let _ = writeln!(out, "<h2 id=\"rerun\">Rerun</h2>");
     for r in runs {

@@ -14,6 +14,7 @@
 //! - [`synthetic`] — plausible fake results directories for tests, benches and demos.
 //! - [`error`] — [`ReportError`], the crate's one error type.
 pub mod compare;
+pub mod durability;
 pub mod error;
 pub mod hlog;
 pub mod html;

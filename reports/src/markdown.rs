@@ -141,7 +141,7 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
     if !s.faults.is_empty() {
         let _ = writeln!(
             out,
-            "| fault | start | end | first ok after heal |\n|---|---:|---:|---:|"
+            "| fault | start | end | first ack after start | availability | unavailable | first ok after heal | acked lost |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
         for (i, fw) in s.faults.iter().enumerate() {
             let rec = s
@@ -153,9 +153,21 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
                     None => "never".to_string(),
                 })
                 .unwrap_or_else(|| "–".to_string());
+            let window = s.recovery.get(i).filter(|r| r.kind == fw.kind);
+            let (resume, avail, unav, lost) = match window {
+                Some(r) => (
+                    r.first_ok_after_start_s
+                        .map_or("never".to_string(), |a| format!("{a:.2}s")),
+                    r.availability
+                        .map_or("–".to_string(), |a| format!("{:.0}%", a * 100.0)),
+                    format!("{:.1}s", r.unavailable_s),
+                    r.lost.to_string(),
+                ),
+                None => ("–".into(), "–".into(), "–".into(), "–".into()),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {:.1}s | {:.1}s | {rec} |",
+                "| {} | {:.1}s | {:.1}s | {resume} | {avail} | {unav} | {rec} | {lost} |",
                 md_esc(&fault_label(fw)),
                 fw.start_s,
                 fw.end_s
@@ -209,6 +221,11 @@ fn stale_reads_table(out: &mut String, r: &StaleReads) {
 pub fn run_markdown(run: &RunData) -> String {
     let mut out = String::new();
     run_body(&mut out, run, "##");
+    if !run.summary.recovery.is_empty() {
+        out.push_str(&crate::durability::markdown(&crate::durability::rows(&[
+            &run.summary,
+        ])));
+    }
     out
 }
 
@@ -247,6 +264,10 @@ pub fn comparison_markdown(runs: &[RunData]) -> String {
         let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
     }
     out.push('\n');
+    let summaries: Vec<&crate::model::Summary> = runs.iter().map(|r| &r.summary).collect();
+    out.push_str(&crate::durability::markdown(&crate::durability::rows(
+        &summaries,
+    )));
     for r in runs {
         run_body(&mut out, r, "###");
     }

@@ -262,6 +262,25 @@ pub struct Recovery {
     pub healed_at_s: f64,
     /// Seconds from heal to the first successful publish; `None` if none came.
     pub first_ok_after_s: Option<f64>,
+    /// When the fault started (seconds since the start of the run).
+    #[serde(default)]
+    pub started_at_s: f64,
+    /// Seconds from the fault's start to the first acknowledgement of a publish sent at
+    /// or after it; `None` if none came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ok_after_start_s: Option<f64>,
+    /// Fraction of the publishes sent during the window that were acknowledged (within
+    /// the request timeout, since a later reply counts as no reply); `None`: none sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<f64>,
+    /// The window's length times the fraction not acknowledged: how many seconds of
+    /// writes the target did not take.
+    #[serde(default)]
+    pub unavailable_s: f64,
+    /// Acknowledged writes lost, attributed to this window: the first fault window that
+    /// started after they were acknowledged.
+    #[serde(default)]
+    pub lost: u64,
 }
 
 /// What the harness could use on this machine, shown in reports.

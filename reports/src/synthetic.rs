@@ -237,6 +237,11 @@ impl SyntheticRun {
                     kind: f.kind.clone(),
                     healed_at_s: f.end_s,
                     first_ok_after_s: Some(0.2 + rng.unit()),
+                    started_at_s: f.start_s,
+                    first_ok_after_start_s: Some(1.0 + rng.unit()),
+                    availability: Some(0.5 + rng.unit() / 2.0),
+                    unavailable_s: rng.unit() * (f.end_s - f.start_s),
+                    lost: 0,
                 })
                 .collect(),
             environment: Environment {

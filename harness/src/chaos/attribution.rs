@@ -15,6 +15,43 @@ fn acked_s(example: &str) -> Option<f64> {
     ms.trim().parse::<f64>().ok().map(|ms| ms / 1000.0)
 }
 
+/// Counts every lost message (all of them must be among the examples) under the fault
+/// that took it: `Recovery::lost`. A message acknowledged while a fault was on belongs to
+/// that fault (a cut-off primary acknowledging writes it will lose); otherwise to the
+/// first fault that started after its acknowledgement (nothing before could have taken
+/// it); after the last fault started, to the last one (its after-effects, such as an old
+/// primary that Sentinel demotes only `failover-timeout` after the heal).
+pub fn lost_per_window(
+    violations: &[ViolationReport],
+    recovery: &mut [raftbus_reports::model::Recovery],
+) {
+    for r in recovery.iter_mut() {
+        r.lost = 0;
+    }
+    let mut order: Vec<usize> = (0..recovery.len()).collect();
+    order.sort_by(|&a, &b| recovery[a].started_at_s.total_cmp(&recovery[b].started_at_s));
+    for v in violations
+        .iter()
+        .filter(|v| LOST_KINDS.contains(&v.kind.as_str()))
+    {
+        for t in v.examples.iter().filter_map(|e| acked_s(e)) {
+            let inside = order
+                .iter()
+                .copied()
+                .find(|&i| recovery[i].started_at_s <= t && t <= recovery[i].healed_at_s);
+            let next = || {
+                order
+                    .iter()
+                    .copied()
+                    .find(|&i| recovery[i].started_at_s >= t)
+            };
+            if let Some(i) = inside.or_else(next).or_else(|| order.last().copied()) {
+                recovery[i].lost += 1;
+            }
+        }
+    }
+}
+
 /// One line per fault window that lost examples, naming the fault; plus a line for
 /// examples acknowledged after the last fault started (lost without a fault).
 pub fn attribute_losses(violations: &[ViolationReport], windows: &[FaultWindow]) -> Vec<String> {
@@ -97,6 +134,35 @@ mod tests {
             notes[0]
         );
         assert!(notes[1].contains("1 of 3") && notes[1].contains("after the last fault"));
+    }
+
+    #[test]
+    fn lost_counts_go_to_the_fault_that_was_on_or_came_next() {
+        let rec = |kind: &str, start: f64, end: f64| raftbus_reports::model::Recovery {
+            kind: kind.into(),
+            healed_at_s: end,
+            first_ok_after_s: None,
+            started_at_s: start,
+            first_ok_after_start_s: None,
+            availability: None,
+            unavailable_s: 0.0,
+            lost: 0,
+        };
+        let lost = ViolationReport {
+            kind: "lost_mid_stream".into(),
+            property: "p".into(),
+            count: 4,
+            examples: [1900.0, 2500.0, 7000.0, 30000.0]
+                .iter()
+                .map(|ms| format!("msg 0x1 on ch0 acked at {ms}ms on n1 (id 3-0) missing"))
+                .collect(),
+        };
+        let mut recovery = vec![rec("kill", 2.0, 4.0), rec("partition", 10.0, 16.0)];
+        lost_per_window(&[lost], &mut recovery);
+        // 1.9 s: before the kill; 2.5 s: during it; 7 s: before the partition; 30 s:
+        // after the last fault, its after-effect.
+        assert_eq!(recovery[0].lost, 2);
+        assert_eq!(recovery[1].lost, 2);
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct Nemesis {
     seed: u64,
     target: Target,
     endpoints: Vec<(String, SocketAddr)>,
+    /// Redis Sentinels (empty without Sentinel).
+    sentinels: Vec<(String, SocketAddr)>,
     cluster: Arc<Mutex<Cluster>>,
     journal: Arc<Mutex<Journal>>,
     proxies: BTreeMap<(String, String), ProxyControl>,
@@ -115,9 +117,9 @@ impl Nemesis {
         clock: Clock,
         recorder: Recorder,
     ) -> Self {
-        let (target, endpoints) = {
+        let (target, endpoints, sentinels) = {
             let c = lock(&cluster);
-            (c.target, c.endpoints())
+            (c.target, c.endpoints(), c.sentinel_endpoints())
         };
         let net_available = facilities.net.as_ref().is_some_and(NetControl::available);
         let mut journal = Journal::new(facilities.net);
@@ -142,6 +144,7 @@ impl Nemesis {
             seed,
             target,
             endpoints,
+            sentinels,
             cluster,
             journal,
             proxies: facilities.proxies,
@@ -285,7 +288,7 @@ impl Nemesis {
     async fn roles(&self) -> Roles {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            let roles = find_roles(self.target, &self.endpoints, ROLE_TIMEOUT).await;
+            let roles = find_roles(self.target, &self.endpoints, &self.sentinels, ROLE_TIMEOUT).await;
             if roles.leader.is_some() || Instant::now() >= deadline {
                 if roles.leader.is_none() {
                     tracing::warn!("no leader at fault start; role targets fall back to the seed");
@@ -601,6 +604,7 @@ impl Nemesis {
                         .cloned()
                         .collect(),
                     leader: roles.leader.clone().filter(|l| !retired.contains(l)),
+                    sentinels: roles.sentinels.clone(),
                 };
                 let minority = (roles.nodes.len().saturating_sub(1) / 2).max(1);
                 let targets = alive.resolve(&selector, rng)?;
@@ -834,6 +838,7 @@ fn build_partition(
     rng: &mut ChaCha8Rng,
 ) -> Result<Partition, ChaosError> {
     let nodes = &roles.nodes;
+    let with_sentinels: Vec<String> = nodes.iter().chain(&roles.sentinels).cloned().collect();
     let others = |of: &[String]| -> Vec<String> {
         nodes.iter().filter(|n| !of.contains(n)).cloned().collect()
     };
@@ -842,13 +847,15 @@ fn build_partition(
     };
     let p = match mode {
         PartitionMode::Halves => Partition::random_halves(nodes, rng),
+        // With Sentinel, "isolated" means from the Sentinels too (but not from the
+        // clients): the split-brain case, where the old primary keeps taking writes.
         PartitionMode::IsolateLeader => {
             let leader = roles.leader_or_any(rng);
-            Partition::isolate(&leader, nodes)
+            Partition::isolate(&leader, &with_sentinels)
         }
         PartitionMode::Isolate => {
             let node = first(rng)?;
-            Partition::isolate(&node, nodes)
+            Partition::isolate(&node, &with_sentinels)
         }
         PartitionMode::MajoritiesRing => {
             let mut ring = nodes.clone();
@@ -888,6 +895,7 @@ mod tests {
         Roles {
             nodes: (1..=n).map(|i| format!("n{i}")).collect(),
             leader: Some(leader.into()),
+            sentinels: Vec::new(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Target selectors by role, resolved at the moment a fault starts.
 //!
 //! The bus: the leader is found with `INFO replication` (`role:leader`, `leader_id:`) on
-//! every node that answers. Redis: the primary is the first server, replicas the others.
+//! every node that answers. Redis: the primary is the one a majority of the Sentinels
+//! name (without Sentinel: the first server), replicas the other servers, and `sentinel`
+//! picks one Sentinel.
 //! Random choices (which follower, which minority) use the fault's own seeded RNG over the
 //! sorted candidates, so the same seed picks the same role-relative targets.
 
@@ -37,6 +39,8 @@ pub enum Selector {
     Primary,
     /// Redis: one replica (the bus: a follower).
     Replica,
+    /// Redis: one Sentinel.
+    Sentinel,
     /// These nodes by name.
     Named(Vec<String>),
 }
@@ -51,6 +55,7 @@ impl fmt::Display for Selector {
             Selector::All => "all",
             Selector::Primary => "primary",
             Selector::Replica => "replica",
+            Selector::Sentinel => "sentinel",
             Selector::Named(names) => return f.write_str(&names.join(",")),
         };
         f.write_str(s)
@@ -69,6 +74,7 @@ impl FromStr for Selector {
             "all" => Selector::All,
             "primary" => Selector::Primary,
             "replica" => Selector::Replica,
+            "sentinel" => Selector::Sentinel,
             other => {
                 let names: Vec<String> = other
                     .split(',')
@@ -78,7 +84,7 @@ impl FromStr for Selector {
                 let valid = !names.is_empty()
                     && names.iter().all(|n| {
                         n.len() > 1
-                            && n.starts_with('n')
+                            && (n.starts_with('n') || n.starts_with('s'))
                             && n[1..].bytes().all(|b| b.is_ascii_digit())
                     });
                 if !valid {
@@ -111,6 +117,8 @@ pub struct Roles {
     pub nodes: Vec<String>,
     /// The bus leader (Redis: the primary); `None` when no node claims leadership.
     pub leader: Option<String>,
+    /// Redis Sentinels (`s1`..), empty without Sentinel.
+    pub sentinels: Vec<String>,
 }
 
 impl Roles {
@@ -170,8 +178,15 @@ impl Roles {
                 shuffled
             }
             Selector::All => shuffled,
+            Selector::Sentinel => match Self::pick(&self.sentinels, rng) {
+                Some(s) => vec![s],
+                None => return Err(fail("this run has no Sentinels".into())),
+            },
             Selector::Named(names) => {
-                if let Some(unknown) = names.iter().find(|x| !self.nodes.contains(x)) {
+                if let Some(unknown) = names
+                    .iter()
+                    .find(|x| !self.nodes.contains(x) && !self.sentinels.contains(x))
+                {
                     return Err(fail(format!(
                         "{unknown} is not one of {}",
                         self.nodes.join(",")
@@ -200,13 +215,25 @@ pub fn node_index(name: &str) -> usize {
 pub async fn find_roles(
     target: Target,
     endpoints: &[(String, SocketAddr)],
+    sentinels: &[(String, SocketAddr)],
     timeout: Duration,
 ) -> Roles {
     let nodes: Vec<String> = endpoints.iter().map(|(n, _)| n.clone()).collect();
+    let sentinel_names: Vec<String> = sentinels.iter().map(|(n, _)| n.clone()).collect();
     if target == Target::Redis {
+        let leader = if sentinels.is_empty() {
+            nodes.first().cloned()
+        } else {
+            let addrs: Vec<SocketAddr> = sentinels.iter().map(|(_, a)| *a).collect();
+            crate::workload::discover::majority_primary(&addrs, timeout)
+                .await
+                .and_then(|p| endpoints.iter().find(|(_, a)| *a == p))
+                .map(|(n, _)| n.clone())
+        };
         return Roles {
-            leader: nodes.first().cloned(),
+            leader,
             nodes,
+            sentinels: sentinel_names,
         };
     }
     let answers = futures::future::join_all(endpoints.iter().map(|(name, addr)| async move {
@@ -236,7 +263,11 @@ pub async fn find_roles(
             .map(|(id, _)| format!("n{id}"))
             .filter(|n| nodes.contains(n))
     });
-    Roles { nodes, leader }
+    Roles {
+        nodes,
+        leader,
+        sentinels: sentinel_names,
+    }
 }
 
 #[cfg(test)]
@@ -250,13 +281,15 @@ mod tests {
         Roles {
             nodes: (1..=n).map(|i| format!("n{i}")).collect(),
             leader: leader.map(str::to_string),
+            sentinels: Vec::new(),
         }
     }
 
     #[test]
     fn selectors_parse_and_print() {
         for s in [
-            "leader", "follower", "minority", "majority", "all", "primary", "replica", "n1,n3",
+            "leader", "follower", "minority", "majority", "all", "primary", "replica", "sentinel",
+            "n1,n3", "s2",
         ] {
             let sel: Selector = s.parse().unwrap();
             assert_eq!(sel.to_string(), s);
@@ -283,6 +316,13 @@ mod tests {
         assert_eq!(r.resolve(&named, &mut rng).unwrap(), ["n2", "n4"]);
         let unknown = Selector::Named(vec!["n9".into()]);
         assert!(r.resolve(&unknown, &mut rng).is_err());
+        assert!(r.resolve(&Selector::Sentinel, &mut rng).is_err());
+        let with_sentinels = Roles {
+            sentinels: vec!["s1".into(), "s2".into(), "s3".into()],
+            ..r.clone()
+        };
+        let s = with_sentinels.resolve(&Selector::Sentinel, &mut rng).unwrap();
+        assert!(s.len() == 1 && s[0].starts_with('s'), "{s:?}");
         // A single node has no follower.
         assert!(roles(1, Some("n1"))
             .resolve(&Selector::Follower, &mut rng)

@@ -1,5 +1,10 @@
-//! Availability after faults: for each fault window, the time from its end (the heal) to
-//! the first acknowledged publish at or after it, returned as the recovery list. If no
+//! Availability during and after faults: for each fault window, the fraction of the
+//! publishes sent inside it that were acknowledged (a reply after the request timeout
+//! counts as none: the publish is indeterminate), the seconds of writes that were not
+//! taken (window length × the fraction not acknowledged), the time from its start to the
+//! first acknowledgement of a publish sent at or after the start, and the time from its
+//! end (the heal) to the first acknowledged publish at or after it, returned as the
+//! recovery list. If no
 //! publish succeeded after the last heal although publishes went on for more than
 //! [`GRACE_US`] after it, that is `never_recovered` (a violation with no `Checks` counter).
 
@@ -32,10 +37,20 @@ impl Invariant for Availability {
         let recovery = h
             .faults
             .iter()
-            .map(|f| Recovery {
-                kind: f.kind.clone(),
-                healed_at_s: f.end_us as f64 / 1e6,
-                first_ok_after_s: first_ok_after(f.end_us).map(|us| us as f64 / 1e6),
+            .map(|f| {
+                let window = window_stats(h, f.start_us, f.end_us);
+                let len_s = f.end_us.saturating_sub(f.start_us) as f64 / 1e6;
+                Recovery {
+                    kind: f.kind.clone(),
+                    healed_at_s: f.end_us as f64 / 1e6,
+                    first_ok_after_s: first_ok_after(f.end_us).map(|us| us as f64 / 1e6),
+                    started_at_s: f.start_us as f64 / 1e6,
+                    first_ok_after_start_s: window.first_ok_us.map(|us| us as f64 / 1e6),
+                    availability: window.availability(),
+                    unavailable_s: window.availability().map_or(len_s, |a| len_s * (1.0 - a)),
+                    // Attributed by the harness once every lost message is known.
+                    lost: 0,
+                }
             })
             .collect();
         out.set_recovery(recovery);
@@ -52,6 +67,43 @@ impl Invariant for Availability {
             });
         }
     }
+}
+
+/// Publishes sent inside one fault window.
+struct WindowStats {
+    sent: u64,
+    acked: u64,
+    /// From the window's start to the first ack of a publish sent at or after it.
+    first_ok_us: Option<u64>,
+}
+
+impl WindowStats {
+    fn availability(&self) -> Option<f64> {
+        (self.sent > 0).then(|| self.acked as f64 / self.sent as f64)
+    }
+}
+
+fn window_stats(h: &IndexedHistory, start_us: u64, end_us: u64) -> WindowStats {
+    let mut w = WindowStats {
+        sent: 0,
+        acked: 0,
+        first_ok_us: None,
+    };
+    let mut first_ok = u64::MAX;
+    for m in &h.messages {
+        if m.invoke_us < start_us {
+            continue;
+        }
+        if m.is_acked() {
+            first_ok = first_ok.min(m.complete_us);
+        }
+        if m.invoke_us < end_us {
+            w.sent += 1;
+            w.acked += u64::from(m.is_acked());
+        }
+    }
+    w.first_ok_us = (first_ok != u64::MAX).then(|| first_ok - start_us);
+    w
 }
 
 #[cfg(test)]
@@ -73,6 +125,29 @@ mod tests {
         assert_eq!(out.recovery[0].kind, "kill");
         let after = out.recovery[0].first_ok_after_s.expect("recovered");
         assert!((after - 0.004).abs() < 1e-9, "{after}");
+    }
+
+    #[test]
+    fn availability_counts_publishes_sent_inside_the_window() {
+        let mut h = H::stream(&["n1"]);
+        h.fault("partition", 0, 10);
+        h.at(1);
+        h.failed(1, "c");
+        h.at(2);
+        h.failed(2, "c");
+        h.at(3);
+        h.acked(3, "c", "1-0");
+        h.at(4);
+        h.acked(4, "c", "2-0");
+        let index = h.index();
+        let mut out = Findings::new(10);
+        Availability.check(&index, &mut out);
+        let r = &out.recovery[0];
+        assert_eq!(r.availability, Some(0.5));
+        assert!((r.unavailable_s - 0.005).abs() < 1e-9, "{}", r.unavailable_s);
+        let first = r.first_ok_after_start_s.expect("acked inside");
+        // Publish 3 was sent at 4 ms and acknowledged at 5 ms.
+        assert!((first - 0.005).abs() < 1e-9, "{first}");
     }
 
     #[test]

@@ -260,6 +260,7 @@ pub async fn start_with(
                     version,
                     nodes,
                     writable: (0..count).collect(),
+                    sentinels: Vec::new(),
                     spawner,
                 });
             }

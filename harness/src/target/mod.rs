@@ -5,7 +5,8 @@
 //! - [`process`] — one server process: start, kill, restart, pause, resume, log tail; with a
 //!   lazy-filesystem spawner its data dir is mounted before the first start (power loss).
 //! - [`bus`] — a raftbus cluster of `raftbus-node` processes, ready once it has a leader.
-//! - [`redis`] — `redis-server` (plus an optional replica), the baseline.
+//! - [`redis`] — `redis-server` (plus replicas), the baseline.
+//! - [`sentinel`] — Redis Sentinels (`s1`..) that fail the primary over.
 //!
 //! A [`Cluster`] owns its processes: dropping it kills them all (process groups, SIGKILL),
 //! and each process also dies with the harness through `PR_SET_PDEATHSIG`.
@@ -14,6 +15,7 @@ pub mod bus;
 pub mod lab;
 pub mod process;
 pub mod redis;
+pub mod sentinel;
 pub mod spawner;
 
 use std::net::SocketAddr;
@@ -95,6 +97,8 @@ pub struct Cluster {
     nodes: Vec<Node>,
     /// Indices into `nodes` of the servers that accept writes.
     writable: Vec<usize>,
+    /// Redis Sentinels (empty for the bus and for Redis without failover).
+    sentinels: Vec<Node>,
     spawner: std::sync::Arc<dyn Spawner>,
 }
 
@@ -112,8 +116,20 @@ impl Cluster {
         &self.nodes
     }
 
+    /// A server or a Sentinel by name.
     pub fn node_mut(&mut self, name: &str) -> Option<&mut Node> {
-        self.nodes.iter_mut().find(|n| n.name == name)
+        self.nodes
+            .iter_mut()
+            .chain(self.sentinels.iter_mut())
+            .find(|n| n.name == name)
+    }
+
+    /// `(name, addr)` of the Redis Sentinels (empty without Sentinel).
+    pub fn sentinel_endpoints(&self) -> Vec<(String, SocketAddr)> {
+        self.sentinels
+            .iter()
+            .map(|n| (n.name.clone(), n.addr))
+            .collect()
     }
 
     /// `(name, addr)` of the servers publishers talk to (bus: all; Redis: the primary).
@@ -142,7 +158,7 @@ impl Cluster {
 
     /// Errors if a node that should run has exited.
     pub fn check_alive(&mut self) -> Result<(), TargetError> {
-        for node in &mut self.nodes {
+        for node in self.nodes.iter_mut().chain(self.sentinels.iter_mut()) {
             if let Some(status) = node.process.exited() {
                 return Err(TargetError::Exited {
                     node: node.name.clone(),
@@ -156,7 +172,7 @@ impl Cluster {
 
     /// Stops every server (SIGTERM with a short grace, then SIGKILL).
     pub fn shutdown(&mut self) {
-        for node in &mut self.nodes {
+        for node in self.sentinels.iter_mut().chain(self.nodes.iter_mut()) {
             node.process.terminate(Duration::from_secs(3));
         }
     }

@@ -1,5 +1,7 @@
-//! The Redis baseline: `redis-server` from `PATH`, a primary `n1` and optionally a
-//! replica `n2` (`--replicaof`). Publishers talk to the primary; subscribers to both.
+//! The Redis baseline: `redis-server` from `PATH`, a primary `n1` and optionally replicas
+//! `n2`.. (`--replicaof`), with `min-replicas-to-write` when asked, and optionally three
+//! Sentinels ([`super::sentinel`]) that fail the primary over. Publishers talk to the
+//! primary (with Sentinel: the one Sentinel names); subscribers to every server.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -46,10 +48,30 @@ pub fn detail(opts: &RedisOptions) -> String {
         RedisPersistence::Everysec => "appendfsync everysec",
         RedisPersistence::Always => "appendfsync always",
     };
+    let mut parts = vec![persistence.to_string()];
     match opts.replicas {
-        0 => persistence.to_string(),
-        n => format!("{persistence}, {n} replica"),
+        0 => {}
+        1 => parts.push("1 replica".into()),
+        n => parts.push(format!("{n} replicas")),
     }
+    if opts.sentinels > 0 {
+        parts.push(super::sentinel::detail(opts));
+    }
+    if opts.min_replicas_to_write > 0 {
+        parts.push(format!(
+            "min-replicas-to-write {} (max lag {}s)",
+            opts.min_replicas_to_write,
+            opts.min_replicas_max_lag.as_secs()
+        ));
+    }
+    if opts.wait_replicas > 0 {
+        parts.push(format!(
+            "WAIT {} {}",
+            opts.wait_replicas,
+            opts.wait_timeout.as_millis()
+        ));
+    }
+    parts.join(", ")
 }
 
 fn args(
@@ -88,6 +110,12 @@ fn args(
         "no",
     ] {
         a.push(s.into());
+    }
+    if opts.min_replicas_to_write > 0 {
+        a.push("--min-replicas-to-write".into());
+        a.push(opts.min_replicas_to_write.to_string().into());
+        a.push("--min-replicas-max-lag".into());
+        a.push(opts.min_replicas_max_lag.as_secs().max(1).to_string().into());
     }
     if let Some(primary) = replica_of {
         a.push("--replicaof".into());
@@ -142,6 +170,21 @@ pub async fn start(
         match outcome {
             Startup::Ready => {
                 tracing::info!(%version, primary = %addrs[0], replicas = opts.replicas, "redis ready");
+                let sentinels = if opts.sentinels > 0 {
+                    match super::sentinel::start(dir, &program, addrs[0], opts, spawner.clone())
+                        .await
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            for p in &mut procs {
+                                p.kill();
+                            }
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
                 let nodes = procs
                     .into_iter()
                     .zip(addrs)
@@ -157,6 +200,7 @@ pub async fn start(
                     version,
                     nodes,
                     writable: vec![0],
+                    sentinels,
                     spawner,
                 });
             }

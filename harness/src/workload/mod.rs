@@ -5,8 +5,10 @@
 //! - [`subscriber`] — XREAD / SUBSCRIBE subscribers with reconnect and resume.
 //! - [`reader`] — open-loop XRANGE / XREVRANGE / XLEN reads on random nodes (stale reads).
 //! - [`resp`] — a minimal RESP client for connections the harness fully controls.
+//! - [`discover`] — the Redis primary through Sentinel; settling before the final reads.
 //! - [`progress`] — the progress display.
 
+pub mod discover;
 pub mod progress;
 pub mod publisher;
 pub mod reader;
@@ -36,6 +38,9 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pub/sub has no end marker: drained once no delivery arrived for this long.
 const PUBSUB_QUIET: Duration = Duration::from_secs(1);
+/// How long Redis servers get, after the load, to become replicas of the primary Sentinel
+/// names and catch up, before the final reads.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Page size of the final XRANGE reads.
 const FINAL_PAGE: usize = 10_000;
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,10 +62,18 @@ pub struct LoadPlan {
     pub publish_endpoints: Vec<(String, SocketAddr)>,
     /// Every node: subscribers connect to each, final streams are read from each.
     pub endpoints: Vec<(String, SocketAddr)>,
+    /// Redis Sentinels (empty: no Sentinel): publishers ask them for the primary.
+    pub sentinels: Vec<(String, SocketAddr)>,
     /// Test hook: kill every subscriber connection at this time.
     pub kill_subscribers_at: Option<Duration>,
     /// Label of the progress display.
     pub label: String,
+}
+
+impl LoadPlan {
+    fn sentinel_addrs(&self) -> Vec<SocketAddr> {
+        self.sentinels.iter().map(|(_, a)| *a).collect()
+    }
 }
 
 /// What happened besides the recorded events.
@@ -77,6 +90,9 @@ pub struct LoadReport {
     pub killed_subscribers: Option<usize>,
     /// The read workload.
     pub reads: reader::ReaderReport,
+    /// Redis with Sentinel: why the servers had not settled on one primary before the
+    /// final reads (`None`: settled, or no Sentinel).
+    pub unsettled: Option<String>,
 }
 
 /// Runs the workload against the endpoints; every event goes to `recorder`.
@@ -118,6 +134,8 @@ pub async fn run(
         let spec = PublisherSpec {
             index,
             endpoints: plan.publish_endpoints.clone(),
+            sentinels: plan.sentinel_addrs(),
+            servers: plan.endpoints.clone(),
             scenario: s.clone(),
             target: plan.target,
             seed: plan.seed,
@@ -202,6 +220,15 @@ pub async fn run(
             report.killed_subscribers = Some(k.await.unwrap_or(0));
         } else {
             k.abort();
+        }
+    }
+    if !plan.sentinels.is_empty() {
+        match discover::settle(&plan.endpoints, &plan.sentinel_addrs(), SETTLE_TIMEOUT).await {
+            Ok(primary) => tracing::info!(%primary, "redis settled on one primary"),
+            Err(why) => {
+                tracing::warn!(%why, "redis did not settle before the final reads");
+                report.unsettled = Some(why);
+            }
         }
     }
     tracing::info!("load stopped, draining subscribers");

@@ -4,10 +4,22 @@
 //! whatever happened to earlier ones: each request is its own task on a pipelined
 //! (multiplexed) connection, with a timeout. Latency is taken from the intended time, so
 //! a slow target cannot hide behind a slow generator (no coordinated omission).
+//!
+//! Under faults the client policy decides where the next request goes
+//! ([`crate::scenario::ClientPolicy`]). `sticky`: the node it started on, reconnecting to
+//! it after a broken connection. `failover` (the default): after a broken connection, a
+//! connection whose oldest outstanding request has waited `client.stall`, or (Redis) a
+//! not-the-primary error (`READONLY`, `NOREPLICAS`, ...), new requests go elsewhere — the
+//! bus: the next node; Redis with Sentinel: the primary the Sentinels name (confirmed with
+//! `ROLE`) — after a backoff doubling from 50 ms to at most 1 s; publishes due meanwhile
+//! wait for the new connection, up to the request timeout. Requests already sent keep
+//! waiting for their own outcome; one without a reply stays indeterminate and is never
+//! resent (a new message id is a new message).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raftbus_reports::model::{Mode, Target};
@@ -19,11 +31,13 @@ use tokio::time::Instant;
 use crate::history::{msg_id, Event, Outcome};
 use crate::payload;
 use crate::record::{Clock, Recorder};
-use crate::scenario::Scenario;
+use crate::scenario::{ClientPolicy, Scenario};
 use crate::target::connect_with;
 
 /// How long the loop sleeps at most, so connection changes are noticed quickly.
 const MAX_IDLE: Duration = Duration::from_millis(20);
+/// How often publishes held for a reconnect look for the new connection.
+const HOLD_POLL: Duration = Duration::from_millis(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,6 +48,10 @@ pub struct PublisherSpec {
     pub index: u32,
     /// Nodes it may talk to, tried round-robin starting at `index`.
     pub endpoints: Vec<(String, SocketAddr)>,
+    /// Redis Sentinels to ask for the primary (empty: use `endpoints`).
+    pub sentinels: Vec<SocketAddr>,
+    /// Every server, to name the one Sentinel points at.
+    pub servers: Vec<(String, SocketAddr)>,
     pub scenario: Arc<Scenario>,
     pub target: Target,
     pub seed: u64,
@@ -72,34 +90,89 @@ pub fn classify_server_error(target: Target, code: &str, detail: &str) -> Outcom
     }
 }
 
+/// What a reply says about the connection it came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Fine,
+    /// The connection is gone: reconnect.
+    Broken,
+    /// Redis: this server is not (or cannot act as) the primary now: look for it again.
+    NotPrimary,
+}
+
 /// The outcome of one request's reply.
 fn outcome_of(
     target: Target,
     reply: Result<Result<redis::Value, redis::RedisError>, tokio::time::error::Elapsed>,
-) -> (Outcome, Option<String>, Option<String>, bool) {
+) -> (Outcome, Option<String>, Option<String>, Health) {
     match reply {
-        Err(_) => (Outcome::Info, None, Some("timeout".into()), false),
-        Ok(Ok(value)) => {
-            let id = match value {
-                redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-                redis::Value::SimpleString(s) => Some(s),
-                redis::Value::Int(i) => Some(i.to_string()),
-                other => Some(format!("{other:?}")),
-            };
-            (Outcome::Ok, id, None, false)
-        }
+        Err(_) => (Outcome::Info, None, Some("timeout".into()), Health::Fine),
+        Ok(Ok(value)) => (Outcome::Ok, Some(reply_text(value)), None, Health::Fine),
         Ok(Err(e)) => {
             let text = e.to_string();
             match e.code() {
                 Some(code) if !e.is_io_error() => {
                     let outcome = classify_server_error(target, code, e.detail().unwrap_or(""));
-                    (outcome, None, Some(text), false)
+                    let health = if not_the_primary(target, code) {
+                        Health::NotPrimary
+                    } else {
+                        Health::Fine
+                    };
+                    (outcome, None, Some(text), health)
                 }
                 // A slow reply says nothing about the pipelined connection's health.
-                _ if e.is_timeout() => (Outcome::Info, None, Some(text), false),
-                _ => (Outcome::Info, None, Some(text), true),
+                _ if e.is_timeout() => (Outcome::Info, None, Some(text), Health::Fine),
+                _ => (Outcome::Info, None, Some(text), Health::Broken),
             }
         }
+    }
+}
+
+fn reply_text(value: redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        redis::Value::SimpleString(s) => s,
+        redis::Value::Int(i) => i.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Redis errors that say "this server does not take writes as primary now": a failover
+/// client looks for the primary again.
+fn not_the_primary(target: Target, code: &str) -> bool {
+    target == Target::Redis
+        && matches!(
+            code.to_ascii_uppercase().as_str(),
+            "READONLY" | "NOREPLICAS" | "MASTERDOWN" | "LOADING"
+        )
+}
+
+/// The outcome of an `XADD` + `WAIT n t` pipeline: acknowledged only when `n` replicas
+/// confirmed; fewer leaves it indeterminate (the primary has it, a failover may drop it).
+fn wait_outcome(
+    want: usize,
+    reply: Result<Result<Vec<redis::Value>, redis::RedisError>, tokio::time::error::Elapsed>,
+) -> (Outcome, Option<String>, Option<String>, Health) {
+    match reply {
+        Ok(Ok(values)) => match <[redis::Value; 2]>::try_from(values) {
+            Ok([id, redis::Value::Int(n)]) if n >= 0 && n as usize >= want => {
+                (Outcome::Ok, Some(reply_text(id)), None, Health::Fine)
+            }
+            Ok([_, redis::Value::Int(n)]) => (
+                Outcome::Info,
+                None,
+                Some(format!("WAIT confirmed {n} of {want} replicas")),
+                Health::Fine,
+            ),
+            other => (
+                Outcome::Info,
+                None,
+                Some(format!("unexpected XADD+WAIT reply {other:?}")),
+                Health::Fine,
+            ),
+        },
+        Ok(Err(e)) => outcome_of(Target::Redis, Ok(Err(e))),
+        Err(elapsed) => outcome_of(Target::Redis, Err(elapsed)),
     }
 }
 
@@ -107,19 +180,54 @@ struct Conn {
     node: String,
     generation: u64,
     mc: MultiplexedConnection,
+    /// Send time of every request still waiting for its reply, by sequence number.
+    pending: Arc<Mutex<BTreeMap<u64, Instant>>>,
 }
 
-/// Connects to endpoint `attempt % n` (publisher `index` starts at its own offset).
+impl Conn {
+    /// How long the oldest outstanding request has waited.
+    fn oldest_wait(&self, now: Instant) -> Duration {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending
+            .values()
+            .next()
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(*t))
+    }
+}
+
+/// Where the next connection goes: sticky, the publisher's own node; failover, the node
+/// after `attempt` moves (bus) or the primary Sentinel names (Redis with Sentinel).
 async fn connect_to(spec: &PublisherSpec, attempt: usize, generation: u64) -> Result<Conn, String> {
     let n = spec.endpoints.len();
-    let (node, addr) = &spec.endpoints[(spec.index as usize + attempt) % n];
+    let policy = spec.scenario.client.policy;
+    let (node, addr) = if policy == ClientPolicy::Failover && !spec.sentinels.is_empty() {
+        let first = spec.index as usize + attempt;
+        let addr = super::discover::discover(&spec.sentinels, first, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| format!("no primary from sentinel: {e}"))?;
+        let name = spec
+            .servers
+            .iter()
+            .find(|(_, a)| *a == addr)
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| format!("sentinel names {addr}, which is none of the servers"))?;
+        (name, addr)
+    } else {
+        let moves = if policy == ClientPolicy::Sticky {
+            0
+        } else {
+            attempt
+        };
+        spec.endpoints[(spec.index as usize + moves) % n].clone()
+    };
     // No reply timeout inside the client: each request has its own (the scenario's).
-    connect_with(node, *addr, CONNECT_TIMEOUT, None)
+    connect_with(&node, addr, CONNECT_TIMEOUT, None)
         .await
         .map(|mc| Conn {
-            node: node.clone(),
+            node,
             generation,
             mc,
+            pending: Arc::default(),
         })
         .map_err(|e| e.to_string())
 }
@@ -157,11 +265,18 @@ impl Publisher {
         let broken = Arc::new(AtomicU64::new(0));
         let mut generation = 1u64;
         let mut attempt = 0usize;
+        // Consecutive failed connects since the last good one: the backoff exponent.
+        let mut failures = 0u32;
+        let failover = s.client.policy == ClientPolicy::Failover;
+        let wait = (spec.target == Target::Redis && s.redis.wait_replicas > 0)
+            .then(|| (s.redis.wait_replicas, s.redis.wait_timeout));
         let mut connecting: Option<tokio::task::JoinHandle<Result<Conn, String>>> = None;
         let mut in_flight = JoinSet::new();
         let mut seq = 0u64;
+        // Invoked publishes not sent yet: (seq, msg, channel, intended time in s).
+        let mut held: VecDeque<(u64, u64, String, f64)> = VecDeque::new();
 
-        while next_t < duration {
+        while next_t < duration || !held.is_empty() {
             // Connection upkeep: drop a broken connection, start or collect a reconnect.
             if conn
                 .as_ref()
@@ -171,24 +286,38 @@ impl Publisher {
                 tracing::info!(publisher = spec.index, node = %c.node, "publisher connection lost");
                 attempt += 1;
             }
+            if failover
+                && conn
+                    .as_ref()
+                    .is_some_and(|c| c.oldest_wait(Instant::now()) >= s.client.stall)
+            {
+                let c = conn.take().expect("checked");
+                tracing::info!(publisher = spec.index, node = %c.node, "publisher leaves a stalled connection");
+                attempt += 1;
+            }
             if conn.is_none() {
                 match connecting.take() {
                     Some(h) if h.is_finished() => match h.await {
                         Ok(Ok(c)) => {
                             tracing::info!(publisher = spec.index, node = %c.node, "publisher reconnected");
                             conn = Some(c);
+                            failures = 0;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(publisher = spec.index, error = %e, "reconnect failed");
                             attempt += 1;
+                            failures += 1;
                         }
-                        Err(_) => attempt += 1,
+                        Err(_) => {
+                            attempt += 1;
+                            failures += 1;
+                        }
                     },
                     Some(h) => connecting = Some(h),
                     None => {
                         generation += 1;
                         let delay = BACKOFF_MIN
-                            .saturating_mul(1 << attempt.min(5))
+                            .saturating_mul(1 << failures.min(5))
                             .min(BACKOFF_MAX);
                         let spec2 = spec.clone();
                         let (a, g) = (attempt, generation);
@@ -201,16 +330,14 @@ impl Publisher {
             }
             while in_flight.try_join_next().is_some() {}
 
-            // Send everything that is due.
+            // Everything due is invoked now (at its scheduled time) and queued.
             let now = Instant::now();
             let elapsed = now.saturating_duration_since(start).as_secs_f64();
             while next_t <= elapsed && next_t < duration {
                 seq += 1;
                 let msg = msg_id(spec.index, seq);
-                let intended_us = (next_t * 1e6) as u64;
                 let ch = channels[channel].clone();
                 channel = (channel + 1) % channels.len();
-                next_t += publishers / s.rate_at(next_t);
                 let node = conn.as_ref().map(|c| c.node.clone()).unwrap_or_else(|| {
                     spec.endpoints[(spec.index as usize + attempt) % spec.endpoints.len()]
                         .0
@@ -218,15 +345,41 @@ impl Publisher {
                 });
                 recorder
                     .record(Event::Invoke {
-                        intended_us,
+                        intended_us: (next_t * 1e6) as u64,
                         t_us: clock.now_us(),
                         msg,
                         channel: ch.clone(),
                         node,
                     })
                     .await;
-                let Some(c) = conn.as_ref() else {
-                    // Never sent: definitely not applied.
+                held.push_back((seq, msg, ch, next_t));
+                next_t += publishers / s.rate_at(next_t);
+            }
+            // Without a connection they wait for the reconnect, each until it is a request
+            // timeout late (its deadline); then it fails unsent.
+            while let Some(&(_, msg, _, intended)) = held.front() {
+                if conn.is_some() || elapsed - intended < timeout.as_secs_f64() {
+                    break;
+                }
+                held.pop_front();
+                // Never sent: definitely not applied.
+                recorder
+                    .record(Event::Complete {
+                        t_us: clock.now_us(),
+                        msg,
+                        outcome: Outcome::Fail,
+                        id: None,
+                        error: Some("not connected".into()),
+                    })
+                    .await;
+            }
+            while let Some(c) = conn.as_ref() {
+                let Some((seq, msg, ch, intended)) = held.pop_front() else {
+                    break;
+                };
+                // What is left of its deadline (intended time + request timeout).
+                let late = Duration::from_secs_f64((elapsed - intended).max(0.0));
+                let Some(timeout) = timeout.checked_sub(late).filter(|t| !t.is_zero()) else {
                     recorder
                         .record(Event::Complete {
                             t_us: clock.now_us(),
@@ -253,15 +406,43 @@ impl Publisher {
                 cmd.arg(payload::encode(msg, s.size));
                 let mut mc = c.mc.clone();
                 let gen = c.generation;
+                let pending = c.pending.clone();
+                pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(seq, Instant::now());
                 let (recorder, clock, broken, target) =
                     (recorder.clone(), clock.clone(), broken.clone(), spec.target);
                 in_flight.spawn(async move {
-                    let reply =
-                        tokio::time::timeout(timeout, cmd.query_async::<redis::Value>(&mut mc))
+                    let (outcome, id, error, health) = match wait {
+                        None => {
+                            let r = tokio::time::timeout(
+                                timeout,
+                                cmd.query_async::<redis::Value>(&mut mc),
+                            )
                             .await;
+                            outcome_of(target, r)
+                        }
+                        Some((want, wait_timeout)) => {
+                            let mut pipe = redis::pipe();
+                            pipe.add_command(cmd)
+                                .cmd("WAIT")
+                                .arg(want)
+                                .arg(wait_timeout.as_millis() as u64);
+                            let r = tokio::time::timeout(
+                                timeout,
+                                pipe.query_async::<Vec<redis::Value>>(&mut mc),
+                            )
+                            .await;
+                            wait_outcome(want, r)
+                        }
+                    };
+                    pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&seq);
                     let t_us = clock.now_us();
-                    let (outcome, id, error, conn_broken) = outcome_of(target, reply);
-                    if conn_broken {
+                    if health == Health::Broken || (failover && health == Health::NotPrimary) {
                         broken.store(gen, Ordering::Relaxed);
                     }
                     recorder
@@ -275,10 +456,16 @@ impl Publisher {
                         .await;
                 });
             }
-            if next_t >= duration {
+            let due = start + Duration::from_secs_f64(next_t);
+            let now = Instant::now();
+            // Publishes held for a reconnect are already due: poll for the connection.
+            let wake = if !held.is_empty() {
+                now + HOLD_POLL
+            } else if next_t >= duration {
                 break;
-            }
-            let wake = (start + Duration::from_secs_f64(next_t)).min(Instant::now() + MAX_IDLE);
+            } else {
+                due.min(now + MAX_IDLE)
+            };
             tokio::time::sleep_until(wake).await;
         }
         if let Some(h) = connecting {

@@ -1,0 +1,175 @@
+//! Failover with real processes: Redis with Sentinel follows a primary kill, loses
+//! acknowledged writes in a split brain, and bus publishers leave a paused leader.
+//!
+//! Like the other chaos tests these need the namespace lab (and redis-server); without
+//! them they fail loudly unless `RAFTBUS_ALLOW_SKIP=1`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use raftbus::history::Event;
+use raftbus_reports::model::Verdict;
+
+use crate::util;
+
+fn require_lab() -> bool {
+    let caps = raftbus_faults::probe();
+    if caps.full_lab() {
+        return true;
+    }
+    let why = caps.notes.join("; ");
+    if std::env::var_os("RAFTBUS_ALLOW_SKIP").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: the namespace lab is not available here: {why}");
+        return false;
+    }
+    panic!("the namespace lab is not available ({why}); set RAFTBUS_ALLOW_SKIP=1 to skip");
+}
+
+/// Writes `body` (after a common header) as a scenario and runs `raftbus chaos` on it.
+fn chaos(dir: &Path, body: &str, extra: &[&str]) -> std::process::Output {
+    let scenario = dir.with_extension("toml");
+    let text = format!(
+        "version = 1\nrate = 200\nwarmup = \"2s\"\nchannels = 2\nseed = 11\n{body}"
+    );
+    std::fs::write(&scenario, text).unwrap();
+    let mut args = vec![
+        "chaos",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    util::run(&args)
+}
+
+/// Server processes of this run still alive (they must all be reaped).
+fn leftovers(dir: &Path) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-a", "-f", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("pgrep"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The node each publish was sent to, by publisher, in order.
+fn nodes_by_publisher(dir: &Path) -> BTreeMap<u64, Vec<(u64, String)>> {
+    let mut out: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
+    for e in util::history(dir) {
+        if let Event::Invoke { msg, t_us, node, .. } = e {
+            out.entry(msg >> 40).or_default().push((t_us, node));
+        }
+    }
+    out
+}
+
+const REDIS_SENTINEL: &str = "target = \"redis\"\npublishers = 2\n[redis]\npersistence = \"always\"\nreplicas = 2\nsentinels = 3\ndown_after = \"1s\"\nfailover_timeout = \"2s\"\n";
+
+#[test]
+fn redis_sentinel_promotes_a_replica_and_publishers_follow() {
+    util::require_redis();
+    if !require_lab() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kill");
+    let body = format!(
+        "name = \"sentinel-kill\"\nduration = \"16s\"\n{REDIS_SENTINEL}[[fault]]\nat = \"4s\"\nduration = \"6s\"\nkind = \"kill\"\ntarget = \"primary\"\n"
+    );
+    let out = chaos(&dir, &body, &[]);
+    let code = out.status.code();
+    // Redis may lose the writes it had not replicated at the kill: 1 is as fine as 0.
+    assert!(matches!(code, Some(0) | Some(1)), "{}", util::stderr(&out));
+    let s = util::summary(&dir);
+    assert!(s.target_detail.contains("3 sentinels"), "{}", s.target_detail);
+    assert_eq!(s.faults.len(), 1);
+    assert_eq!(s.faults[0].targets, ["n1"]);
+    // Writes resumed while n1 was still dead: a replica was promoted and publishers found it.
+    let r = &s.recovery[0];
+    let resumed = r.first_ok_after_start_s.expect("writes resumed");
+    assert!(
+        resumed < s.faults[0].end_s - s.faults[0].start_s,
+        "no acknowledged write before the old primary came back: {r:?}"
+    );
+    let moved = nodes_by_publisher(&dir)
+        .values()
+        .all(|sent| sent.iter().any(|(_, n)| n != "n1"));
+    assert!(moved, "every publisher should have moved off n1");
+    for name in ["n1", "n2", "n3", "s1", "s2", "s3"] {
+        assert!(dir.join("logs").join(format!("{name}.log")).is_file(), "{name}");
+    }
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn redis_split_brain_loses_acknowledged_writes() {
+    util::require_redis();
+    if !require_lab() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("split");
+    let body = format!(
+        "name = \"sentinel-split\"\nduration = \"18s\"\n{REDIS_SENTINEL}[[fault]]\nat = \"4s\"\nduration = \"7s\"\nkind = \"partition\"\nmode = \"isolate-leader\"\n"
+    );
+    let out = chaos(&dir, &body, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", util::stderr(&out));
+    let s = util::summary(&dir);
+    assert_eq!(s.verdict, Verdict::Invalid);
+    assert!(s.checks.lost > 0);
+    // The loss is counted under the partition, and the table says so.
+    assert_eq!(s.recovery[0].lost, s.checks.lost);
+    // The clients were never cut off: the old primary kept acknowledging.
+    assert!(s.recovery[0].availability.unwrap_or(0.0) > 0.5, "{:?}", s.recovery);
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains("Durability and availability"), "{md}");
+    assert!(md.contains("| partition: lost |"), "{md}");
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn bus_publishers_leave_a_paused_leader_unless_sticky() {
+    if !require_lab() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // One publisher starts on each node, so one starts on the leader.
+    let body = "name = \"bus-pause\"\ntarget = \"bus\"\npublishers = 3\nduration = \"14s\"\n[[fault]]\nat = \"4s\"\nduration = \"5s\"\nkind = \"pause\"\ntarget = \"leader\"\n";
+    for policy in ["failover", "sticky"] {
+        let dir = tmp.path().join(policy);
+        let out = chaos(&dir, body, &["--client-policy", policy]);
+        assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
+        let s = util::summary(&dir);
+        assert_eq!(s.checks.lost, 0);
+        let paused = s.faults[0].targets[0].clone();
+        let (start_us, end_us) = (
+            (s.faults[0].start_s * 1e6) as u64,
+            (s.faults[0].end_s * 1e6) as u64,
+        );
+        let sent_by = nodes_by_publisher(&dir);
+        assert!(sent_by.values().any(|sent| sent[0].1 == paused));
+        for (publisher, sent) in sent_by {
+            let first = &sent[0].1;
+            let during: Vec<&String> = sent
+                .iter()
+                .filter(|(t, _)| (start_us..end_us).contains(t))
+                .map(|(_, n)| n)
+                .collect();
+            if policy == "sticky" {
+                assert!(
+                    sent.iter().all(|(_, n)| n == first),
+                    "sticky publisher {publisher} changed node"
+                );
+            } else if first == &paused {
+                assert!(
+                    during.iter().any(|n| **n != paused),
+                    "publisher {publisher} stayed on the paused leader {paused}"
+                );
+            }
+        }
+    }
+}
