@@ -935,6 +935,17 @@ fn print_side_by_side(summaries: &[Summary]) {
         ),
         ("lost", Box::new(|s| s.checks.lost.to_string())),
         (
+            "stale reads",
+            Box::new(|s| {
+                let r = &s.checks.stale_reads;
+                format!("{}/{}", r.stale, r.reads)
+            }),
+        ),
+        (
+            "read p99 µs",
+            Box::new(|s| s.latency_us.read.p99.to_string()),
+        ),
+        (
             "indeterminate",
             Box::new(|s| s.checks.indeterminate.to_string()),
         ),
