@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The node's failpoint build (node/src/failpoint.rs), in its own target dir so it never
-# replaces the default binary the harness tests run: lints, and its failpoint tests. The
-# binary it leaves in target/failpoints/debug/ is what the harness's selftest test plants
-# bugs in.
-cargo clippy -p raftbus-node --all-targets --features failpoints --locked \
-  --target-dir target/failpoints -- -D warnings
-cargo test -p raftbus-node --features failpoints --locked --target-dir target/failpoints \
-  --lib --test main -- failpoint
+# The node's failpoint build (node/src/failpoint.rs): lints and its failpoint tests. It shares
+# the dependencies already built; the binary it links is kept as
+# target/failpoints/debug/raftbus-node (the harness's selftest test plants bugs in it) before
+# the workspace tests link the default binary back in place.
+cargo clippy -p raftbus-node --all-targets --features failpoints --locked -- -D warnings
+cargo test -p raftbus-node --features failpoints --locked --lib --test main -- failpoint
+mkdir -p target/failpoints/debug
+cp target/debug/raftbus-node target/failpoints/debug/raftbus-node
 cargo test --workspace --locked

@@ -439,6 +439,9 @@ impl Ctx<'_> {
                 p.target_label(),
                 humantime::format_duration(d)
             ),
+            (None, Some(seed)) if p.command == SuiteCommand::Selftest => {
+                format!("selftest, seed {seed}")
+            }
             _ => format!(
                 "check {}",
                 p.check_dir.as_deref().unwrap_or(Path::new("?")).display()
