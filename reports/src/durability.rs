@@ -5,8 +5,8 @@
 //! each configuration promises and what it did.
 //!
 //! Losses are attributed to a fault kind by the harness (`Recovery::lost`: a lost message
-//! belongs to the first fault window that started after it was acknowledged); duplicates
-//! are not attributed and are shown once per row.
+//! belongs to the fault window that was on when it was acknowledged, else the next one to
+//! start, else the last); duplicates are not attributed and are shown once per row.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -197,7 +197,7 @@ pub fn markdown(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nLost writes count under the first fault that started after they were acknowledged; unavailable seconds are the time from each fault's start until the first acknowledgement after it healed during which no write was acknowledged (pauses of more than 250 ms between acknowledgements).\n"
+        "\nLost writes count under the fault that was on when they were acknowledged, else the next fault to start (after the last one: the last one), so writes an old primary acknowledged between a heal and its demotion count under the next fault; unavailable seconds are the time from each fault's start until the first acknowledgement after it healed during which no write was acknowledged (pauses of more than 250 ms between acknowledgements).\n"
     );
     out
 }
@@ -249,7 +249,7 @@ pub fn html(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "</ul><p>Lost writes count under the first fault that started after they were acknowledged; unavailable seconds are the time from each fault's start until the first acknowledgement after it healed during which no write was acknowledged (pauses of more than 250 ms between acknowledgements).</p>"
+        "</ul><p>Lost writes count under the fault that was on when they were acknowledged, else the next fault to start (after the last one: the last one), so writes an old primary acknowledged between a heal and its demotion count under the next fault; unavailable seconds are the time from each fault's start until the first acknowledgement after it healed during which no write was acknowledged (pauses of more than 250 ms between acknowledgements).</p>"
     );
     out
 }

@@ -224,8 +224,8 @@ pub struct Recovery {
     /// acknowledgements).
     #[serde(default)]
     pub unavailable_s: f64,
-    /// Acknowledged writes lost, attributed to this window: the first fault window that
-    /// started after they were acknowledged.
+    /// Acknowledged writes lost, attributed to this window: the window that was on when
+    /// they were acknowledged, else the next to start, else the last.
     #[serde(default)]
     pub lost: u64,
 }
