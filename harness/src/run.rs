@@ -322,7 +322,7 @@ async fn bench(
     }
     if summaries.iter().any(|s| !s.recovery.is_empty()) {
         let refs: Vec<&Summary> = summaries.iter().collect();
-        println!("\ndurability and availability per fault kind (acked lost / seconds of writes not taken):");
+        println!("\ndurability and availability per fault kind (acked lost / seconds without an acknowledged write):");
         print!(
             "{}",
             raftbus_reports::durability::text(&raftbus_reports::durability::rows(&refs))

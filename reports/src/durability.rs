@@ -1,12 +1,12 @@
 //! The durability-and-availability table: one row per configuration run (the bus, Redis
 //! with its persistence, replicas, Sentinel, min-replicas and WAIT settings), one column
-//! group per fault kind with the acknowledged writes lost to that kind, the duplicates,
-//! and the seconds of writes not taken while it was on; then plain words under it: what
+//! group per fault kind with the acknowledged writes lost to that kind and the seconds
+//! during which no write was acknowledged, the duplicates per row; then plain words under it: what
 //! each configuration promises and what it did.
 //!
 //! Losses are attributed to a fault kind by the harness (`Recovery::lost`: a lost message
-//! belongs to the first fault window that started after it was acknowledged); duplicates
-//! are not attributed and are shown once per row.
+//! belongs to the fault window that was on when it was acknowledged, else the next one to
+//! start, else the last); duplicates are not attributed and are shown once per row.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,7 +22,7 @@ pub struct Cell {
     pub windows: usize,
     /// Acknowledged writes lost, attributed to this kind.
     pub lost: u64,
-    /// Seconds of writes not taken (window length × fraction not acknowledged), summed.
+    /// Seconds during which no write was acknowledged, summed over the windows.
     pub unavailable_s: f64,
     /// Slowest time from a window's start to its first acknowledged write.
     pub resume_s: Option<f64>,
@@ -113,7 +113,9 @@ fn promise_words(r: &Row) -> String {
     if c.contains("appendfsync always") {
         words.push("each server fsyncs its AOF before replying");
     } else if c.contains("everysec") {
-        words.push("each server fsyncs its AOF once a second (a power loss may drop the last second)");
+        words.push(
+            "each server fsyncs its AOF once a second (a power loss may drop the last second)",
+        );
     } else if c.contains("no persistence") {
         words.push("nothing is on disk: a restarted server is empty");
     }
@@ -195,7 +197,7 @@ pub fn markdown(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nLost writes count under the first fault that started after they were acknowledged; unavailable seconds are each fault window's length times the fraction of the publishes sent in it that were not acknowledged.\n"
+        "\nLost writes count under the fault that was on when they were acknowledged, else the next fault to start (after the last one: the last one), so writes an old primary acknowledged between a heal and its demotion count under the next fault; unavailable seconds are the time from each fault's start until the first acknowledgement after it healed during which no write was acknowledged (pauses of more than 250 ms between acknowledgements).\n"
     );
     out
 }
@@ -212,11 +214,7 @@ pub fn html(rows: &[Row]) -> String {
         "<h2 id=\"durability\">Durability and availability</h2><table><tr><th class=\"l\">configuration</th><th>acked</th><th>lost</th><th>duplicated</th>"
     );
     for k in &kinds {
-        let _ = write!(
-            out,
-            "<th>{0}: lost</th><th>{0}: unavailable s</th>",
-            esc(k)
-        );
+        let _ = write!(out, "<th>{0}: lost</th><th>{0}: unavailable s</th>", esc(k));
     }
     let _ = writeln!(out, "</tr>");
     for r in rows {
@@ -251,7 +249,7 @@ pub fn html(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "</ul><p>Lost writes count under the first fault that started after they were acknowledged; unavailable seconds are each fault window's length times the fraction of the publishes sent in it that were not acknowledged.</p>"
+        "</ul><p>Lost writes count under the fault that was on when they were acknowledged, else the next fault to start (after the last one: the last one), so writes an old primary acknowledged between a heal and its demotion count under the next fault; unavailable seconds are the time from each fault's start until the first acknowledgement after it healed during which no write was acknowledged (pauses of more than 250 ms between acknowledgements).</p>"
     );
     out
 }

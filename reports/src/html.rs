@@ -817,7 +817,9 @@ pub fn comparison_page(
     }
     let _ = writeln!(out, "</table>");
     let summaries: Vec<&Summary> = runs.iter().map(|r| &r.summary).collect();
-    out.push_str(&crate::durability::html(&crate::durability::rows(&summaries)));
+    out.push_str(&crate::durability::html(&crate::durability::rows(
+        &summaries,
+    )));
 
     let _ = writeln!(out, "<h2 id=\"rerun\">Rerun</h2>");
     for r in runs {

@@ -273,12 +273,13 @@ pub struct Recovery {
     /// the request timeout, since a later reply counts as no reply); `None`: none sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<f64>,
-    /// The window's length times the fraction not acknowledged: how many seconds of
-    /// writes the target did not take.
+    /// Seconds from the window's start until the first acknowledgement after its end
+    /// during which no write was acknowledged (gaps of more than 250 ms between
+    /// acknowledgements).
     #[serde(default)]
     pub unavailable_s: f64,
-    /// Acknowledged writes lost, attributed to this window: the first fault window that
-    /// started after they were acknowledged.
+    /// Acknowledged writes lost, attributed to this window: the window that was on when
+    /// they were acknowledged, else the next to start, else the last.
     #[serde(default)]
     pub lost: u64,
 }

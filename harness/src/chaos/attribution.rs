@@ -29,7 +29,11 @@ pub fn lost_per_window(
         r.lost = 0;
     }
     let mut order: Vec<usize> = (0..recovery.len()).collect();
-    order.sort_by(|&a, &b| recovery[a].started_at_s.total_cmp(&recovery[b].started_at_s));
+    order.sort_by(|&a, &b| {
+        recovery[a]
+            .started_at_s
+            .total_cmp(&recovery[b].started_at_s)
+    });
     for v in violations
         .iter()
         .filter(|v| LOST_KINDS.contains(&v.kind.as_str()))

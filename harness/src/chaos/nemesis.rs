@@ -288,7 +288,8 @@ impl Nemesis {
     async fn roles(&self) -> Roles {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            let roles = find_roles(self.target, &self.endpoints, &self.sentinels, ROLE_TIMEOUT).await;
+            let roles =
+                find_roles(self.target, &self.endpoints, &self.sentinels, ROLE_TIMEOUT).await;
             if roles.leader.is_some() || Instant::now() >= deadline {
                 if roles.leader.is_none() {
                     tracing::warn!("no leader at fault start; role targets fall back to the seed");

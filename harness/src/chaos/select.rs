@@ -321,7 +321,9 @@ mod tests {
             sentinels: vec!["s1".into(), "s2".into(), "s3".into()],
             ..r.clone()
         };
-        let s = with_sentinels.resolve(&Selector::Sentinel, &mut rng).unwrap();
+        let s = with_sentinels
+            .resolve(&Selector::Sentinel, &mut rng)
+            .unwrap();
         assert!(s.len() == 1 && s[0].starts_with('s'), "{s:?}");
         // A single node has no follower.
         assert!(roles(1, Some("n1"))

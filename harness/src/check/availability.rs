@@ -1,7 +1,8 @@
 //! Availability during and after faults: for each fault window, the fraction of the
 //! publishes sent inside it that were acknowledged (a reply after the request timeout
-//! counts as none: the publish is indeterminate), the seconds of writes that were not
-//! taken (window length × the fraction not acknowledged), the time from its start to the
+//! counts as none: the publish is indeterminate), the unavailable seconds (from the
+//! window's start until the first acknowledgement after its end, the time covered by gaps
+//! of more than [`GAP_US`] between acknowledgements), the time from its start to the
 //! first acknowledgement of a publish sent at or after the start, and the time from its
 //! end (the heal) to the first acknowledged publish at or after it, returned as the
 //! recovery list. If no
@@ -17,6 +18,9 @@ use super::{Findings, Invariant, Kind, Violation};
 /// Every chaos schedule leaves more than this after its last heal
 /// ([`crate::chaos::MIN_RECOVERY`]), so the check can always fire.
 pub const GRACE_US: u64 = 4_000_000;
+/// A pause between two acknowledgements longer than this counts as unavailable time
+/// (at the rates runs use, acknowledgements come every few milliseconds).
+pub const GAP_US: u64 = 250_000;
 
 pub(crate) struct Availability;
 
@@ -39,7 +43,6 @@ impl Invariant for Availability {
             .iter()
             .map(|f| {
                 let window = window_stats(h, f.start_us, f.end_us);
-                let len_s = f.end_us.saturating_sub(f.start_us) as f64 / 1e6;
                 Recovery {
                     kind: f.kind.clone(),
                     healed_at_s: f.end_us as f64 / 1e6,
@@ -47,7 +50,8 @@ impl Invariant for Availability {
                     started_at_s: f.start_us as f64 / 1e6,
                     first_ok_after_start_s: window.first_ok_us.map(|us| us as f64 / 1e6),
                     availability: window.availability(),
-                    unavailable_s: window.availability().map_or(len_s, |a| len_s * (1.0 - a)),
+                    unavailable_s: unavailable_us(&h.ok_completions, f.start_us, f.end_us) as f64
+                        / 1e6,
                     // Attributed by the harness once every lost message is known.
                     lost: 0,
                 }
@@ -67,6 +71,28 @@ impl Invariant for Availability {
             });
         }
     }
+}
+
+/// Time in `[start, first ack after end]` not covered by acknowledgements less than
+/// [`GAP_US`] apart (`acks` sorted). With no ack after the end, up to the last ack seen
+/// (or `end`).
+fn unavailable_us(acks: &[u64], start: u64, end: u64) -> u64 {
+    let from = acks.partition_point(|&t| t < start);
+    let mut total = 0;
+    let mut prev = start;
+    for &t in &acks[from..] {
+        if t - prev > GAP_US {
+            total += t - prev;
+        }
+        prev = t;
+        if t >= end {
+            return total;
+        }
+    }
+    if end > prev && end - prev > GAP_US {
+        total += end - prev;
+    }
+    total
 }
 
 /// Publishes sent inside one fault window.
@@ -128,6 +154,19 @@ mod tests {
     }
 
     #[test]
+    fn unavailable_time_is_the_gaps_between_acks_until_the_first_after_the_heal() {
+        let s = 1_000_000;
+        // Acks at 0.1 s, then nothing until 3.1 s, then every 0.1 s; fault 0–2 s.
+        let acks: Vec<u64> = [100_000, 3_100_000, 3_200_000].to_vec();
+        assert_eq!(unavailable_us(&acks, 0, 2 * s), 3_000_000);
+        // No ack at all after the start: the whole window.
+        assert_eq!(unavailable_us(&[], 0, 2 * s), 2 * s);
+        // Steady acks: nothing.
+        let steady: Vec<u64> = (0..50).map(|i| i * 100_000).collect();
+        assert_eq!(unavailable_us(&steady, 0, 2 * s), 0);
+    }
+
+    #[test]
     fn availability_counts_publishes_sent_inside_the_window() {
         let mut h = H::stream(&["n1"]);
         h.fault("partition", 0, 10);
@@ -144,7 +183,8 @@ mod tests {
         Availability.check(&index, &mut out);
         let r = &out.recovery[0];
         assert_eq!(r.availability, Some(0.5));
-        assert!((r.unavailable_s - 0.005).abs() < 1e-9, "{}", r.unavailable_s);
+        // Acks 1 ms apart: no gap counts.
+        assert_eq!(r.unavailable_s, 0.0);
         let first = r.first_ok_after_start_s.expect("acked inside");
         // Publish 3 was sent at 4 ms and acknowledged at 5 ms.
         assert!((first - 0.005).abs() < 1e-9, "{first}");

@@ -115,7 +115,13 @@ fn args(
         a.push("--min-replicas-to-write".into());
         a.push(opts.min_replicas_to_write.to_string().into());
         a.push("--min-replicas-max-lag".into());
-        a.push(opts.min_replicas_max_lag.as_secs().max(1).to_string().into());
+        a.push(
+            opts.min_replicas_max_lag
+                .as_secs()
+                .max(1)
+                .to_string()
+                .into(),
+        );
     }
     if let Some(primary) = replica_of {
         a.push("--replicaof".into());

@@ -176,7 +176,9 @@ mod tests {
             &opts,
         );
         assert!(text.contains("bind 198.18.1.4\n"), "{text}");
-        assert!(text.contains(&format!("sentinel monitor {MASTER_NAME} 198.18.1.1 6379 2\n")));
+        assert!(text.contains(&format!(
+            "sentinel monitor {MASTER_NAME} 198.18.1.1 6379 2\n"
+        )));
         assert!(text.contains("down-after-milliseconds raftbus 1500\n"));
         assert!(text.contains("failover-timeout raftbus 10000\n"));
         assert_eq!(quorum(3), 2);

@@ -126,7 +126,9 @@ pub async fn majority_primary(sentinels: &[SocketAddr], timeout: Duration) -> Op
 /// Why the servers have not settled yet.
 async fn unsettled(servers: &[(String, SocketAddr)], primary: SocketAddr) -> Option<String> {
     let Some((pname, _)) = servers.iter().find(|(_, a)| *a == primary) else {
-        return Some(format!("sentinels name {primary}, which is none of the servers"));
+        return Some(format!(
+            "sentinels name {primary}, which is none of the servers"
+        ));
     };
     let pinfo = match info(pname, primary, "replication").await {
         Ok(t) => t,
@@ -135,7 +137,9 @@ async fn unsettled(servers: &[(String, SocketAddr)], primary: SocketAddr) -> Opt
     if info_field(&pinfo, "role") != Some("master") {
         return Some(format!("{pname} is not a primary yet"));
     }
-    let offset = info_field(&pinfo, "master_repl_offset").unwrap_or("?").to_string();
+    let offset = info_field(&pinfo, "master_repl_offset")
+        .unwrap_or("?")
+        .to_string();
     for (name, addr) in servers.iter().filter(|(_, a)| *a != primary) {
         let t = match info(name, *addr, "replication").await {
             Ok(t) => t,
@@ -143,7 +147,8 @@ async fn unsettled(servers: &[(String, SocketAddr)], primary: SocketAddr) -> Opt
         };
         let host = info_field(&t, "master_host").unwrap_or("");
         let port = info_field(&t, "master_port").unwrap_or("");
-        if info_field(&t, "role") != Some("slave") || format!("{host}:{port}") != primary.to_string()
+        if info_field(&t, "role") != Some("slave")
+            || format!("{host}:{port}") != primary.to_string()
         {
             return Some(format!("{name} is not a replica of {pname} yet"));
         }

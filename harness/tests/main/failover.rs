@@ -28,9 +28,7 @@ fn require_lab() -> bool {
 /// Writes `body` (after a common header) as a scenario and runs `raftbus chaos` on it.
 fn chaos(dir: &Path, body: &str, extra: &[&str]) -> std::process::Output {
     let scenario = dir.with_extension("toml");
-    let text = format!(
-        "version = 1\nrate = 200\nwarmup = \"2s\"\nchannels = 2\nseed = 11\n{body}"
-    );
+    let text = format!("version = 1\nrate = 200\nwarmup = \"2s\"\nchannels = 2\nseed = 11\n{body}");
     std::fs::write(&scenario, text).unwrap();
     let mut args = vec![
         "chaos",
@@ -60,7 +58,10 @@ fn leftovers(dir: &Path) -> Vec<String> {
 fn nodes_by_publisher(dir: &Path) -> BTreeMap<u64, Vec<(u64, String)>> {
     let mut out: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
     for e in util::history(dir) {
-        if let Event::Invoke { msg, t_us, node, .. } = e {
+        if let Event::Invoke {
+            msg, t_us, node, ..
+        } = e
+        {
             out.entry(msg >> 40).or_default().push((t_us, node));
         }
     }
@@ -85,7 +86,11 @@ fn redis_sentinel_promotes_a_replica_and_publishers_follow() {
     // Redis may lose the writes it had not replicated at the kill: 1 is as fine as 0.
     assert!(matches!(code, Some(0) | Some(1)), "{}", util::stderr(&out));
     let s = util::summary(&dir);
-    assert!(s.target_detail.contains("3 sentinels"), "{}", s.target_detail);
+    assert!(
+        s.target_detail.contains("3 sentinels"),
+        "{}",
+        s.target_detail
+    );
     assert_eq!(s.faults.len(), 1);
     assert_eq!(s.faults[0].targets, ["n1"]);
     // Writes resumed while n1 was still dead: a replica was promoted and publishers found it.
@@ -100,7 +105,10 @@ fn redis_sentinel_promotes_a_replica_and_publishers_follow() {
         .all(|sent| sent.iter().any(|(_, n)| n != "n1"));
     assert!(moved, "every publisher should have moved off n1");
     for name in ["n1", "n2", "n3", "s1", "s2", "s3"] {
-        assert!(dir.join("logs").join(format!("{name}.log")).is_file(), "{name}");
+        assert!(
+            dir.join("logs").join(format!("{name}.log")).is_file(),
+            "{name}"
+        );
     }
     assert_eq!(leftovers(&dir), Vec::<String>::new());
 }
@@ -124,7 +132,11 @@ fn redis_split_brain_loses_acknowledged_writes() {
     // The loss is counted under the partition, and the table says so.
     assert_eq!(s.recovery[0].lost, s.checks.lost);
     // The clients were never cut off: the old primary kept acknowledging.
-    assert!(s.recovery[0].availability.unwrap_or(0.0) > 0.5, "{:?}", s.recovery);
+    assert!(
+        s.recovery[0].availability.unwrap_or(0.0) > 0.5,
+        "{:?}",
+        s.recovery
+    );
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(md.contains("Durability and availability"), "{md}");
     assert!(md.contains("| partition: lost |"), "{md}");
