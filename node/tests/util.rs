@@ -21,10 +21,13 @@ pub fn init_tracing() {
     });
 }
 
-/// A free loopback port (bound and released; good enough for tests on one machine).
-pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap()
+/// `k` distinct free loopback ports: all are held until every one is chosen, so that no
+/// two nodes of one cluster get the same port (a released port is often handed out again).
+pub fn free_addrs(k: usize) -> Vec<SocketAddr> {
+    let held: Vec<TcpListener> = (0..k)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    held.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
 pub struct NodeProc {
@@ -62,11 +65,12 @@ impl Cluster {
             }
             None => None,
         };
+        let addrs = free_addrs(2 * n);
         let nodes: Vec<NodeProc> = (1..=n as u64)
             .map(|id| NodeProc {
                 id,
-                client: free_addr(),
-                raft: free_addr(),
+                client: addrs[2 * (id as usize - 1)],
+                raft: addrs[2 * (id as usize - 1) + 1],
                 data_dir: dir.path().join(format!("n{id}")),
                 log: dir.path().join(format!("n{id}.log")),
                 child: None,

@@ -14,19 +14,7 @@ use raftbus_reports::model::{Summary, Verdict};
 
 use crate::util;
 
-/// Whether the namespace lab can run here; panics (or skips with RAFTBUS_ALLOW_SKIP=1).
-pub(crate) fn require_lab() -> bool {
-    let caps = raftbus_faults::probe();
-    if caps.full_lab() {
-        return true;
-    }
-    let why = caps.notes.join("; ");
-    if std::env::var_os("RAFTBUS_ALLOW_SKIP").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: the namespace lab is not available here: {why}");
-        return false;
-    }
-    panic!("the namespace lab is not available ({why}); set RAFTBUS_ALLOW_SKIP=1 to skip");
-}
+pub(crate) use util::require_lab;
 
 pub(crate) fn chaos_args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["chaos", "--out", dir];

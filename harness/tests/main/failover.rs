@@ -12,18 +12,7 @@ use raftbus_reports::model::Verdict;
 
 use crate::util;
 
-fn require_lab() -> bool {
-    let caps = raftbus_faults::probe();
-    if caps.full_lab() {
-        return true;
-    }
-    let why = caps.notes.join("; ");
-    if std::env::var_os("RAFTBUS_ALLOW_SKIP").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: the namespace lab is not available here: {why}");
-        return false;
-    }
-    panic!("the namespace lab is not available ({why}); set RAFTBUS_ALLOW_SKIP=1 to skip");
-}
+use util::require_lab;
 
 /// Writes `body` (after a common header) as a scenario and runs `raftbus chaos` on it.
 fn chaos(dir: &Path, body: &str, extra: &[&str]) -> std::process::Output {

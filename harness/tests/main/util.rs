@@ -22,6 +22,20 @@ pub fn require_redis() {
     );
 }
 
+/// Whether the namespace lab can run here; panics (or skips with RAFTBUS_ALLOW_SKIP=1).
+pub fn require_lab() -> bool {
+    let caps = raftbus_faults::probe();
+    if caps.full_lab() {
+        return true;
+    }
+    let why = caps.notes.join("; ");
+    if std::env::var_os("RAFTBUS_ALLOW_SKIP").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: the namespace lab is not available here: {why}");
+        return false;
+    }
+    panic!("the namespace lab is not available ({why}); set RAFTBUS_ALLOW_SKIP=1 to skip");
+}
+
 /// Runs `raftbus` with `args` and returns its output, echoing stderr on failure paths.
 pub fn run(args: &[&str]) -> Output {
     let out = raftbus().args(args).output().expect("run raftbus");
