@@ -630,6 +630,12 @@ impl Scenario {
             return Err(invalid("request_timeout", "must be positive"));
         }
         self.redis.validate()?;
+        if self.target == TargetKind::Redis && self.bus.failpoints.is_some() {
+            return Err(invalid(
+                "bus.failpoints",
+                "failpoints exist only in the bus's failpoint build; this scenario targets redis",
+            ));
+        }
         if self.client.stall.is_zero() {
             return Err(invalid("client.stall", "must be positive"));
         }
@@ -835,5 +841,15 @@ mod tests {
         assert!(s.validate().unwrap_err().to_string().contains("`warmup`"));
         let err = Scenario::from_toml("version = 1\nduration = \"soon\"\n", "f").unwrap_err();
         assert!(err.to_string().contains("duration"), "{err}");
+        // Failpoints on a Redis target would be silently ignored: refused instead.
+        let fp = "version = 1\ntarget = \"redis\"\n[bus]\nfailpoints = \"net.send=return\"\n";
+        let s = Scenario::from_toml(fp, "f").unwrap();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("bus.failpoints"));
+        let s = Scenario::from_toml(&fp.replace("redis", "both"), "f").unwrap();
+        s.validate().unwrap();
     }
 }
