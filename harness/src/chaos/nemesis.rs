@@ -369,14 +369,27 @@ impl Nemesis {
     }
 
     /// What the journal recorded a fault did (the part after the signal), for the window.
-    fn outcome_of(&self, id: FaultId) -> Option<String> {
+    /// Applies `fault` to `host` through the journal and says what it did there, as
+    /// `host: outcome` (the journal's detail after its first `: `), for disk faults.
+    fn apply_described(
+        &self,
+        ids: &mut Vec<FaultId>,
+        host: &str,
+        fault: Fault,
+    ) -> Result<String, ChaosError> {
+        self.journal_apply(ids, fault)?;
+        let id = *ids.last().expect("just applied");
         let j = lock(&self.journal);
-        let e = j.entries().iter().find(|e| e.id == id)?;
-        Some(
-            e.detail
-                .split_once(": ")
-                .map_or(e.detail.clone(), |(_, o)| o.to_string()),
-        )
+        let outcome = j
+            .entries()
+            .iter()
+            .find(|e| e.id == id)
+            .map_or_else(String::new, |e| {
+                e.detail
+                    .split_once(": ")
+                    .map_or(e.detail.clone(), |(_, o)| o.to_string())
+            });
+        Ok(format!("{host}: {outcome}"))
     }
 
     /// After a `corrupt` fault healed (its nodes restarted): did each node keep running, or
@@ -575,20 +588,16 @@ impl Nemesis {
                 let mut outcomes = Vec::new();
                 for (host, process, disk) in nodes {
                     let torn = (step.kind == FaultKind::TornWrite).then(|| rng.gen_range(0.1..0.9));
-                    self.journal_apply(
+                    outcomes.push(self.apply_described(
                         &mut ids,
+                        &host,
                         Fault::PowerLoss {
                             host: host.clone(),
                             process,
                             disk,
                             torn,
                         },
-                    )?;
-                    let id = *ids.last().expect("just applied");
-                    outcomes.push(format!(
-                        "{host}: {}",
-                        self.outcome_of(id).unwrap_or_default()
-                    ));
+                    )?);
                 }
                 detail = format!("{detail}; {}", outcomes.join("; "));
                 targets
@@ -626,8 +635,9 @@ impl Nemesis {
                 let mut outcomes = Vec::new();
                 for host in &targets {
                     let (pid, disk, dir) = self.disk_of(host)?;
-                    self.journal_apply(
+                    outcomes.push(self.apply_described(
                         &mut ids,
+                        host,
                         Fault::Corrupt {
                             host: host.clone(),
                             process: ProcessHandle::group(pid),
@@ -636,12 +646,7 @@ impl Nemesis {
                             mode,
                             seed: rng.gen(),
                         },
-                    )?;
-                    let id = *ids.last().expect("just applied");
-                    outcomes.push(format!(
-                        "{host}: {}",
-                        self.outcome_of(id).unwrap_or_default()
-                    ));
+                    )?);
                 }
                 detail = format!("{detail}; {}", outcomes.join("; "));
                 targets
