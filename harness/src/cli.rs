@@ -243,7 +243,8 @@ pub struct SelftestArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Only these cases (comma-separated): ack-before-commit, ack-before-fsync,
-    /// drop-forwarded, apply-twice, skip-delivery, reorder-delivery, control
+    /// drop-forwarded, apply-twice, skip-delivery, reorder-delivery, stale-read,
+    /// control
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub only: Vec<String>,
 }

@@ -87,6 +87,13 @@ pub const CASES: &[Case] = &[
         scenario: include_str!("../scenarios/selftest/reorder-delivery.toml"),
     },
     Case {
+        name: "stale-read",
+        bug: "leader serves linearizable reads without a quorum check",
+        expected: "stale read",
+        kinds: &["stale_read"],
+        scenario: include_str!("../scenarios/selftest/stale-read.toml"),
+    },
+    Case {
         name: "control",
         bug: "no bug, only failpoints a correct bus survives",
         expected: "valid",

@@ -136,6 +136,13 @@ impl Bus {
             let attempt = async {
                 match self.leader() {
                     None => Err(String::from("no leader elected")),
+                    #[cfg(feature = "failpoints")]
+                    Some(leader)
+                        if leader == self.id
+                            && crate::failpoint::planted(crate::failpoint::Bug::StaleRead) =>
+                    {
+                        Ok(self.state.applied_index())
+                    }
                     Some(leader) if leader == self.id => self
                         .raft
                         .get_read_log_id()

@@ -36,6 +36,7 @@
 //! | `bug.apply_twice` | the first batch of each new leader's term is applied twice | duplicated messages |
 //! | `bug.skip_delivery` | this node's fan-out drops an entry | a subscriber that skips |
 //! | `bug.reorder_delivery` | this node's fan-out swaps two entries | a subscriber that goes backwards |
+//! | `bug.stale_read` | a leader answers a linearizable read from its own state, without confirming with a quorum that it still leads | stale reads from a cut-off or paused old leader |
 //!
 //! Acknowledgements that never reached the state machine carry the offset the entry would
 //! have had on a healthy leader (the next offset of its channel), as a real bug would.
@@ -103,6 +104,7 @@ pub enum Bug {
     ApplyTwice,
     SkipDelivery,
     ReorderDelivery,
+    StaleRead,
 }
 
 impl Bug {
@@ -113,6 +115,7 @@ impl Bug {
         Bug::ApplyTwice,
         Bug::SkipDelivery,
         Bug::ReorderDelivery,
+        Bug::StaleRead,
     ];
 
     /// The failpoint name that arms it.
@@ -124,6 +127,7 @@ impl Bug {
             Bug::ApplyTwice => "bug.apply_twice",
             Bug::SkipDelivery => "bug.skip_delivery",
             Bug::ReorderDelivery => "bug.reorder_delivery",
+            Bug::StaleRead => "bug.stale_read",
         }
     }
 
@@ -136,6 +140,7 @@ impl Bug {
             Bug::ApplyTwice => "apply the first batch of a new term twice",
             Bug::SkipDelivery => "drop an entry from this node's subscriber fan-out",
             Bug::ReorderDelivery => "swap two entries in this node's subscriber fan-out",
+            Bug::StaleRead => "serve a linearizable read on the leader without a quorum check",
         }
     }
 }
