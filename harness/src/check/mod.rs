@@ -1059,6 +1059,70 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_is_counted_under_its_own_counter() {
+        // Two of each, so a counter that multiplies or subtracts instead of adding shows.
+        for kind in Kind::ALL {
+            let mut findings = Findings::new(0);
+            for _ in 0..2 {
+                findings.report_with(kind, || unreachable!("no examples are kept"));
+                findings.at_most_once_gap();
+            }
+            let c = findings.into_outcome(&H::stream(&["n1"]).index()).checks;
+            let counters = [
+                (Counter::Lost, c.lost),
+                (Counter::Duplicated, c.duplicated),
+                (Counter::Reordered, c.reordered),
+                (Counter::Phantom, c.phantom),
+                (Counter::Corrupted, c.corrupted),
+                (Counter::Diverged, c.diverged),
+                (Counter::Realtime, c.realtime_violations),
+                (Counter::FailedButCommitted, c.failed_but_committed),
+                (Counter::NeverRecovered, c.never_recovered),
+            ];
+            for (counter, value) in counters {
+                let want = if counter == kind.counter() { 2 } else { 0 };
+                assert_eq!(value, want, "{kind:?} under {counter:?}");
+            }
+            let (mid, tail) = match kind {
+                Kind::LostMidStream => (2, 0),
+                Kind::LostTail => (0, 2),
+                _ => (0, 0),
+            };
+            assert_eq!((c.lost_mid_stream, c.lost_tail), (mid, tail), "{kind:?}");
+            assert_eq!(c.at_most_once_gaps, 2);
+            assert_eq!(c.violations.len(), 1);
+            assert_eq!(c.violations[0].kind, kind.name());
+            assert_eq!(c.violations[0].property, kind.property());
+            assert_eq!(c.violations[0].count, 2);
+        }
+    }
+
+    #[test]
+    fn every_kind_states_its_own_property() {
+        let properties: std::collections::BTreeSet<&str> =
+            Kind::ALL.iter().map(|k| k.property()).collect();
+        assert_eq!(properties.len(), Kind::ALL.len());
+        assert!(properties.iter().all(|p| p.split_whitespace().count() >= 5));
+    }
+
+    #[test]
+    fn a_phantom_says_whether_it_is_a_harness_message() {
+        let phantom = |msg| Violation::Phantom {
+            place: Place::Final { node: "n1".into() },
+            channel: "c".into(),
+            id: None,
+            msg,
+            published_on: None,
+        };
+        assert!(phantom(Some(7))
+            .to_string()
+            .ends_with("was never published"));
+        assert!(phantom(None)
+            .to_string()
+            .ends_with("is not a harness message"));
+    }
+
+    #[test]
     fn examples_are_capped_but_counts_are_not() {
         let mut h = H::stream(&["n1"]);
         for n in 1..=25 {
