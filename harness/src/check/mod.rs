@@ -1098,6 +1098,33 @@ mod tests {
     }
 
     #[test]
+    fn every_invariant_is_named_after_its_file_and_states_a_property() {
+        // One invariant per file: its name is the file's, so a log line leads to the code.
+        let names: Vec<&str> = invariants().iter().map(|i| i.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "lost",
+                "duplicated",
+                "phantom",
+                "id_conflict",
+                "ack_position",
+                "subscriber_order",
+                "subscriber_agreement",
+                "divergence",
+                "realtime",
+                "indeterminate",
+                "availability",
+                "stale_read",
+            ]
+        );
+        let properties: std::collections::BTreeSet<&str> =
+            invariants().iter().map(|i| i.property()).collect();
+        assert_eq!(properties.len(), names.len());
+        assert!(properties.iter().all(|p| p.split_whitespace().count() >= 5));
+    }
+
+    #[test]
     fn every_kind_states_its_own_property() {
         let properties: std::collections::BTreeSet<&str> =
             Kind::ALL.iter().map(|k| k.property()).collect();
