@@ -167,6 +167,61 @@ mod tests {
     }
 
     #[test]
+    fn unavailable_time_boundaries() {
+        // A gap of exactly GAP_US is not unavailable; one microsecond more is.
+        assert_eq!(unavailable_us(&[0, GAP_US, 2 * GAP_US], 0, 400_000), 0);
+        assert_eq!(
+            unavailable_us(&[0, GAP_US + 1, 2 * GAP_US + 2], 0, 400_000),
+            2 * GAP_US + 2
+        );
+        // No ack after the end: the tail counts only when longer than GAP_US...
+        assert_eq!(unavailable_us(&[0], 0, GAP_US), 0);
+        assert_eq!(unavailable_us(&[0, 200_000], 0, 300_000), 0);
+        // ...and then from the last ack, not from the start.
+        assert_eq!(unavailable_us(&[100_000], 0, 1_000_000), 900_000);
+        // An ack at the very start of an instant fault: nothing unavailable.
+        assert_eq!(unavailable_us(&[500_000, 1_500_000], 500_000, 500_000), 0);
+    }
+
+    #[test]
+    fn window_times_are_reported_in_seconds() {
+        let mut h = H::stream(&["n1"]);
+        h.fault("pause", 5, 100);
+        h.at(9);
+        h.acked(1, "c", "1-0"); // sent at 10 ms, acked at 11 ms
+        h.at(399);
+        h.acked(2, "c", "2-0"); // sent at 400 ms, acked at 401 ms
+        let f = run_one(&Availability, h);
+        let r = &f.recovery[0];
+        assert!((r.started_at_s - 0.005).abs() < 1e-9, "{r:?}");
+        assert!((r.healed_at_s - 0.1).abs() < 1e-9, "{r:?}");
+        // From the last ack inside (11 ms) to the first after the heal (401 ms).
+        assert!((r.unavailable_s - 0.39).abs() < 1e-9, "{r:?}");
+        assert!((r.first_ok_after_s.unwrap() - 0.301).abs() < 1e-9, "{r:?}");
+    }
+
+    #[test]
+    fn an_ack_at_the_heal_itself_is_recovery_at_once() {
+        let mut h = H::stream(&["n1"]);
+        h.fault("kill", 0, 2);
+        h.at(0);
+        h.acked(1, "c", "1-0"); // acked at 2 ms, the heal
+        let f = run_one(&Availability, h);
+        assert_eq!(f.recovery[0].first_ok_after_s, Some(0.0));
+    }
+
+    #[test]
+    fn never_recovered_needs_publishes_past_the_grace() {
+        // The last publish exactly GRACE_US after the heal is not yet past it.
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.fault("partition", 5, 100);
+        h.at(100 + GRACE_US / 1000 - 1);
+        h.failed(2, "c"); // sent at heal + GRACE_US
+        assert_eq!(run_one(&Availability, h).total(), 0);
+    }
+
+    #[test]
     fn availability_counts_publishes_sent_inside_the_window() {
         let mut h = H::stream(&["n1"]);
         h.fault("partition", 0, 10);
