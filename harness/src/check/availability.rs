@@ -198,6 +198,29 @@ mod tests {
         // From the last ack inside (11 ms) to the first after the heal (401 ms).
         assert!((r.unavailable_s - 0.39).abs() < 1e-9, "{r:?}");
         assert!((r.first_ok_after_s.unwrap() - 0.301).abs() < 1e-9, "{r:?}");
+        // From the start (5 ms) to the first ack of a publish sent inside (11 ms).
+        assert!(
+            (r.first_ok_after_start_s.unwrap() - 0.006).abs() < 1e-9,
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_window_counts_publishes_sent_from_its_start_up_to_not_including_its_end() {
+        let mut h = H::stream(&["n1"]);
+        h.fault("partition", 10, 20);
+        h.at(9);
+        h.failed(1, "c"); // sent at 10 ms, the start: inside
+        h.at(19);
+        h.acked(2, "c", "1-0"); // sent at 20 ms, the end: outside
+        let f = run_one(&Availability, h);
+        assert_eq!(f.recovery[0].availability, Some(0.0));
+        // A window in which nothing was sent has no availability figure.
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.fault("pause", 50, 60);
+        let f = run_one(&Availability, h);
+        assert_eq!(f.recovery[0].availability, None);
     }
 
     #[test]

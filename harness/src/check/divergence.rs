@@ -90,6 +90,19 @@ mod tests {
     }
 
     #[test]
+    fn the_same_id_with_another_message_or_another_id_diverges() {
+        for (id_b, msg_b) in [("1-0", 2), ("5-0", 1)] {
+            let mut h = H::stream(&["n1", "n2"]);
+            h.acked(1, "c", "1-0");
+            h.acked(2, "c", "2-0");
+            h.final_entry("n1", "c", "1-0", 1);
+            h.final_entry("n2", "c", id_b, msg_b);
+            let f = run_one(&Divergence, h);
+            assert_eq!(f.count(Kind::Diverged), 1, "n2 has {msg_b} at {id_b}");
+        }
+    }
+
+    #[test]
     fn a_shorter_stream_diverges_at_its_end() {
         let mut h = H::stream(&["n1", "n2"]);
         h.acked(1, "c", "1-0");
