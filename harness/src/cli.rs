@@ -62,9 +62,9 @@ pub enum Command {
     },
     /// Prove the harness catches broken buses: short chaos runs against a failpoint build of
     /// the node with planted bugs (ack before commit, ack before fsync, a dropped forwarded
-    /// write, an entry applied twice, a subscriber that skips or reorders), each of which must
-    /// be reported as the right violation, plus a control run that must be VALID; exits 1
-    /// when one is missed
+    /// write, an entry applied twice, a subscriber that skips or reorders, a leader serving
+    /// linearizable reads without a quorum check), each of which must be reported as the
+    /// right violation, plus a control run that must be VALID; exits 1 when one is missed
     Selftest(SelftestArgs),
     /// Re-run the checks on a results directory's history.jsonl
     Check {
