@@ -327,3 +327,37 @@ impl Subscriber {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(policy: ClientPolicy) -> SubscriberSpec {
+        let addr: SocketAddr = "198.18.0.1:6379".parse().unwrap();
+        SubscriberSpec {
+            id: 0,
+            endpoints: ["n1", "n2", "n3"]
+                .iter()
+                .map(|n| (n.to_string(), addr))
+                .collect(),
+            home: 1,
+            mode: Mode::Stream,
+            channels: 1,
+            client: ClientOptions {
+                policy,
+                stall: Duration::from_millis(500),
+            },
+        }
+    }
+
+    #[test]
+    fn failover_goes_round_robin_from_home_and_sticky_stays() {
+        let s = spec(ClientPolicy::Failover);
+        let nodes: Vec<&str> = (0..4).map(|e| s.endpoint(e).0.as_str()).collect();
+        assert_eq!(nodes, ["n2", "n3", "n1", "n2"]);
+        assert_eq!(s.read_timeout(), BLOCK + Duration::from_millis(500));
+        let s = spec(ClientPolicy::Sticky);
+        assert!((0..4).all(|e| s.endpoint(e).0 == "n2"));
+        assert_eq!(s.read_timeout(), BLOCK + READ_GRACE);
+    }
+}
