@@ -588,7 +588,7 @@ async fn bench_one(
         ));
     }
     notes.push(format!(
-        "clients: policy {} (stall {}ms); an unanswered publish stays indeterminate and is never resent; subscribers moved to another node {} times",
+        "clients: policy {} (stall {}ms); an unanswered publish stays indeterminate and is never resent; subscriber moves to another node: {}",
         s.client.policy.as_str(),
         s.client.stall.as_millis(),
         load.subscriber_moves

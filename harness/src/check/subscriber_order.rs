@@ -321,12 +321,7 @@ mod tests {
     use super::*;
 
     fn three_acked_stream() -> H {
-        let mut h = H::stream(&["n1"]);
-        h.acked(1, "c", "1-0");
-        h.acked(2, "c", "2-0");
-        h.acked(3, "c", "3-0");
-        h.finals_everywhere();
-        h
+        three_acked_on(&["n1"])
     }
 
     #[test]
@@ -412,8 +407,7 @@ mod tests {
         let mut h = three_acked_on(&["n1", "n2"]);
         h.sub_up(1, "n1");
         h.deliver(1, "n1", 1, "1-0");
-        h.sub_down(1, "n1");
-        h.sub_up(1, "n2");
+        h.move_sub(1, "n1", "n2");
         h.deliver(1, "n2", 2, "2-0");
         h.deliver(1, "n2", 3, "3-0");
         let f = run_one(&SubscriberOrder, h);
@@ -425,8 +419,7 @@ mod tests {
         let mut h = three_acked_on(&["n1", "n2"]);
         h.sub_up(1, "n1");
         h.deliver(1, "n1", 1, "1-0");
-        h.sub_down(1, "n1");
-        h.sub_up(1, "n2");
+        h.move_sub(1, "n1", "n2");
         h.deliver(1, "n2", 3, "3-0");
         let f = run_one(&SubscriberOrder, h);
         assert_eq!(f.count(Kind::Skipped), 1);
@@ -445,8 +438,7 @@ mod tests {
         let mut h = three_acked_on(&["n1", "n2"]);
         h.sub_up(1, "n1");
         h.deliver(1, "n1", 1, "1-0");
-        h.sub_down(1, "n1");
-        h.sub_up(1, "n2");
+        h.move_sub(1, "n1", "n2");
         let f = run_one(&SubscriberOrder, h);
         assert_eq!(f.count(Kind::Skipped), 2);
         let ex = &f.examples(Kind::Skipped)[0];
@@ -460,8 +452,7 @@ mod tests {
         h.sub_up(1, "n1");
         h.deliver(1, "n1", 1, "1-0");
         h.deliver(1, "n1", 3, "3-0");
-        h.sub_down(1, "n1");
-        h.sub_up(1, "n2");
+        h.move_sub(1, "n1", "n2");
         h.deliver(1, "n2", 2, "2-0");
         let f = run_one(&SubscriberOrder, h);
         assert_eq!(f.count(Kind::Reordered), 1);
@@ -497,8 +488,7 @@ mod tests {
         h.sub_up(1, "n1");
         h.acked(1, "c", "1");
         h.deliver_ps(1, "n1", 1);
-        h.sub_down(1, "n1");
-        h.sub_up(1, "n2");
+        h.move_sub(1, "n1", "n2");
         h.acked(3, "c", "1");
         h.deliver_ps(1, "n2", 3);
         let f = run_one(&SubscriberOrder, h);

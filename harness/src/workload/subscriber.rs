@@ -210,7 +210,6 @@ impl Subscriber {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         node: &str,
