@@ -3,14 +3,16 @@
 //! Stream mode: per channel, a subscriber's delivered ids strictly increase; a delivery at
 //! or below the last id is `reordered` (counted per delivery; a re-delivery of a message
 //! it already had is a duplicate, see `duplicated.rs`). A stream subscriber reads from
-//! `0-0` and resumes by id, so it owes every entry of the final stream of the node it read
-//! from: between two consecutive delivered ids, before the first and after the last (a
-//! subscriber that stops, or never delivers, misses the rest). Each one it never received
-//! is `skipped` (per subscriber and entry).
+//! `0-0` and resumes by id, also after moving to another node, so it owes every entry of
+//! the final stream of the node it read from: between two consecutive delivered ids (the
+//! node of the later one), before the first (the node of the first) and after the last
+//! (the node of its last session: a subscriber that stops, or never delivers, misses the
+//! rest). Each one it never received is `skipped` (per subscriber and entry), attributed
+//! to that node.
 //!
 //! Pub/sub mode: a message that exists (acknowledged, or delivered to someone) and that a
 //! subscriber never received is `skipped` when that subscriber was connected, in one
-//! session, from before the message was invoked until either after it received a message
+//! session (on whichever node; the miss is attributed to that session's node), from before the message was invoked until either after it received a message
 //! of the same channel invoked after the first was known to exist (acknowledged or
 //! delivered), or the end of the run. If the subscriber was disconnected at any time
 //! between the invoke and that moment, the miss is an at-most-once gap (counted, not a
