@@ -161,8 +161,9 @@ pub struct BenchArgs {
     /// `WAIT <n> <redis.wait_timeout>` after every Redis write (0: no WAIT) [default: 0]
     #[arg(long)]
     pub redis_wait: Option<usize>,
-    /// Publishers under faults: sticky (stay on their node) or failover (move on, bus: to
-    /// another node, Redis: to the primary Sentinel names) [default: failover]
+    /// Clients under faults: sticky (stay on their node) or failover (move on; publishers:
+    /// bus to another node, Redis to the primary Sentinel names; subscribers: to another
+    /// server, resuming by id) [default: failover]
     #[arg(long, value_enum)]
     pub client_policy: Option<crate::scenario::ClientPolicy>,
     /// Bus nodes' log durability: always (fsync before ack) or never (known-bad: acked once

@@ -588,9 +588,10 @@ async fn bench_one(
         ));
     }
     notes.push(format!(
-        "clients: policy {} (stall {}ms); an unanswered publish stays indeterminate and is never resent",
+        "clients: policy {} (stall {}ms); an unanswered publish stays indeterminate and is never resent; subscriber moves to another node: {}",
         s.client.policy.as_str(),
-        s.client.stall.as_millis()
+        s.client.stall.as_millis(),
+        load.subscriber_moves
     ));
     for node in &load.final_unreadable {
         notes.push(format!("final streams of {node} could not be read"));

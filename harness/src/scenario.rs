@@ -164,14 +164,15 @@ fn default_wait_timeout() -> Duration {
     Duration::from_secs(1)
 }
 
-/// What a publisher does when its node stops answering.
+/// What a client (publisher or subscriber) does when its node stops answering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientPolicy {
     /// Stay on the node it started on, reconnecting to it (the naive client).
     Sticky,
-    /// Move on a broken connection, a stall or a not-the-primary error: bus to another
-    /// node, Redis to the primary Sentinel names, with a bounded backoff.
+    /// Move on a broken connection, a stall or a not-the-primary error, with a bounded
+    /// backoff: publishers on the bus to another node, on Redis to the primary Sentinel
+    /// names; subscribers to the next server, resuming by id in stream mode.
     #[default]
     Failover,
 }
@@ -192,7 +193,8 @@ pub struct ClientOptions {
     #[serde(default)]
     pub policy: ClientPolicy,
     /// Failover: a connection whose oldest outstanding request waited this long is
-    /// abandoned for new requests (those in flight still wait for `request_timeout`).
+    /// abandoned for new requests (those in flight still wait for `request_timeout`); a
+    /// stream subscriber leaves a node whose XREAD is this late beyond its block time.
     #[serde(default = "default_stall", with = "humantime_serde_str")]
     pub stall: Duration,
 }

@@ -92,18 +92,45 @@ mod tests {
     use super::super::testkit::{run_one, H};
     use super::*;
 
-    #[test]
-    fn clean_history_has_no_duplicates() {
+    /// Two acknowledged entries, in both nodes' final streams.
+    fn two_acked() -> H {
         let mut h = H::stream(&["n1", "n2"]);
         h.acked(1, "c", "1-0");
         h.acked(2, "c", "2-0");
         h.finals_everywhere();
+        h
+    }
+
+    #[test]
+    fn clean_history_has_no_duplicates() {
+        let mut h = two_acked();
         h.sub_up(1, "n1");
         h.deliver(1, "n1", 1, "1-0");
         h.deliver(1, "n1", 2, "2-0");
         let f = run_one(&Duplicated, h);
         assert_eq!(f.count(Kind::Duplicated), 0);
         assert_eq!(f.count(Kind::DuplicatedDelivery), 0);
+    }
+
+    #[test]
+    fn a_move_that_resumes_by_id_is_no_duplicate_but_a_redelivery_is() {
+        for redeliver in [false, true] {
+            let mut h = two_acked();
+            h.sub_up(1, "n1");
+            h.deliver(1, "n1", 1, "1-0");
+            h.move_sub(1, "n1", "n2");
+            if redeliver {
+                // The new node hands it 1-0 again.
+                h.deliver(1, "n2", 1, "1-0");
+            }
+            h.deliver(1, "n2", 2, "2-0");
+            let f = run_one(&Duplicated, h);
+            assert_eq!(f.count(Kind::DuplicatedDelivery), u64::from(redeliver));
+            if redeliver {
+                let ex = &f.examples(Kind::DuplicatedDelivery)[0];
+                assert!(ex.contains("to sub 1 via n2"), "{ex}");
+            }
+        }
     }
 
     #[test]

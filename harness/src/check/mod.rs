@@ -23,8 +23,11 @@
 //! `skipped` and `at_most_once_gaps` count (subscriber, message) pairs.
 //!
 //! Assumptions about the history: every subscriber subscribes to every channel; each
-//! subscriber's events appear in the order it saw them; nodes that report a final stream
-//! report it for every channel (a missing channel is an empty stream).
+//! subscriber's events appear in the order it saw them, each naming the node of the session
+//! it happened in (a failover subscriber moves between nodes: in stream mode its deliveries
+//! form one sequence per channel across its sessions, in pub/sub each session is owed what
+//! was committed while it was up); nodes that report a final stream report it for every
+//! channel (a missing channel is an empty stream).
 //!
 //! Checking is linear in the history size except for a few sorts (`O(n log n)`), plus
 //! per-pair work over subscribers and nodes (a handful each).

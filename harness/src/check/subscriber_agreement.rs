@@ -93,6 +93,30 @@ mod tests {
     }
 
     #[test]
+    fn a_subscriber_that_moves_still_agrees_and_still_disagrees() {
+        // Sub 2 sees 1..4 in order on n2; sub 1 moves from n1 to n2 after 1 and then sees
+        // 2, 3, 4 in order, or (swapped) 2, 4, 3.
+        for swapped in [false, true] {
+            let mut h = H::pubsub(&["n1", "n2"]);
+            h.sub_up(1, "n1");
+            h.sub_up(2, "n2");
+            for n in 1..=4 {
+                h.acked(n, "c", "1");
+                h.deliver_ps(2, "n2", n);
+            }
+            h.deliver_ps(1, "n1", 1);
+            h.move_sub(1, "n1", "n2");
+            let after = if swapped { [2, 4, 3] } else { [2, 3, 4] };
+            for n in after {
+                h.deliver_ps(1, "n2", n);
+            }
+            let f = run_one(&SubscriberAgreement, h);
+            assert_eq!(f.count(Kind::Disagreement), u64::from(swapped));
+            assert_eq!(f.total(), u64::from(swapped));
+        }
+    }
+
+    #[test]
     fn opposite_orders_disagree() {
         let mut h = H::pubsub(&["n1", "n2"]);
         h.sub_up(1, "n1");

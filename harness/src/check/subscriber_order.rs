@@ -3,14 +3,16 @@
 //! Stream mode: per channel, a subscriber's delivered ids strictly increase; a delivery at
 //! or below the last id is `reordered` (counted per delivery; a re-delivery of a message
 //! it already had is a duplicate, see `duplicated.rs`). A stream subscriber reads from
-//! `0-0` and resumes by id, so it owes every entry of the final stream of the node it read
-//! from: between two consecutive delivered ids, before the first and after the last (a
-//! subscriber that stops, or never delivers, misses the rest). Each one it never received
-//! is `skipped` (per subscriber and entry).
+//! `0-0` and resumes by id, also after moving to another node, so it owes every entry of
+//! the final stream of the node it read from: between two consecutive delivered ids (the
+//! node of the later one), before the first (the node of the first) and after the last
+//! (the node of its last session: a subscriber that stops, or never delivers, misses the
+//! rest). Each one it never received is `skipped` (per subscriber and entry), attributed
+//! to that node.
 //!
 //! Pub/sub mode: a message that exists (acknowledged, or delivered to someone) and that a
 //! subscriber never received is `skipped` when that subscriber was connected, in one
-//! session, from before the message was invoked until either after it received a message
+//! session (on whichever node; the miss is attributed to that session's node), from before the message was invoked until either after it received a message
 //! of the same channel invoked after the first was known to exist (acknowledged or
 //! delivered), or the end of the run. If the subscriber was disconnected at any time
 //! between the invoke and that moment, the miss is an at-most-once gap (counted, not a
@@ -97,18 +99,21 @@ fn check_stream(h: &IndexedHistory, out: &mut Findings) {
                     continue;
                 }
                 out.report_with(Kind::Skipped, || {
-                    let resumed = sub.deliveries[prev_i].session != d.session;
+                    let before = &sub.deliveries[prev_i];
+                    let resumed = if before.node != d.node {
+                        format!(" after a move from {}", h.node(before.node))
+                    } else if before.session != d.session {
+                        " after a resume".to_owned()
+                    } else {
+                        String::new()
+                    };
                     Violation::Skipped {
                         subscriber: sub.id,
                         node: h.node(d.node).to_owned(),
                         channel: h.channel(d.channel).to_owned(),
                         missed: e.msg,
                         missed_id: e.id,
-                        evidence: format!(
-                            "it got {prev} then {id} at {}{}",
-                            Ms(d.t_us),
-                            if resumed { " after a resume" } else { "" }
-                        ),
+                        evidence: format!("it got {prev} then {id} at {}{resumed}", Ms(d.t_us),),
                     }
                 });
             }
@@ -117,8 +122,22 @@ fn check_stream(h: &IndexedHistory, out: &mut Findings) {
     }
 }
 
+/// Which entries of a final stream a subscriber owes outside the span it delivered.
+#[derive(Clone, Copy)]
+enum Owed {
+    /// It delivered nothing on the channel.
+    All,
+    /// Those before its first delivery.
+    Before(StreamId),
+    /// Those after its last delivery.
+    After(StreamId),
+}
+
 /// The entries of the final stream that a stream subscriber owes before its first and
-/// after its last delivery on each channel (those in between are checked per gap).
+/// after its last delivery on each channel (those in between are checked per gap). What
+/// precedes its first delivery is judged against the node that delivered it; what follows
+/// its last against the node of its last session (where it was reading at the end; the
+/// node of its last delivery if that one has no final stream).
 fn owed_to_the_end(
     h: &IndexedHistory,
     sub: &SubscriberRec,
@@ -127,65 +146,81 @@ fn owed_to_the_end(
     out: &mut Findings,
 ) {
     let n_channels = h.channels.len();
+    let end_node = sub.sessions.last().map(|s| s.node);
     for c in 0..n_channels {
         let delivered = sub
             .deliveries
             .iter()
             .filter(|d| d.channel as usize == c && !d.repeat)
             .filter_map(|d| d.id.map(|id| (id, d)));
-        let mut span: Option<(StreamId, StreamId, u32, u64)> = None;
+        // (first id, its node, last id, its node, its time)
+        let mut span: Option<(StreamId, u32, StreamId, u32, u64)> = None;
         for (id, d) in delivered {
             span = Some(match span {
-                None => (id, id, d.node, d.t_us),
-                Some((first, last, ..)) if id > last => (first.min(id), id, d.node, d.t_us),
-                Some((first, last, node, t)) => (first.min(id), last, node, t),
+                None => (id, d.node, id, d.node, d.t_us),
+                Some((first, first_node, last, ..)) if id > last => {
+                    (first, first_node, id, d.node, d.t_us)
+                }
+                Some(s) => s,
             });
         }
-        // The node it read from last; with no delivery, the node of its last session.
-        let node = match span {
-            Some((_, _, node, _)) => node,
-            None => match sub.sessions.last() {
-                Some(s) => s.node,
-                None => continue,
-            },
-        };
-        let Some(k) = final_k[node as usize] else {
-            continue;
-        };
-        let stream = h.final_stream(k, c as u32);
-        for &p in &sorted[k * n_channels + c] {
-            let e = &stream[p as usize];
-            let (Some(id), true) = (e.id, e.msg_idx != NONE) else {
-                continue;
-            };
-            let owed = match span {
-                None => true,
-                Some((first, last, _, _)) => id < first || id > last,
-            };
-            if !owed || sub.got(e.msg_idx) {
-                continue;
+        let readable = |n: u32| final_k[n as usize].map(|k| (n, k));
+        // Where what it owes is looked up: `(node, final index, which entries)`.
+        let mut lookups: Vec<(u32, usize, Owed)> = Vec::new();
+        match span {
+            None => {
+                // Nothing received: it owes the whole final stream of its last node.
+                if let Some((n, k)) = end_node.and_then(readable) {
+                    lookups.push((n, k, Owed::All));
+                }
             }
-            out.report_with(Kind::Skipped, || Violation::Skipped {
-                subscriber: sub.id,
-                node: h.node(node).to_owned(),
-                channel: h.channel(c as u32).to_owned(),
-                missed: e.msg,
-                missed_id: e.id,
-                evidence: match span {
-                    None => format!(
-                        "it received nothing on the channel, and the final stream of {} holds {id}",
-                        h.node(node)
-                    ),
-                    Some((_, last, _, t)) if id > last => format!(
-                        "it received nothing after {last} (at {}) although the final stream of {} goes on to {id}",
-                        Ms(t),
-                        h.node(node)
-                    ),
-                    Some((first, ..)) => format!(
-                        "it read from 0-0 but its first delivery on the channel was {first}"
-                    ),
-                },
-            });
+            Some((first, first_node, last, last_node, _)) => {
+                if let Some((n, k)) = readable(first_node) {
+                    lookups.push((n, k, Owed::Before(first)));
+                }
+                let tail = end_node.and_then(readable).or_else(|| readable(last_node));
+                if let Some((n, k)) = tail {
+                    lookups.push((n, k, Owed::After(last)));
+                }
+            }
+        }
+        for (node, k, owed) in lookups {
+            let stream = h.final_stream(k, c as u32);
+            for &p in &sorted[k * n_channels + c] {
+                let e = &stream[p as usize];
+                let (Some(id), true) = (e.id, e.msg_idx != NONE) else {
+                    continue;
+                };
+                let is_owed = match owed {
+                    Owed::All => true,
+                    Owed::Before(first) => id < first,
+                    Owed::After(last) => id > last,
+                };
+                if !is_owed || sub.got(e.msg_idx) {
+                    continue;
+                }
+                out.report_with(Kind::Skipped, || Violation::Skipped {
+                    subscriber: sub.id,
+                    node: h.node(node).to_owned(),
+                    channel: h.channel(c as u32).to_owned(),
+                    missed: e.msg,
+                    missed_id: e.id,
+                    evidence: match owed {
+                        Owed::All => format!(
+                            "it received nothing on the channel, and the final stream of {} holds {id}",
+                            h.node(node)
+                        ),
+                        Owed::After(last) => format!(
+                            "it received nothing after {last} (at {}) although the final stream of {} goes on to {id}",
+                            Ms(span.map_or(0, |s| s.4)),
+                            h.node(node)
+                        ),
+                        Owed::Before(first) => format!(
+                            "it read from 0-0 but its first delivery on the channel was {first}"
+                        ),
+                    },
+                });
+            }
         }
     }
 }
@@ -288,12 +323,7 @@ mod tests {
     use super::*;
 
     fn three_acked_stream() -> H {
-        let mut h = H::stream(&["n1"]);
-        h.acked(1, "c", "1-0");
-        h.acked(2, "c", "2-0");
-        h.acked(3, "c", "3-0");
-        h.finals_everywhere();
-        h
+        three_acked_on(&["n1"])
     }
 
     #[test]
@@ -363,6 +393,109 @@ mod tests {
         let f = run_one(&SubscriberOrder, h);
         assert_eq!(f.count(Kind::Skipped), 1);
         assert!(f.examples(Kind::Skipped)[0].contains("after a resume"));
+    }
+
+    fn three_acked_on(nodes: &[&str]) -> H {
+        let mut h = H::stream(nodes);
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        h.acked(3, "c", "3-0");
+        h.finals_everywhere();
+        h
+    }
+
+    #[test]
+    fn a_stream_subscriber_that_moves_node_and_resumes_by_id_is_clean() {
+        let mut h = three_acked_on(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.move_sub(1, "n1", "n2");
+        h.deliver(1, "n2", 2, "2-0");
+        h.deliver(1, "n2", 3, "3-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.total(), 0, "{:?}", f.examples(Kind::Skipped));
+    }
+
+    #[test]
+    fn a_skip_after_a_move_is_caught_on_the_new_node() {
+        let mut h = three_acked_on(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.move_sub(1, "n1", "n2");
+        h.deliver(1, "n2", 3, "3-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        assert_eq!(f.count(Kind::Reordered), 0);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.contains(&format!("sub 1 via n2 missed msg {} (id 2-0)", H::hex(2)))
+                && ex.contains("after a move from n1"),
+            "{ex}"
+        );
+    }
+
+    #[test]
+    fn after_a_move_the_rest_is_owed_by_the_node_it_ended_on() {
+        // Moved to n2 and received nothing more: 2-0 and 3-0 are owed, by n2.
+        let mut h = three_acked_on(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.move_sub(1, "n1", "n2");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 2);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.contains("sub 1 via n2 missed") && ex.contains("final stream of n2"),
+            "{ex}"
+        );
+
+        // Going back to an earlier id on the new node is still reordered.
+        let mut h = three_acked_on(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.deliver(1, "n1", 3, "3-0");
+        h.move_sub(1, "n1", "n2");
+        h.deliver(1, "n2", 2, "2-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Reordered), 1);
+        assert!(f.examples(Kind::Reordered)[0].contains("sub 1 via n2 got"));
+    }
+
+    #[test]
+    fn a_pubsub_subscriber_that_moves_is_owed_what_each_session_saw_committed() {
+        let mut h = H::pubsub(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1");
+        h.deliver_ps(1, "n1", 1);
+        h.sub_down(1, "n1");
+        // Published between the sessions: an at-most-once gap.
+        h.acked(2, "c", "1");
+        h.sub_up(1, "n2");
+        h.acked(3, "c", "1");
+        h.acked(4, "c", "1");
+        h.deliver_ps(1, "n2", 4);
+        // 3 was committed while the n2 session was up and a later message arrived: skipped,
+        // and attributed to n2, where it happened.
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.gaps(), 1);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.contains(&format!("sub 1 via n2 missed msg {}", H::hex(3))),
+            "{ex}"
+        );
+
+        // The same moves without the miss are clean.
+        let mut h = H::pubsub(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1");
+        h.deliver_ps(1, "n1", 1);
+        h.move_sub(1, "n1", "n2");
+        h.acked(3, "c", "1");
+        h.deliver_ps(1, "n2", 3);
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.total(), 0);
+        assert_eq!(f.gaps(), 0);
     }
 
     #[test]

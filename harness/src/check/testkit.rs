@@ -178,6 +178,12 @@ impl H {
         });
     }
 
+    /// Subscriber `sub` loses its session on `from` and comes up on `to` (failover).
+    pub fn move_sub(&mut self, sub: u32, from: &str, to: &str) {
+        self.sub_down(sub, from);
+        self.sub_up(sub, to);
+    }
+
     pub fn deliver_raw(
         &mut self,
         sub: u32,

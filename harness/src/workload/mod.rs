@@ -2,7 +2,9 @@
 //! each node's final streams.
 //!
 //! - [`publisher`] — the open-loop schedule and the outcome of each publish.
-//! - [`subscriber`] — XREAD / SUBSCRIBE subscribers with reconnect and resume.
+//! - [`subscriber`] — XREAD / SUBSCRIBE subscribers, `subscribers_per_node` started on
+//!   each node, that reconnect as the client policy says (failover: to the next node) and
+//!   resume by id.
 //! - [`reader`] — open-loop XRANGE / XREVRANGE / XLEN reads on random nodes (stale reads).
 //! - [`resp`] — a minimal RESP client for connections the harness fully controls.
 //! - [`discover`] — the Redis primary through Sentinel; settling before the final reads.
@@ -60,7 +62,8 @@ pub struct LoadPlan {
     pub target: Target,
     /// Nodes publishers may talk to.
     pub publish_endpoints: Vec<(String, SocketAddr)>,
-    /// Every node: subscribers connect to each, final streams are read from each.
+    /// Every node: subscribers start on each (and fail over among them), final streams are
+    /// read from each.
     pub endpoints: Vec<(String, SocketAddr)>,
     /// Redis Sentinels (empty: no Sentinel): publishers ask them for the primary.
     pub sentinels: Vec<(String, SocketAddr)>,
@@ -86,6 +89,9 @@ pub struct LoadReport {
     pub final_entries: u64,
     /// Nodes whose final streams could not be read.
     pub final_unreadable: Vec<String>,
+    /// Subscriber sessions that came up on another node than the one before (failover),
+    /// all subscribers together.
+    pub subscriber_moves: u64,
     /// Subscriber connections killed by the test hook (`None`: the hook did not run).
     pub killed_subscribers: Option<usize>,
     /// The read workload.
@@ -109,14 +115,15 @@ pub async fn run(
     let mut subs = Vec::new();
     let mut progress: Vec<Arc<SubscriberProgress>> = Vec::new();
     let mut next_id = 0u32;
-    for (node, addr) in &plan.endpoints {
+    for home in 0..plan.endpoints.len() {
         for _ in 0..s.subscribers_per_node {
             let sub = Subscriber::new(SubscriberSpec {
                 id: next_id,
-                node: node.clone(),
-                addr: *addr,
+                endpoints: plan.endpoints.clone(),
+                home,
                 mode: s.mode,
                 channels: s.channels,
+                client: s.client.clone(),
             });
             next_id += 1;
             progress.push(sub.progress());
@@ -247,6 +254,10 @@ pub async fn run(
     for sub in subs {
         let _ = sub.await;
     }
+    report.subscriber_moves = progress
+        .iter()
+        .map(|p| p.moves.load(Ordering::Relaxed))
+        .sum();
     let _ = progress_stop_tx.send(true);
     let _ = progress_task.await;
 
@@ -274,8 +285,8 @@ pub async fn run(
     Ok(report)
 }
 
-/// Waits until every subscriber has received each channel's last entry (the highest
-/// last id any node reports).
+/// Waits until every subscriber, wherever it is connected now, has received each
+/// channel's last entry (the highest last id any node reports).
 async fn drain_streams(plan: &LoadPlan, progress: &[Arc<SubscriberProgress>]) -> bool {
     let channels = plan.scenario.channels;
     let mut target = vec![EntryId::default(); channels];

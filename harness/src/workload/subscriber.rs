@@ -1,11 +1,22 @@
 //! Subscribers: one dedicated connection each, named `rb-sub-<n>`, reading every channel.
 //!
 //! - Stream mode: `XREAD COUNT 1000 BLOCK 1000 STREAMS ch0.. id0..`, from `0-0`, resuming
-//!   from the last id received after a reconnect, so nothing may be missed.
+//!   from the last id received per channel after a reconnect, on whichever node it
+//!   reconnects to, so nothing may be missed.
 //! - Pub/sub mode: `SUBSCRIBE ch0..`, resubscribing after a reconnect; what is published
 //!   while disconnected is an at-most-once gap.
 //!
-//! Connection changes are recorded as `SubscriberUp` / `SubscriberDown` events.
+//! Where the next session goes follows the client policy, as for publishers
+//! ([`crate::scenario::ClientPolicy`]). `sticky`: the node it started on (its home), always.
+//! `failover` (the default): when a session ends — connect failure, broken connection, an
+//! error reply, or (stream mode) no XREAD reply within the block time plus `client.stall`
+//! — the next session goes to the next server round-robin (bus: another node; Redis: another
+//! server, replicas included, since all serve XREAD and SUBSCRIBE). Either way it reconnects
+//! after a backoff doubling from 50 ms to at most 1 s. Pub/sub silence says nothing about
+//! a stall, so there only connection loss and connect failures count.
+//!
+//! Connection changes are recorded as `SubscriberUp` / `SubscriberDown` events, and every
+//! event names the node the subscriber is connected to at that moment.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,13 +30,16 @@ use super::resp::{parse_xread, EntryId, RespConn, Value};
 use crate::history::{Event, RUN_FINISHED};
 use crate::payload::{self, Decoded};
 use crate::record::{Clock, Recorder};
+use crate::scenario::{ClientOptions, ClientPolicy};
 use crate::target::check_client_addr;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest a reply may take beyond the XREAD block time before the connection is
-/// considered dead.
+/// The XREAD block time.
+const BLOCK: Duration = Duration::from_secs(1);
+/// Sticky: longest a reply may take beyond the XREAD block time before the connection is
+/// considered dead (failover uses `client.stall` instead).
 const READ_GRACE: Duration = Duration::from_secs(10);
 
 /// The client name prefix of subscriber connections (used to find and kill them).
@@ -38,15 +52,41 @@ pub struct SubscriberProgress {
     pub last_ids: Mutex<Vec<EntryId>>,
     pub delivered: AtomicU64,
     pub connected: AtomicBool,
+    /// Sessions that came up on another node than the one before.
+    pub moves: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
 pub struct SubscriberSpec {
     pub id: u32,
-    pub node: String,
-    pub addr: SocketAddr,
+    /// Every server it may connect to.
+    pub endpoints: Vec<(String, SocketAddr)>,
+    /// Index into `endpoints` of the node it starts on.
+    pub home: usize,
     pub mode: Mode,
     pub channels: usize,
+    pub client: ClientOptions,
+}
+
+impl SubscriberSpec {
+    /// The endpoint of the next session after `ended` sessions ended (or failed to
+    /// connect): sticky, always the home node; failover, round-robin from it.
+    fn endpoint(&self, ended: usize) -> &(String, SocketAddr) {
+        let moves = match self.client.policy {
+            ClientPolicy::Sticky => 0,
+            ClientPolicy::Failover => ended,
+        };
+        &self.endpoints[(self.home + moves) % self.endpoints.len()]
+    }
+
+    /// How long an XREAD reply may take before the session is given up.
+    fn read_timeout(&self) -> Duration {
+        BLOCK
+            + match self.client.policy {
+                ClientPolicy::Sticky => READ_GRACE,
+                ClientPolicy::Failover => self.client.stall,
+            }
+    }
 }
 
 pub struct Subscriber {
@@ -60,6 +100,7 @@ impl Subscriber {
             last_ids: Mutex::new(vec![EntryId::default(); spec.channels]),
             delivered: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            moves: AtomicU64::new(0),
         });
         Subscriber { spec, progress }
     }
@@ -73,9 +114,14 @@ impl Subscriber {
         let spec = &self.spec;
         let channels: Vec<String> = (0..spec.channels).map(|c| format!("ch{c}")).collect();
         let mut attempt = 0u32;
+        // Sessions (or connect attempts) that ended so far.
+        let mut ended = 0usize;
+        // The node of the last session that came up.
+        let mut last_up: Option<String> = None;
         while !*stop.borrow() {
+            let (node, addr) = spec.endpoint(ended);
             let reason = tokio::select! {
-                r = self.session(&channels, &clock, &recorder) => Some(r),
+                r = self.session(node, *addr, &channels, &clock, &recorder, &mut last_up) => Some(r),
                 _ = stop.wait_for(|s| *s) => None,
             };
             if self.progress.connected.swap(false, Ordering::Relaxed) {
@@ -84,13 +130,14 @@ impl Subscriber {
                     .record(Event::SubscriberDown {
                         t_us: clock.now_us(),
                         subscriber: spec.id,
-                        node: spec.node.clone(),
+                        node: node.clone(),
                         reason: reason.clone().unwrap_or_else(|| RUN_FINISHED.into()),
                     })
                     .await;
             }
             let Some(reason) = reason else { break };
-            tracing::debug!(subscriber = spec.id, node = %spec.node, %reason, "subscriber disconnected");
+            tracing::debug!(subscriber = spec.id, %node, %reason, "subscriber disconnected");
+            ended += 1;
             attempt += 1;
             let delay = BACKOFF_MIN
                 .saturating_mul(1 << attempt.min(5))
@@ -102,13 +149,21 @@ impl Subscriber {
         }
     }
 
-    /// One connection's life; returns why it ended.
-    async fn session(&self, channels: &[String], clock: &Clock, recorder: &Recorder) -> String {
+    /// One connection's life to `node`; returns why it ended.
+    async fn session(
+        &self,
+        node: &str,
+        addr: SocketAddr,
+        channels: &[String],
+        clock: &Clock,
+        recorder: &Recorder,
+        last_up: &mut Option<String>,
+    ) -> String {
         let spec = &self.spec;
-        if let Err(e) = check_client_addr(spec.addr) {
+        if let Err(e) = check_client_addr(addr) {
             return e.to_string();
         }
-        let mut conn = match RespConn::connect(spec.addr, CONNECT_TIMEOUT).await {
+        let mut conn = match RespConn::connect(addr, CONNECT_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => return format!("connect: {e}"),
         };
@@ -134,24 +189,30 @@ impl Subscriber {
             }
         }
         self.progress.connected.store(true, Ordering::Relaxed);
+        if last_up.as_deref().is_some_and(|n| n != node) {
+            self.progress.moves.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(subscriber = spec.id, from = last_up.as_deref().unwrap_or(""), to = %node, "subscriber moved");
+        }
+        *last_up = Some(node.to_string());
         recorder
             .record(Event::SubscriberUp {
                 t_us: clock.now_us(),
                 subscriber: spec.id,
-                node: spec.node.clone(),
+                node: node.to_string(),
             })
             .await;
         match spec.mode {
             Mode::Stream => {
-                self.read_streams(&mut conn, channels, clock, recorder)
+                self.read_streams(&mut conn, node, channels, clock, recorder)
                     .await
             }
-            Mode::Pubsub => self.read_messages(&mut conn, clock, recorder).await,
+            Mode::Pubsub => self.read_messages(&mut conn, node, clock, recorder).await,
         }
     }
 
     async fn deliver(
         &self,
+        node: &str,
         clock: &Clock,
         recorder: &Recorder,
         channel: &str,
@@ -168,7 +229,7 @@ impl Subscriber {
             .record(Event::Deliver {
                 t_us: clock.now_us(),
                 subscriber: self.spec.id,
-                node: self.spec.node.clone(),
+                node: node.to_string(),
                 channel: channel.to_string(),
                 msg,
                 id,
@@ -181,6 +242,7 @@ impl Subscriber {
     async fn read_streams(
         &self,
         conn: &mut RespConn,
+        node: &str,
         channels: &[String],
         clock: &Clock,
         recorder: &Recorder,
@@ -194,13 +256,16 @@ impl Subscriber {
                 .iter()
                 .map(|i| i.to_string())
                 .collect();
-            let mut args: Vec<&str> = vec!["XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS"];
+            let block = BLOCK.as_millis().to_string();
+            let mut args: Vec<&str> = vec!["XREAD", "COUNT", "1000", "BLOCK", &block, "STREAMS"];
             args.extend(channels.iter().map(String::as_str));
             args.extend(ids.iter().map(String::as_str));
-            let reply =
-                tokio::time::timeout(Duration::from_secs(1) + READ_GRACE, conn.call(&args)).await;
+            let timeout = self.spec.read_timeout();
+            let reply = tokio::time::timeout(timeout, conn.call(&args)).await;
             let value = match reply {
-                Err(_) => return "XREAD reply timed out".into(),
+                Err(_) => {
+                    return format!("no XREAD reply within {}ms", timeout.as_millis());
+                }
                 Ok(Err(e)) => return format!("XREAD: {e}"),
                 Ok(Ok(Value::Error(e))) => return format!("XREAD error: {e}"),
                 Ok(Ok(v)) => v,
@@ -221,6 +286,7 @@ impl Subscriber {
                         }
                     }
                     self.deliver(
+                        node,
                         clock,
                         recorder,
                         &channel,
@@ -237,6 +303,7 @@ impl Subscriber {
     async fn read_messages(
         &self,
         conn: &mut RespConn,
+        node: &str,
         clock: &Clock,
         recorder: &Recorder,
     ) -> String {
@@ -253,9 +320,43 @@ impl Subscriber {
             };
             if parts.len() == 3 && parts[0].as_str() == Some("message") {
                 let channel = parts[1].as_str().unwrap_or("").to_string();
-                self.deliver(clock, recorder, &channel, None, parts[2].as_bytes())
+                self.deliver(node, clock, recorder, &channel, None, parts[2].as_bytes())
                     .await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(policy: ClientPolicy) -> SubscriberSpec {
+        let addr: SocketAddr = "198.18.0.1:6379".parse().unwrap();
+        SubscriberSpec {
+            id: 0,
+            endpoints: ["n1", "n2", "n3"]
+                .iter()
+                .map(|n| (n.to_string(), addr))
+                .collect(),
+            home: 1,
+            mode: Mode::Stream,
+            channels: 1,
+            client: ClientOptions {
+                policy,
+                stall: Duration::from_millis(500),
+            },
+        }
+    }
+
+    #[test]
+    fn failover_goes_round_robin_from_home_and_sticky_stays() {
+        let s = spec(ClientPolicy::Failover);
+        let nodes: Vec<&str> = (0..4).map(|e| s.endpoint(e).0.as_str()).collect();
+        assert_eq!(nodes, ["n2", "n3", "n1", "n2"]);
+        assert_eq!(s.read_timeout(), BLOCK + Duration::from_millis(500));
+        let s = spec(ClientPolicy::Sticky);
+        assert!((0..4).all(|e| s.endpoint(e).0 == "n2"));
+        assert_eq!(s.read_timeout(), BLOCK + READ_GRACE);
     }
 }

@@ -1,5 +1,6 @@
 //! Failover with real processes: Redis with Sentinel follows a primary kill, loses
-//! acknowledged writes in a split brain, and bus publishers leave a paused leader.
+//! acknowledged writes in a split brain, bus publishers leave a paused leader, and bus
+//! subscribers leave a killed node and resume by id elsewhere.
 //!
 //! Like the other chaos tests these need the namespace lab (and redis-server); without
 //! them they fail loudly unless `RAFTBUS_ALLOW_SKIP=1`.
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use raftbus::history::Event;
-use raftbus_reports::model::Verdict;
+use raftbus_reports::model::{Summary, Verdict};
 
 use crate::util;
 
@@ -132,6 +133,19 @@ fn redis_split_brain_loses_acknowledged_writes() {
     assert_eq!(leftovers(&dir), Vec::<String>::new());
 }
 
+/// Runs the scenario under `policy`, asserts it came out valid (exit 0), and returns its
+/// summary and its first fault window in microseconds.
+fn valid_run(dir: &Path, body: &str, policy: &str) -> (Summary, (u64, u64)) {
+    let out = chaos(dir, body, &["--client-policy", policy]);
+    assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
+    let s = util::summary(dir);
+    let window = (
+        (s.faults[0].start_s * 1e6) as u64,
+        (s.faults[0].end_s * 1e6) as u64,
+    );
+    (s, window)
+}
+
 #[test]
 fn bus_publishers_leave_a_paused_leader_unless_sticky() {
     if !require_lab() {
@@ -142,15 +156,9 @@ fn bus_publishers_leave_a_paused_leader_unless_sticky() {
     let body = "name = \"bus-pause\"\ntarget = \"bus\"\npublishers = 3\nduration = \"14s\"\n[[fault]]\nat = \"4s\"\nduration = \"5s\"\nkind = \"pause\"\ntarget = \"leader\"\n";
     for policy in ["failover", "sticky"] {
         let dir = tmp.path().join(policy);
-        let out = chaos(&dir, body, &["--client-policy", policy]);
-        assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
-        let s = util::summary(&dir);
+        let (s, (start_us, end_us)) = valid_run(&dir, body, policy);
         assert_eq!(s.checks.lost, 0);
         let paused = s.faults[0].targets[0].clone();
-        let (start_us, end_us) = (
-            (s.faults[0].start_s * 1e6) as u64,
-            (s.faults[0].end_s * 1e6) as u64,
-        );
         let sent_by = nodes_by_publisher(&dir);
         assert!(sent_by.values().any(|sent| sent[0].1 == paused));
         for (publisher, sent) in sent_by {
@@ -172,5 +180,90 @@ fn bus_publishers_leave_a_paused_leader_unless_sticky() {
                 );
             }
         }
+    }
+}
+
+/// Per subscriber, in order: `(t_us, node, up)` for each `SubscriberUp` (`up`) and each
+/// delivery (not `up`).
+fn subscriber_nodes(dir: &Path) -> BTreeMap<u32, Vec<(u64, String, bool)>> {
+    let mut out: BTreeMap<u32, Vec<(u64, String, bool)>> = BTreeMap::new();
+    for e in util::history(dir) {
+        match e {
+            Event::SubscriberUp {
+                t_us,
+                subscriber,
+                node,
+            } => out.entry(subscriber).or_default().push((t_us, node, true)),
+            Event::Deliver {
+                t_us,
+                subscriber,
+                node,
+                ..
+            } => out.entry(subscriber).or_default().push((t_us, node, false)),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn bus_subscribers_leave_a_killed_node_and_resume_unless_sticky() {
+    if !require_lab() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "name = \"bus-sub-kill\"\ntarget = \"bus\"\nmode = \"stream\"\npublishers = 2\nsubscribers_per_node = 1\nduration = \"16s\"\n[[fault]]\nat = \"4s\"\nduration = \"6s\"\nkind = \"kill\"\ntarget = \"n2\"\n";
+    for policy in ["failover", "sticky"] {
+        let dir = tmp.path().join(policy);
+        // Resuming by id on another node (or the same one after its restart) misses
+        // nothing, repeats nothing: valid.
+        let (s, (start_us, end_us)) = valid_run(&dir, body, policy);
+        assert_eq!(s.faults[0].targets, ["n2"]);
+        assert_eq!(s.checks.reordered, 0);
+        assert_eq!(s.checks.duplicated, 0);
+        let by_sub = subscriber_nodes(&dir);
+        assert_eq!(by_sub.len(), 3);
+        let moves_note = s
+            .environment
+            .notes
+            .iter()
+            .find_map(|n| n.split_once("subscriber moves to another node: "))
+            .map(|(_, rest)| rest.to_string())
+            .expect("a note counts the subscriber moves");
+        let (home_of_killed, events) = by_sub
+            .iter()
+            .find(|(_, ev)| ev[0].1 == "n2")
+            .expect("a subscriber started on n2");
+        if policy == "sticky" {
+            for (sub, ev) in &by_sub {
+                assert!(
+                    ev.iter().all(|(_, n, _)| *n == ev[0].1),
+                    "sticky subscriber {sub} changed node"
+                );
+            }
+            assert_eq!(moves_note, "0");
+            continue;
+        }
+        // The killed node's subscriber came up elsewhere while n2 was dead and went on
+        // delivering there, and nothing is attributed to the dead node meanwhile.
+        let elsewhere = |up: bool| {
+            events
+                .iter()
+                .any(|(t, n, u)| *u == up && n != "n2" && (start_us..end_us).contains(t))
+        };
+        assert!(
+            elsewhere(true),
+            "subscriber {home_of_killed} did not move off the killed n2: {events:?}"
+        );
+        assert!(
+            elsewhere(false),
+            "subscriber {home_of_killed} delivered nothing after moving"
+        );
+        let dead = start_us + 500_000..end_us;
+        assert!(
+            !events.iter().any(|(t, n, _)| n == "n2" && dead.contains(t)),
+            "events of subscriber {home_of_killed} name n2 while it was dead"
+        );
+        assert_ne!(moves_note, "0");
     }
 }
