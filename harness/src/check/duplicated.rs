@@ -151,6 +151,38 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_on_one_node_only_counts() {
+        let mut h = H::stream(&["n1", "n2"]);
+        h.acked(1, "c", "1-0");
+        h.finals_everywhere();
+        h.final_entry("n2", "c", "2-0", 1);
+        let f = run_one(&Duplicated, h);
+        assert_eq!(f.count(Kind::Duplicated), 1);
+        assert!(f.examples(Kind::Duplicated)[0].contains("final stream of n2"));
+    }
+
+    #[test]
+    fn a_duplicate_delivery_names_the_first_delivery_of_that_message() {
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        h.finals_everywhere();
+        h.sub_up(1, "n1");
+        h.at(100);
+        h.deliver(1, "n1", 1, "1-0"); // at 101 ms
+        h.at(200);
+        h.deliver(1, "n1", 2, "2-0"); // at 201 ms
+        h.at(300);
+        h.deliver(1, "n1", 2, "2-0"); // at 301 ms
+        let f = run_one(&Duplicated, h);
+        let ex = &f.examples(Kind::DuplicatedDelivery)[0];
+        assert!(
+            ex.contains("at 201.0ms (id 2-0) and again at 301.0ms (id 2-0) in one session"),
+            "{ex}"
+        );
+    }
+
+    #[test]
     fn duplicate_delivery_after_resume_is_reported_as_such() {
         let mut h = H::stream(&["n1"]);
         h.acked(1, "c", "1-0");

@@ -124,6 +124,31 @@ mod tests {
     }
 
     #[test]
+    fn an_acknowledged_duplicate_is_not_an_indeterminate_one_but_a_failed_one_is() {
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.failed(2, "c");
+        h.final_entry("n1", "c", "1-0", 1);
+        h.final_entry("n1", "c", "2-0", 1);
+        h.final_entry("n1", "c", "3-0", 2);
+        h.final_entry("n1", "c", "4-0", 2);
+        let f = run_one(&Indeterminate, h);
+        assert_eq!(f.count(Kind::IndeterminateDuplicated), 1);
+        assert!(f.examples(Kind::IndeterminateDuplicated)[0].contains(&H::hex(2)));
+    }
+
+    #[test]
+    fn a_failed_publish_only_delivered_is_failed_but_committed() {
+        let mut h = H::stream(&["n1"]);
+        h.failed(5, "c");
+        h.final_read("n1", true);
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 5, "1-0");
+        let f = run_one(&Indeterminate, h);
+        assert_eq!(f.count(Kind::FailedButCommitted), 1);
+    }
+
+    #[test]
     fn failed_but_present_is_failed_but_committed() {
         let mut h = H::stream(&["n1", "n2"]);
         h.failed(5, "c");
