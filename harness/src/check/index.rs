@@ -743,3 +743,33 @@ impl IndexBuilder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distinct values among the low 10 bits of the hashes of `keys` (1,024 buckets).
+    fn buckets<K: std::hash::Hash>(keys: impl Iterator<Item = K>) -> usize {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<IdHasher>::default();
+        keys.map(|k| build.hash_one(k) & 1023)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
+    #[test]
+    fn id_hasher_spreads_structured_keys() {
+        // 4,096 keys into 1,024 buckets: a good hash fills nearly all; a broken one
+        // (constant, ignoring its input) fills one. The checks' speed on long runs
+        // depends on it, not their verdicts.
+        let msg_ids = (0..4u64).flat_map(|p| (0..1024u64).map(move |s| (p << 40) | s));
+        assert!(buckets(msg_ids) > 900);
+        assert!(buckets(0..4096u32) > 900);
+        assert!(buckets((0..4096).map(|n| format!("ch{n}"))) > 900);
+        let ids = (0..4096u64).map(|n| StreamId {
+            ms: n / 4,
+            seq: n % 4,
+        });
+        assert!(buckets(ids) > 900);
+    }
+}
