@@ -758,6 +758,26 @@ mod tests {
     }
 
     #[test]
+    fn a_message_is_known_from_its_ack_or_first_delivery_whichever_is_first() {
+        let rec = |status, complete_us, first_delivery_us| MsgRec {
+            msg: 1,
+            channel: 0,
+            node: 0,
+            invoke_us: 10,
+            complete_us,
+            status,
+            ack_id: None,
+            first_delivery_us,
+        };
+        assert_eq!(rec(Status::Ok, 50, u64::MAX).known_at(), 50);
+        assert_eq!(rec(Status::Ok, 50, 30).known_at(), 30);
+        assert_eq!(rec(Status::Ok, 50, 70).known_at(), 50);
+        // An unacknowledged publish is known only once delivered.
+        assert_eq!(rec(Status::Info, 50, 70).known_at(), 70);
+        assert_eq!(rec(Status::Info, 50, u64::MAX).known_at(), u64::MAX);
+    }
+
+    #[test]
     fn id_hasher_spreads_structured_keys() {
         // 4,096 keys into 1,024 buckets: a good hash fills nearly all; a broken one
         // (constant, ignoring its input) fills one. The checks' speed on long runs
