@@ -778,6 +778,29 @@ mod tests {
     }
 
     #[test]
+    fn the_session_at_a_time_is_the_one_connected_then() {
+        let session = |up_us, down_us| Session {
+            up_us,
+            down_us,
+            node: 0,
+        };
+        let sub = SubscriberRec {
+            id: 1,
+            sessions: vec![session(10, 20), session(30, u64::MAX)],
+            deliveries: Vec::new(),
+            got: Vec::new(),
+        };
+        assert_eq!(sub.session_at(5), None);
+        assert_eq!(sub.session_at(10), Some(0));
+        assert_eq!(sub.session_at(19), Some(0));
+        // Down at 20: not connected at 20 itself, nor until the next session is up.
+        assert_eq!(sub.session_at(20), None);
+        assert_eq!(sub.session_at(25), None);
+        assert_eq!(sub.session_at(30), Some(1));
+        assert_eq!(sub.session_at(1_000_000), Some(1));
+    }
+
+    #[test]
     fn id_hasher_spreads_structured_keys() {
         // 4,096 keys into 1,024 buckets: a good hash fills nearly all; a broken one
         // (constant, ignoring its input) fills one. The checks' speed on long runs
