@@ -252,6 +252,9 @@ pub(crate) struct IndexedHistory {
     pub unreadable: Vec<(String, String)>,
     /// Unreadable nodes the run expected to be gone ([`Event::Retired`]), with why.
     pub excused: Vec<(String, String)>,
+    /// What is wrong with the history itself (completions without an invoke, message ids
+    /// invoked twice): the verdict cannot be trusted.
+    pub malformed: Vec<String>,
     pub nodes: Interner,
     pub channels: Interner,
     /// Invoked messages, in invoke order of the history.
@@ -614,17 +617,19 @@ impl IndexBuilder {
             delivered,
             reused_ids,
         } = self;
+        // A history the harness itself got wrong cannot vouch for anything: said, and the
+        // verdict becomes unknown.
+        let mut malformed = Vec::new();
         if !early.is_empty() {
-            tracing::warn!(
-                count = early.len(),
-                "completions without an invoke are ignored"
-            );
+            malformed.push(format!(
+                "{} completions without an invoke were ignored",
+                early.len()
+            ));
         }
         if reused_ids > 0 {
-            tracing::warn!(
-                count = reused_ids,
-                "message ids invoked twice; the first invoke counts"
-            );
+            malformed.push(format!(
+                "{reused_ids} message ids were invoked twice; only the first invoke counts"
+            ));
         }
         let n_channels = channels.len();
         let n_msgs = messages.len();
@@ -727,6 +732,7 @@ impl IndexBuilder {
             promise,
             unreadable,
             excused,
+            malformed,
             nodes,
             channels,
             messages,

@@ -996,6 +996,11 @@ impl Findings {
                 )
             })
             .collect();
+        checks.unchecked.extend(
+            h.malformed
+                .iter()
+                .map(|why| format!("the history is malformed: {why}")),
+        );
         checks.excused = h
             .excused
             .iter()
@@ -1259,6 +1264,39 @@ mod tests {
         h.final_read("n2", true);
         let outcome = check_events(h.events(), &CheckOptions::default());
         assert_eq!(outcome.verdict, Verdict::Invalid, "{:?}", outcome.checks);
+    }
+
+    #[test]
+    fn a_malformed_history_makes_the_verdict_unknown() {
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.final_entry("n1", "c", "1-0", 1);
+        h.final_read("n1", true);
+        let clean = h.events();
+        let outcome = check_events(clean.clone(), &CheckOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Valid, "{:?}", outcome.checks);
+        // The same message id invoked again.
+        let mut twice = clean.clone();
+        twice.insert(1, clean[0].clone());
+        let outcome = check_events(twice, &CheckOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Unknown);
+        assert_eq!(
+            outcome.checks.unchecked,
+            ["the history is malformed: 1 message ids were invoked twice; only the first invoke counts"]
+        );
+        // A completion of a message never invoked.
+        let mut orphan = clean;
+        let mut stray = orphan[1].clone();
+        if let Event::Complete { msg, .. } = &mut stray {
+            *msg += 1000;
+        }
+        orphan.push(stray);
+        let outcome = check_events(orphan, &CheckOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Unknown);
+        assert_eq!(
+            outcome.checks.unchecked,
+            ["the history is malformed: 1 completions without an invoke were ignored"]
+        );
     }
 
     #[test]
