@@ -187,6 +187,21 @@ mod tests {
     }
 
     #[test]
+    fn the_next_survivor_is_named_where_it_is_stored_not_where_it_was_acked() {
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        // Stored at another id than it was acknowledged with (itself a violation elsewhere).
+        h.final_entry("n1", "c", "7-0", 2);
+        let f = run_one(&Lost, h);
+        let mid = &f.examples(Kind::LostMidStream)[0];
+        assert!(
+            mid.ends_with(&format!("next surviving: {} at 7-0", H::hex(2))),
+            "{mid}"
+        );
+    }
+
+    #[test]
     fn pubsub_lost_means_no_subscriber_connected_throughout_got_it() {
         let mut h = H::pubsub(&["n1", "n2"]);
         h.sub_up(1, "n1");

@@ -184,6 +184,18 @@ mod tests {
     }
 
     #[test]
+    fn each_foreign_pubsub_message_is_its_own_phantom() {
+        // Neither a harness message id nor a stream id to tell them apart: two foreign
+        // messages are two phantoms, not one.
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        h.deliver_raw(1, "n1", "c", None, None, true);
+        h.deliver_raw(1, "n1", "c", None, None, true);
+        let f = run_one(&Phantom, h);
+        assert_eq!(f.count(Kind::Phantom), 2);
+    }
+
+    #[test]
     fn corrupted_payload_is_counted_as_corrupted_not_phantom() {
         let mut h = H::stream(&["n1"]);
         h.acked(1, "c", "1-0");

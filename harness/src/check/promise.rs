@@ -86,3 +86,21 @@ impl Promise {
         Promise::of(Target::Bus, mode).with_linearizable_reads(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reads_label_says_which_promise() {
+        let bus = Promise::of(Target::Bus, Mode::Stream);
+        assert!(bus
+            .with_linearizable_reads(true)
+            .reads_label()
+            .starts_with("linearizable"));
+        assert!(bus
+            .with_linearizable_reads(false)
+            .reads_label()
+            .starts_with("no recency promise"));
+    }
+}

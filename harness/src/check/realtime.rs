@@ -142,6 +142,46 @@ mod tests {
     }
 
     #[test]
+    fn an_ack_at_the_very_time_of_the_next_invoke_is_concurrent() {
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "2-0"); // acked at 2 ms
+        h.at(1);
+        h.invoke(2, "c"); // invoked at 2 ms
+        h.complete(2, Outcome::Ok, Some("1-0"));
+        h.final_entry("n1", "c", "1-0", 2);
+        h.final_entry("n1", "c", "2-0", 1);
+        assert_eq!(run_one(&Realtime, h).total(), 0);
+    }
+
+    #[test]
+    fn only_acknowledged_messages_order_later_ones() {
+        // 1 completed (info) before 2 was invoked, and is stored after it: 1 was never
+        // acknowledged, so nothing was promised about its place.
+        let mut h = H::stream(&["n1"]);
+        h.indeterminate(1, "c");
+        h.acked(2, "c", "1-0");
+        h.final_entry("n1", "c", "1-0", 2);
+        h.final_entry("n1", "c", "2-0", 1);
+        assert_eq!(run_one(&Realtime, h).total(), 0);
+    }
+
+    #[test]
+    fn deliveries_are_ordered_per_channel_and_repeats_do_not_count() {
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "d", "1");
+        h.acked(2, "c", "1");
+        // Another channel's earlier message after this one: no order between channels.
+        h.deliver_ps(1, "n1", 2);
+        h.deliver_ps(1, "n1", 1);
+        // A repeat of 1 after a later message is a duplicate, not a reordering.
+        h.acked(3, "d", "1");
+        h.deliver_ps(1, "n1", 3);
+        h.deliver_ps(1, "n1", 1);
+        assert_eq!(run_one(&Realtime, h).total(), 0);
+    }
+
+    #[test]
     fn pubsub_uses_deliveries() {
         let mut h = H::pubsub(&["n1"]);
         h.sub_up(1, "n1");
