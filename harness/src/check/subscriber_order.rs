@@ -643,4 +643,30 @@ mod tests {
         let f = run_one(&SubscriberOrder, h);
         assert_eq!((f.total(), f.gaps()), (0, 1));
     }
+
+    #[test]
+    fn of_messages_invoked_at_the_same_instant_the_first_delivered_is_named() {
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        // 2 is acknowledged at 3 ms and never arrives; 3 and 4 are both invoked at 4 ms.
+        h.acked(2, "c", "1");
+        h.at(3);
+        h.invoke(3, "c");
+        h.at(3);
+        h.invoke(4, "c");
+        h.complete(3, Outcome::Ok, Some("1"));
+        h.complete(4, Outcome::Ok, Some("1"));
+        h.deliver_ps(1, "n1", 4);
+        h.deliver_ps(1, "n1", 3);
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.ends_with(&format!(
+                "it got msg {} invoked later at 4.0ms at 7.0ms",
+                H::hex(4)
+            )),
+            "{ex}"
+        );
+    }
 }
