@@ -294,7 +294,7 @@ impl Invariant for StaleRead {
 mod tests {
     use super::super::testkit::{run_one, H};
     use super::*;
-    use crate::history::Event;
+    use crate::history::{Event, Outcome};
 
     fn read(h: &mut H, at_ms: u64, node: &str, op: ReadOp, last: Option<&str>, count: u64) {
         h.push(Event::Read {
@@ -310,6 +310,32 @@ mod tests {
             truncated: false,
             error: None,
         });
+    }
+
+    /// A read of channel `c` on `node` that got an error.
+    fn failed_read(h: &mut H, at_ms: u64, node: &str) {
+        h.push(Event::Read {
+            invoke_us: at_ms * 1000,
+            t_us: at_ms * 1000 + 500,
+            node: node.to_owned(),
+            channel: "c".to_owned(),
+            op: ReadOp::XLen,
+            ok: false,
+            from: None,
+            last: None,
+            count: 0,
+            truncated: false,
+            error: Some("TRYAGAIN no quorum".to_owned()),
+        });
+    }
+
+    fn stale_group(label: &str, reads: u64, failed: u64) -> StaleGroup {
+        StaleGroup {
+            label: label.to_owned(),
+            reads,
+            failed,
+            ..StaleGroup::default()
+        }
     }
 
     /// Messages 1..=3 acknowledged at 2, 4 and 6 ms with ids 1-0..3-0, in every final
@@ -412,5 +438,98 @@ mod tests {
         assert_eq!(found.count(Kind::StaleRead), 0);
         assert_eq!(found.anomaly_count(Kind::StaleRead), 1);
         assert!(!found.stale_reads.promised);
+    }
+
+    #[test]
+    fn an_ack_completing_exactly_when_the_read_begins_is_not_owed() {
+        let mut h = three_acked();
+        // Message 3's ack completed at 6 ms: a read sent at 6 ms need not include it, one
+        // sent at 7 ms must.
+        read(&mut h, 6, "n2", ReadOp::XRevRange, Some("2-0"), 1);
+        read(&mut h, 7, "n2", ReadOp::XRevRange, Some("2-0"), 1);
+        let found = run_one(&StaleRead, h);
+        assert_eq!(found.count(Kind::StaleRead), 1);
+        let ex = &found.examples(Kind::StaleRead)[0];
+        assert!(ex.contains("on n2 at 7.0ms"), "{ex}");
+        assert!(ex.contains("1 acknowledged entries behind"), "{ex}");
+        let r = &found.stale_reads;
+        assert_eq!((r.reads, r.stale, r.max_entries_behind), (2, 1, 1));
+        assert_eq!(r.max_ms_behind, 1.0);
+    }
+
+    #[test]
+    fn an_acknowledgement_without_an_id_is_placed_by_its_final_stream_id() {
+        let mut h = H::stream(&["n1", "n2"]);
+        h.acked(1, "c", "1-0");
+        // Acknowledged at 4 ms, but the reply carried no entry id.
+        h.invoke(2, "c");
+        h.complete(2, Outcome::Ok, None);
+        for node in ["n1", "n2"] {
+            h.final_entry(node, "c", "1-0", 1);
+            h.final_entry(node, "c", "2-0", 2);
+        }
+        read(&mut h, 10, "n2", ReadOp::XRevRange, Some("1-0"), 1);
+        let found = run_one(&StaleRead, h);
+        assert_eq!(found.count(Kind::StaleRead), 1);
+        let ex = &found.examples(Kind::StaleRead)[0];
+        assert!(
+            ex.contains(&format!(
+                "missing msg {} (id 2-0) acked at 4.0ms",
+                H::hex(2)
+            )),
+            "{ex}"
+        );
+        assert_eq!(found.stale_reads.max_entries_behind, 1);
+    }
+
+    #[test]
+    fn a_read_counts_in_a_fault_window_from_its_start_until_five_seconds_after_the_heal() {
+        let mut h = H::stream(&["n1", "n2"]);
+        // Paused from 100 to 200 ms: reads from 100 ms until before 5200 ms are in it.
+        h.fault("pause", 100, 200);
+        // A later fault no read falls in is not listed.
+        h.fault("kill", 20_000, 21_000);
+        read(&mut h, 99, "n1", ReadOp::XLen, None, 0);
+        read(&mut h, 100, "n1", ReadOp::XLen, None, 0);
+        failed_read(&mut h, 5_199, "n1");
+        read(&mut h, 5_200, "n2", ReadOp::XLen, None, 0);
+        failed_read(&mut h, 6_000, "n1");
+        read(&mut h, 7_000, "n1", ReadOp::XLen, None, 0);
+        let found = run_one(&StaleRead, h);
+        let r = &found.stale_reads;
+        assert_eq!((r.reads, r.failed, r.stale), (6, 2, 0));
+        assert_eq!(
+            r.per_window,
+            vec![
+                stale_group("pause 0.1-0.2s (+5s after heal)", 2, 1),
+                stale_group("outside fault windows", 4, 1),
+            ]
+        );
+        assert_eq!(
+            r.per_node,
+            vec![stale_group("n1", 5, 2), stale_group("n2", 1, 0)]
+        );
+    }
+
+    #[test]
+    fn the_report_states_what_reads_are_promised() {
+        let mut h = three_acked();
+        read(&mut h, 10, "n1", ReadOp::XRevRange, Some("3-0"), 1);
+        let found = run_one(&StaleRead, h);
+        assert!(found.stale_reads.promised);
+        assert_eq!(
+            found.stale_reads.consistency,
+            "linearizable (read index): stale reads are violations"
+        );
+
+        let mut h = three_acked();
+        h.promise = h.promise.with_linearizable_reads(false);
+        read(&mut h, 10, "n1", ReadOp::XRevRange, Some("3-0"), 1);
+        let found = run_one(&StaleRead, h);
+        assert!(!found.stale_reads.promised);
+        assert_eq!(
+            found.stale_reads.consistency,
+            "no recency promise (a node's own replica): stale reads are anomalies"
+        );
     }
 }

@@ -142,4 +142,25 @@ mod tests {
         );
         assert!(ex.contains(&want), "{ex}");
     }
+
+    #[test]
+    fn repeats_and_unknown_messages_do_not_count_as_an_order() {
+        let mut h = H::pubsub(&["n1", "n2"]);
+        h.sub_up(1, "n1");
+        h.sub_up(2, "n2");
+        h.acked(1, "c", "1");
+        h.acked(2, "c", "1");
+        // Sub 1 gets 1 and 2, then 1 again and a payload nobody published; sub 2 gets
+        // the same first deliveries, with the repeat and the unknown payload elsewhere.
+        h.deliver_ps(1, "n1", 1);
+        h.deliver_ps(1, "n1", 2);
+        h.deliver_ps(1, "n1", 1);
+        h.deliver_raw(1, "n1", "c", None, None, true);
+        h.deliver_ps(2, "n2", 1);
+        h.deliver_raw(2, "n2", "c", None, None, true);
+        h.deliver_ps(2, "n2", 2);
+        h.deliver_ps(2, "n2", 1);
+        let f = run_one(&SubscriberAgreement, h);
+        assert_eq!(f.total(), 0);
+    }
 }

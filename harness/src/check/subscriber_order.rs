@@ -321,6 +321,7 @@ fn check_pubsub(h: &IndexedHistory, out: &mut Findings) {
 mod tests {
     use super::super::testkit::{run_one, H};
     use super::*;
+    use crate::history::Outcome;
 
     fn three_acked_stream() -> H {
         three_acked_on(&["n1"])
@@ -597,5 +598,208 @@ mod tests {
         let f = run_one(&SubscriberOrder, h);
         assert_eq!(f.count(Kind::Skipped), 0);
         assert_eq!(f.anomaly_count(Kind::Skipped), 1);
+    }
+
+    #[test]
+    fn each_stream_subscriber_is_held_to_its_own_node_and_channel() {
+        // Channel c (interned first) and d; n2's final stream of d is longer than n1's.
+        let mut h = H::stream(&["n1", "n2"]);
+        h.acked(1, "c", "9-0");
+        h.acked(2, "d", "1-0");
+        h.acked(3, "d", "2-0");
+        h.acked(4, "d", "3-0");
+        h.acked(5, "d", "4-0");
+        for node in ["n1", "n2"] {
+            h.final_entry(node, "c", "9-0", 1);
+            h.final_entry(node, "d", "1-0", 2);
+        }
+        h.final_entry("n2", "d", "2-0", 3);
+        h.final_entry("n2", "d", "3-0", 4);
+        h.final_entry("n2", "d", "4-0", 5);
+        h.sub_up(1, "n2");
+        h.deliver(1, "n2", 1, "9-0");
+        h.deliver(1, "n2", 2, "1-0");
+        h.at(100);
+        h.deliver(1, "n2", 4, "3-0");
+        // On d it skipped 2-0 and stopped before 4-0 of n2's stream; c (up to 9-0) says
+        // nothing about d.
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 2, "{:?}", f.examples(Kind::Skipped));
+        assert_eq!(f.count(Kind::Reordered), 0);
+        let ex = f.examples(Kind::Skipped);
+        assert!(
+            ex[0].contains(&format!(
+                "sub 1 via n2 missed msg {} (id 2-0) on d",
+                H::hex(3)
+            )) && ex[0].contains("it got 1-0 then 3-0 at 101.0ms"),
+            "{ex:?}"
+        );
+        assert!(
+            ex[1].contains(&format!("missed msg {} (id 4-0) on d", H::hex(5)))
+                && ex[1].contains("it received nothing after 3-0 (at 101.0ms) although the final stream of n2 goes on to 4-0"),
+            "{ex:?}"
+        );
+    }
+
+    #[test]
+    fn a_late_delivery_below_the_highest_id_does_not_shrink_what_was_reached() {
+        let mut h = three_acked_stream();
+        h.acked(4, "c", "4-0");
+        h.final_entry("n1", "c", "4-0", 4);
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 1, "1-0");
+        h.deliver(1, "n1", 4, "4-0");
+        h.deliver(1, "n1", 2, "2-0");
+        // 3-0 is missed once, in the gap from 1-0 to 4-0; 2-0 came late (reordered).
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Reordered), 1);
+        assert_eq!(f.count(Kind::Skipped), 1, "{:?}", f.examples(Kind::Skipped));
+        assert!(f.examples(Kind::Skipped)[0].contains("it got 1-0 then 4-0"));
+    }
+
+    #[test]
+    fn the_end_of_what_it_read_is_when_it_first_reached_its_highest_id() {
+        let mut h = H::stream(&["n1"]);
+        h.acked(1, "c", "1-0");
+        h.acked(2, "c", "2-0");
+        h.acked(3, "c", "5-0");
+        h.acked(4, "c", "3-0");
+        h.final_entry("n1", "c", "1-0", 1);
+        h.final_entry("n1", "c", "2-0", 2);
+        h.final_entry("n1", "c", "3-0", 4);
+        h.sub_up(1, "n1");
+        h.at(100);
+        h.deliver(1, "n1", 1, "1-0");
+        h.deliver(1, "n1", 2, "2-0");
+        // Another message under the same id, later.
+        h.at(200);
+        h.deliver(1, "n1", 3, "2-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Reordered), 1);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.contains("it received nothing after 2-0 (at 102.0ms) although the final stream of n1 goes on to 3-0"),
+            "{ex}"
+        );
+    }
+
+    #[test]
+    fn an_entry_at_a_delivered_id_is_not_owed_even_if_it_holds_another_message() {
+        // The final stream holds 1, 2 and 3 at 1-0..3-0, but the subscriber got 4 at 1-0
+        // and 5 at 3-0 (an id conflict, not a gap): it reached every id.
+        let mut h = three_acked_stream();
+        h.acked(4, "c", "1-0");
+        h.acked(5, "c", "3-0");
+        h.sub_up(1, "n1");
+        h.deliver(1, "n1", 4, "1-0");
+        h.deliver(1, "n1", 2, "2-0");
+        h.deliver(1, "n1", 5, "3-0");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.total(), 0, "{:?}", f.examples(Kind::Skipped));
+    }
+
+    #[test]
+    fn a_pubsub_miss_names_the_latest_invoked_message_of_its_session_and_channel() {
+        let mut h = H::pubsub(&["n1"]);
+        h.acked(1, "c", "1");
+        h.sub_up(1, "n1");
+        h.deliver_ps(1, "n1", 1);
+        h.sub_down(1, "n1");
+        h.sub_up(1, "n1");
+        // Second session (from 6 ms), channel d: 2 is missed, 3 (invoked later) arrives.
+        h.acked(2, "d", "1");
+        h.acked(3, "d", "1");
+        h.deliver_ps(1, "n1", 3);
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        assert_eq!(f.gaps(), 0);
+        let ex = &f.examples(Kind::Skipped)[0];
+        let want = format!(
+            "sub 1 via n1 missed msg {} (id no id) on d; invoked at 7.0ms and known at 8.0ms while it was connected since 6.0ms; it got msg {} invoked later at 9.0ms at 11.0ms",
+            H::hex(2),
+            H::hex(3)
+        );
+        assert_eq!(ex, &want);
+    }
+
+    #[test]
+    fn a_pubsub_miss_is_judged_by_the_latest_invoked_not_the_last_delivered() {
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        h.acked(1, "c", "1");
+        h.acked(2, "c", "1");
+        h.acked(3, "c", "1");
+        // 3 (invoked after 2 was acknowledged) arrives before 1; 2 never does.
+        h.deliver_ps(1, "n1", 3);
+        h.deliver_ps(1, "n1", 1);
+        // An unknown payload says nothing.
+        h.deliver_raw(1, "n1", "c", None, None, true);
+        h.sub_down(1, "n1");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        assert_eq!(f.gaps(), 0);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.contains(&format!(
+                "it got msg {} invoked later at 6.0ms at 8.0ms",
+                H::hex(3)
+            )),
+            "{ex}"
+        );
+    }
+
+    #[test]
+    fn a_pubsub_miss_followed_only_by_earlier_or_simultaneous_invokes_is_a_gap() {
+        // 2 is acknowledged at 5 ms; the session got only 1 (invoked before) and ended.
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        h.invoke(1, "c");
+        h.invoke(2, "c");
+        h.complete(1, Outcome::Ok, Some("1"));
+        h.complete(2, Outcome::Ok, Some("1"));
+        h.deliver_ps(1, "n1", 1);
+        h.sub_down(1, "n1");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!((f.total(), f.gaps()), (0, 1));
+
+        // 3 is invoked exactly when 2's ack completed (3 ms): not later than 2 was known.
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        h.invoke(2, "c");
+        h.complete(2, Outcome::Ok, Some("1"));
+        h.at(2);
+        h.invoke(3, "c");
+        h.complete(3, Outcome::Ok, Some("1"));
+        h.deliver_ps(1, "n1", 3);
+        h.sub_down(1, "n1");
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!((f.total(), f.gaps()), (0, 1));
+    }
+
+    #[test]
+    fn of_messages_invoked_at_the_same_instant_the_first_delivered_is_named() {
+        let mut h = H::pubsub(&["n1"]);
+        h.sub_up(1, "n1");
+        // 2 is acknowledged at 3 ms and never arrives; 3 and 4 are both invoked at 4 ms.
+        h.acked(2, "c", "1");
+        h.at(3);
+        h.invoke(3, "c");
+        h.at(3);
+        h.invoke(4, "c");
+        h.complete(3, Outcome::Ok, Some("1"));
+        h.complete(4, Outcome::Ok, Some("1"));
+        h.deliver_ps(1, "n1", 4);
+        h.deliver_ps(1, "n1", 3);
+        let f = run_one(&SubscriberOrder, h);
+        assert_eq!(f.count(Kind::Skipped), 1);
+        let ex = &f.examples(Kind::Skipped)[0];
+        assert!(
+            ex.ends_with(&format!(
+                "it got msg {} invoked later at 4.0ms at 7.0ms",
+                H::hex(4)
+            )),
+            "{ex}"
+        );
     }
 }

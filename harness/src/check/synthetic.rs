@@ -141,6 +141,92 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_small_synthetic_history_is_exactly_as_described() {
+        let spec = SyntheticSpec {
+            ops: 3,
+            nodes: 3,
+            subscribers_per_node: 2,
+            channels: 2,
+            publishers: 2,
+            mode: Mode::Stream,
+        };
+        let sub_nodes = ["n1", "n1", "n2", "n2", "n3", "n3"];
+        let mut want: Vec<Event> = (0..6)
+            .map(|s| Event::SubscriberUp {
+                t_us: 0,
+                subscriber: s,
+                node: sub_nodes[s as usize].to_owned(),
+            })
+            .collect();
+        // Publish i: invoked at 1 ms + 10 µs·i by publisher i % 2 (sequence i / 2) via
+        // node i % 3, on channel i % 2, acknowledged after 300 + (7919·i mod 2000) µs with
+        // the i/2+1-th id of its channel, delivered to everyone 50 µs later.
+        let publishes = [
+            (1_000, 1_300, msg_id(0, 0), "ch0", "n1", "1-0"),
+            (1_010, 3_229, msg_id(1, 0), "ch1", "n2", "1-0"),
+            (1_020, 3_158, msg_id(0, 1), "ch0", "n3", "2-0"),
+        ];
+        for (t, acked, msg, channel, node, id) in publishes {
+            want.push(Event::Invoke {
+                intended_us: t,
+                t_us: t,
+                msg,
+                channel: channel.to_owned(),
+                node: node.to_owned(),
+            });
+            want.push(Event::Complete {
+                t_us: acked,
+                msg,
+                outcome: Outcome::Ok,
+                id: Some(id.to_owned()),
+                error: None,
+            });
+            for (s, sub_node) in sub_nodes.iter().enumerate() {
+                want.push(Event::Deliver {
+                    t_us: acked + 50,
+                    subscriber: s as u32,
+                    node: (*sub_node).to_owned(),
+                    channel: channel.to_owned(),
+                    msg: Some(msg),
+                    id: Some(id.to_owned()),
+                    intact: true,
+                });
+            }
+        }
+        for node in ["n1", "n2", "n3"] {
+            for (channel, id, msg) in [
+                ("ch0", "1-0", msg_id(0, 0)),
+                ("ch0", "2-0", msg_id(0, 1)),
+                ("ch1", "1-0", msg_id(1, 0)),
+            ] {
+                want.push(Event::Final {
+                    node: node.to_owned(),
+                    channel: channel.to_owned(),
+                    id: id.to_owned(),
+                    msg: Some(msg),
+                    intact: true,
+                });
+            }
+        }
+        let got: Vec<Event> = clean_history(&spec).collect();
+        assert_eq!(got, want);
+        assert_eq!(spec.events(), 39);
+
+        // Pub/sub: the PUBLISH reply counts the receivers, deliveries carry no id, and
+        // there are no final streams.
+        let spec = SyntheticSpec {
+            mode: Mode::Pubsub,
+            ..spec
+        };
+        let got: Vec<Event> = clean_history(&spec).collect();
+        assert_eq!(got.len() as u64, spec.events());
+        assert_eq!(spec.events(), 6 + 3 * 8);
+        assert!(matches!(&got[7], Event::Complete { id: Some(id), .. } if id == "6"));
+        assert!(matches!(&got[8], Event::Deliver { id: None, .. }));
+        assert!(!got.iter().any(|e| matches!(e, Event::Final { .. })));
+    }
+
     /// Run with `cargo test -p raftbus --release -- --ignored million --nocapture`.
     #[test]
     #[ignore = "takes a while in debug builds; reports timing"]
