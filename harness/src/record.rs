@@ -5,8 +5,10 @@
 //!   full, which shows up as send lag rather than as unbounded memory).
 //! - Latency is measured from each message's *intended* send time: the thread remembers
 //!   intended times in a fixed-size ring per publisher, indexed by sequence number.
-//! - Per-second histograms go to `latency.hlog` (tags [`tags`]) for the measured window
-//!   (after warmup); per-second counters go to `timeseries.json` rows for the whole run.
+//! - Per-second histograms go to `latency.hlog` (tags [`tags`]), binned by completion
+//!   second but holding only messages intended in the measured window, so the log adds up
+//!   to exactly the summary's totals; per-second counters and percentiles go to
+//!   `timeseries.json` rows for the whole run, warmup included.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -231,10 +233,28 @@ impl Ring {
     }
 }
 
-struct OpenSecond {
+/// One second's latencies, by completion time.
+struct SecondHistograms {
     ack: Histogram<u64>,
     e2e: Histogram<u64>,
     lag: Histogram<u64>,
+}
+
+impl SecondHistograms {
+    fn new() -> SecondHistograms {
+        SecondHistograms {
+            ack: new_histogram(),
+            e2e: new_histogram(),
+            lag: new_histogram(),
+        }
+    }
+}
+
+struct OpenSecond {
+    /// Every message, for the time-series row.
+    all: SecondHistograms,
+    /// Messages intended in the measured window, for the hlog.
+    measured: SecondHistograms,
 }
 
 struct State {
@@ -395,9 +415,8 @@ impl State {
             _ => second,
         };
         self.open.entry(key).or_insert_with(|| OpenSecond {
-            ack: new_histogram(),
-            e2e: new_histogram(),
-            lag: new_histogram(),
+            all: SecondHistograms::new(),
+            measured: SecondHistograms::new(),
         })
     }
 
@@ -426,8 +445,11 @@ impl State {
                 self.live.invoked.fetch_add(1, Ordering::Relaxed);
                 self.row(sec(intended_us)).offered += 1;
                 let lag = t_us.saturating_sub(intended_us);
-                self.open_second(sec(t_us)).lag.saturating_record(lag);
-                if self.measured(intended_us) {
+                let measured = self.measured(intended_us);
+                let open = self.open_second(sec(t_us));
+                open.all.lag.saturating_record(lag);
+                if measured {
+                    open.measured.lag.saturating_record(lag);
                     self.measured_offered += 1;
                     self.total_lag.saturating_record(lag);
                     self.outstanding.insert(msg, intended_us);
@@ -462,8 +484,11 @@ impl State {
                     match self.intended(msg) {
                         Some(intended) => {
                             let lat = t_us.saturating_sub(intended);
-                            self.open_second(sec(t_us)).ack.saturating_record(lat);
-                            if self.measured(intended) {
+                            let measured = self.measured(intended);
+                            let open = self.open_second(sec(t_us));
+                            open.all.ack.saturating_record(lat);
+                            if measured {
+                                open.measured.ack.saturating_record(lat);
                                 self.measured_acked += 1;
                                 self.total_ack.saturating_record(lat);
                             }
@@ -480,8 +505,11 @@ impl State {
                     match self.intended(msg) {
                         Some(intended) => {
                             let lat = t_us.saturating_sub(intended);
-                            self.open_second(sec(t_us)).e2e.saturating_record(lat);
-                            if self.measured(intended) {
+                            let measured = self.measured(intended);
+                            let open = self.open_second(sec(t_us));
+                            open.all.e2e.saturating_record(lat);
+                            if measured {
+                                open.measured.e2e.saturating_record(lat);
                                 self.total_e2e.saturating_record(lat);
                             }
                         }
@@ -517,14 +545,15 @@ impl State {
         Ok(())
     }
 
-    /// Closes every open second before `limit`: fills its row's percentiles and, for the
-    /// measured window, writes its hlog intervals.
+    /// Closes every open second before `limit`: fills its row's percentiles and, from the
+    /// end of warmup on, writes its hlog intervals of measured messages.
     fn close_seconds_before(&mut self, limit: u64) -> Result<(), RecordError> {
         while let Some(entry) = self.open.first_entry() {
             if *entry.key() >= limit {
                 break;
             }
-            let (second, h) = entry.remove_entry();
+            let (second, open) = entry.remove_entry();
+            let h = &open.all;
             let row = self.row(second);
             row.ack_p50_us = quantile(&h.ack, 0.5);
             row.ack_p99_us = quantile(&h.ack, 0.99);
@@ -535,10 +564,11 @@ impl State {
             let start = second as f64;
             if start + 1.0 > self.warmup_s {
                 let hlog = self.hlog()?;
+                let m = &open.measured;
                 for (tag, hist) in [
-                    (tags::PUBLISH_ACK, &h.ack),
-                    (tags::END_TO_END, &h.e2e),
-                    (tags::SEND_LAG, &h.lag),
+                    (tags::PUBLISH_ACK, &m.ack),
+                    (tags::END_TO_END, &m.e2e),
+                    (tags::SEND_LAG, &m.lag),
                 ] {
                     hlog.write_interval(tag, start, 1.0, hist)?;
                 }
@@ -576,6 +606,46 @@ mod tests {
     use super::*;
     use crate::history::msg_id;
 
+    /// A recorder for one publisher writing into `dir`.
+    fn recorder(dir: &Path, warmup_s: f64, duration_s: f64) -> (Recorder, RecorderHandle) {
+        start(RecorderConfig {
+            dir: dir.to_path_buf(),
+            clock: Clock::new(),
+            warmup_s,
+            duration_s,
+            publishers: 1,
+            peak_rate_per_publisher: 10.0,
+        })
+        .unwrap()
+    }
+
+    /// Records message `seq` of publisher 0: intended, sent, and acknowledged at these times.
+    async fn publish_acked(
+        rec: &Recorder,
+        seq: u64,
+        intended_us: u64,
+        sent_us: u64,
+        acked_us: u64,
+    ) {
+        let msg = msg_id(0, seq);
+        rec.record(Event::Invoke {
+            intended_us,
+            t_us: sent_us,
+            msg,
+            channel: "ch0".into(),
+            node: "n1".into(),
+        })
+        .await;
+        rec.record(Event::Complete {
+            t_us: acked_us,
+            msg,
+            outcome: Outcome::Ok,
+            id: Some(format!("{seq}-0")),
+            error: None,
+        })
+        .await;
+    }
+
     #[test]
     fn ring_forgets_old_sequences() {
         let mut r = Ring::new(4);
@@ -591,37 +661,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn latencies_come_from_intended_times() {
         let dir = tempfile::tempdir().unwrap();
-        let (rec, handle) = start(RecorderConfig {
-            dir: dir.path().to_path_buf(),
-            clock: Clock::new(),
-            warmup_s: 1.0,
-            duration_s: 3.0,
-            publishers: 1,
-            peak_rate_per_publisher: 10.0,
-        })
-        .unwrap();
+        let (rec, handle) = recorder(dir.path(), 1.0, 3.0);
         // Message 1 is in the warmup, message 2 in the measured window.
         for (seq, intended, sent, acked, delivered) in [
             (1u64, 500_000u64, 501_000u64, 510_000u64, 520_000u64),
             (2, 1_500_000, 1_700_000, 1_800_000, 2_100_000),
         ] {
             let msg = msg_id(0, seq);
-            rec.record(Event::Invoke {
-                intended_us: intended,
-                t_us: sent,
-                msg,
-                channel: "ch0".into(),
-                node: "n1".into(),
-            })
-            .await;
-            rec.record(Event::Complete {
-                t_us: acked,
-                msg,
-                outcome: Outcome::Ok,
-                id: Some(format!("{seq}-0")),
-                error: None,
-            })
-            .await;
+            publish_acked(&rec, seq, intended, sent, acked).await;
             rec.record(Event::Deliver {
                 t_us: delivered,
                 subscriber: 0,
@@ -650,6 +697,35 @@ mod tests {
         assert_eq!(events.len(), 6);
         let hlog = raftbus_reports::hlog::Hlog::read(&dir.path().join("latency.hlog")).unwrap();
         assert!(hlog.tags().iter().any(|t| t == tags::PUBLISH_ACK));
+    }
+
+    /// Acks that straddle the window edges: a warmup message acked after warmup stays out
+    /// of the hlog, a measured one acked after the end is in it, so the hlog adds up to
+    /// the summary while the time-series rows count both.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hlog_holds_exactly_the_measured_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, handle) = recorder(dir.path(), 1.0, 3.0);
+        for (seq, intended, acked) in [
+            (1u64, 900_000u64, 1_400_000u64), // warmup, acked in the window
+            (2, 1_200_000, 1_300_000),        // measured
+            (3, 2_900_000, 3_600_000),        // measured, acked after the end
+            (4, 3_100_000, 3_200_000),        // after the end: drain traffic
+        ] {
+            publish_acked(&rec, seq, intended, intended, acked).await;
+        }
+        drop(rec);
+        let out = handle.finish().await.unwrap();
+        assert_eq!(out.latency.publish_ack.count, 2);
+        let merged = raftbus_reports::hlog::read_hlog(&dir.path().join("latency.hlog")).unwrap();
+        assert_eq!(merged[tags::PUBLISH_ACK].len(), 2);
+        assert_eq!(merged[tags::SEND_LAG].len(), 2);
+        // 700 ms for message 3, within histogram precision.
+        assert!((699_000..=701_000).contains(&merged[tags::PUBLISH_ACK].max()));
+        let acked_rows: u64 = out.rows.iter().map(|r| r.acked).sum();
+        assert_eq!(acked_rows, 4);
+        assert_eq!(out.rows[1].acked, 2);
+        assert_eq!(out.rows[3].acked, 2);
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -194,7 +194,9 @@ pub struct ClientOptions {
     pub policy: ClientPolicy,
     /// Failover: a connection whose oldest outstanding request waited this long is
     /// abandoned for new requests (those in flight still wait for `request_timeout`); a
-    /// stream subscriber leaves a node whose XREAD is this late beyond its block time.
+    /// stream subscriber leaves a node whose XREAD is this late beyond its block time; a
+    /// pub/sub subscriber PINGs a connection quiet this long and leaves it if the PING
+    /// goes unanswered as long again.
     #[serde(default = "default_stall", with = "humantime_serde_str")]
     pub stall: Duration,
 }

@@ -155,10 +155,18 @@ impl Bus {
                             .get(leader)
                             .ok_or_else(|| format!("leader {leader} is not a known peer"))?;
                         let timeout = deadline.saturating_duration_since(Instant::now());
-                        match peer.call(PeerRequest::ReadIndex, timeout).await {
-                            Ok(PeerResponse::ReadIndex(result)) => result,
-                            Ok(_) => Err(format!("unexpected read-index reply from {leader}")),
-                            Err(e) => Err(e.to_string()),
+                        // A paused or cut-off leader never answers: once this node hears
+                        // of another leader, ask that one instead of waiting out the
+                        // deadline (reads and subscribes would stall past a failover).
+                        tokio::select! {
+                            reply = peer.call(PeerRequest::ReadIndex, timeout) => match reply {
+                                Ok(PeerResponse::ReadIndex(result)) => result,
+                                Ok(_) => Err(format!("unexpected read-index reply from {leader}")),
+                                Err(e) => Err(e.to_string()),
+                            },
+                            () = self.leader_replaced(leader) => {
+                                Err(format!("leader {leader} was replaced while asked"))
+                            }
                         }
                     }
                 }
@@ -187,6 +195,19 @@ impl Bus {
                 "this node has applied {} of the cluster's {index} entries and is still catching up",
                 self.state.applied_index()
             ))),
+        }
+    }
+
+    /// Resolves once this node's view of the leader is no longer `leader`.
+    async fn leader_replaced(&self, leader: NodeId) {
+        let mut metrics = self.raft.metrics();
+        if metrics
+            .wait_for(|m| m.current_leader.is_some_and(|l| l != leader))
+            .await
+            .is_err()
+        {
+            // Raft is shutting down: the call's own timeout decides.
+            std::future::pending::<()>().await;
         }
     }
 

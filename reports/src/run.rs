@@ -73,7 +73,9 @@ impl RunData {
         };
         let hlog_path = dir.join(HLOG_FILE);
         let hlog = if hlog_path.is_file() {
-            match Hlog::read_from(&hlog_path, warmup_s) {
+            // The harness logs only measured messages, so the second the warmup ends in
+            // belongs to the spectrum; earlier intervals (synthetic runs) do not.
+            match Hlog::read_from(&hlog_path, warmup_s.floor()) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::warn!(error = %e, "histogram log unreadable");

@@ -51,10 +51,21 @@ fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// A connection: its two halves, usable apart (a subscriber pings while a read waits).
 pub struct RespConn {
+    rx: RespReader,
+    tx: RespWriter,
+}
+
+/// The reading half: replies and push messages.
+pub struct RespReader {
     reader: BufReader<OwnedReadHalf>,
-    writer: BufWriter<OwnedWriteHalf>,
     line: Vec<u8>,
+}
+
+/// The writing half: commands.
+pub struct RespWriter {
+    writer: BufWriter<OwnedWriteHalf>,
 }
 
 impl RespConn {
@@ -66,12 +77,39 @@ impl RespConn {
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
         Ok(RespConn {
-            reader: BufReader::with_capacity(64 * 1024, r),
-            writer: BufWriter::new(w),
-            line: Vec::with_capacity(128),
+            rx: RespReader {
+                reader: BufReader::with_capacity(64 * 1024, r),
+                line: Vec::with_capacity(128),
+            },
+            tx: RespWriter {
+                writer: BufWriter::new(w),
+            },
         })
     }
 
+    /// Both halves, to write while a read is pending.
+    pub fn halves(&mut self) -> (&mut RespReader, &mut RespWriter) {
+        (&mut self.rx, &mut self.tx)
+    }
+
+    /// Writes one command as a RESP array of bulk strings.
+    pub async fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> io::Result<()> {
+        self.tx.send(args).await
+    }
+
+    /// Sends a command and reads its reply.
+    pub async fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> io::Result<Value> {
+        self.send(args).await?;
+        self.read().await
+    }
+
+    /// Reads one reply or push message.
+    pub async fn read(&mut self) -> io::Result<Value> {
+        self.rx.read().await
+    }
+}
+
+impl RespWriter {
     /// Writes one command as a RESP array of bulk strings.
     pub async fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(64);
@@ -85,14 +123,11 @@ impl RespConn {
         self.writer.write_all(&buf).await?;
         self.writer.flush().await
     }
+}
 
-    /// Sends a command and reads its reply.
-    pub async fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> io::Result<Value> {
-        self.send(args).await?;
-        self.read().await
-    }
-
-    /// Reads one reply or push message.
+impl RespReader {
+    /// Reads one reply or push message. Not cancel-safe: a read dropped halfway leaves the
+    /// stream mid-reply, so callers that time out give the connection up.
     pub async fn read(&mut self) -> io::Result<Value> {
         self.read_value(0).await
     }

@@ -9,11 +9,13 @@
 //! Where the next session goes follows the client policy, as for publishers
 //! ([`crate::scenario::ClientPolicy`]). `sticky`: the node it started on (its home), always.
 //! `failover` (the default): when a session ends — connect failure, broken connection, an
-//! error reply, or (stream mode) no XREAD reply within the block time plus `client.stall`
-//! — the next session goes to the next server round-robin (bus: another node; Redis: another
-//! server, replicas included, since all serve XREAD and SUBSCRIBE). Either way it reconnects
-//! after a backoff doubling from 50 ms to at most 1 s. Pub/sub silence says nothing about
-//! a stall, so there only connection loss and connect failures count.
+//! error reply, no XREAD reply within the block time plus `client.stall` (stream mode), or
+//! no message and no pong within `client.stall` of a PING (pub/sub mode) — the next
+//! session goes to the next server round-robin (bus: another node; Redis: another server,
+//! replicas included, since all serve XREAD and SUBSCRIBE). Either way it reconnects
+//! after a backoff doubling from 50 ms to at most 1 s. Pub/sub silence alone says nothing
+//! about a stall, so a quiet pub/sub connection is PINGed, and one that stays silent after
+//! the PING counts as stalled.
 //!
 //! Connection changes are recorded as `SubscriberUp` / `SubscriberDown` events, and every
 //! event names the node the subscriber is connected to at that moment.
@@ -299,7 +301,9 @@ impl Subscriber {
         }
     }
 
-    /// Pub/sub loop; returns the reason it ended.
+    /// Pub/sub loop; returns the reason it ended. Under `failover`, a connection quiet for
+    /// `client.stall` gets a PING; no message and no pong within another `client.stall`
+    /// ends the session (a paused or cut-off server is silent, not idle).
     async fn read_messages(
         &self,
         conn: &mut RespConn,
@@ -307,8 +311,41 @@ impl Subscriber {
         clock: &Clock,
         recorder: &Recorder,
     ) -> String {
+        let (rx, tx) = conn.halves();
+        let stall = match self.spec.client.policy {
+            ClientPolicy::Sticky => None,
+            ClientPolicy::Failover => Some(self.spec.client.stall),
+        };
+        // When the last PING went out unanswered (nothing heard since).
+        let mut ping_sent: Option<tokio::time::Instant> = None;
         loop {
-            let value = match conn.read().await {
+            let value = {
+                let read = rx.read();
+                tokio::pin!(read);
+                loop {
+                    let Some(stall) = stall else {
+                        break read.await;
+                    };
+                    let deadline = ping_sent.unwrap_or_else(tokio::time::Instant::now) + stall;
+                    tokio::select! {
+                        v = &mut read => break v,
+                        _ = tokio::time::sleep_until(deadline) => {
+                            if ping_sent.is_some() {
+                                return format!(
+                                    "nothing heard within {}ms of a PING",
+                                    stall.as_millis()
+                                );
+                            }
+                            if let Err(e) = tx.send(&["PING"]).await {
+                                return format!("PING: {e}");
+                            }
+                            ping_sent = Some(tokio::time::Instant::now());
+                        }
+                    }
+                }
+            };
+            ping_sent = None;
+            let value = match value {
                 Ok(v) => v,
                 Err(e) => return format!("read: {e}"),
             };
@@ -347,6 +384,132 @@ mod tests {
                 stall: Duration::from_millis(500),
             },
         }
+    }
+
+    /// A fake pub/sub server: confirms CLIENT SETNAME and SUBSCRIBE, answers PING only if
+    /// `pongs`; a silent one is what a paused or cut-off server looks like.
+    async fn fake_pubsub_server(pongs: bool) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    let mut answered = 0;
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        // Commands by keyword, in arrival order; ours are one per write.
+                        let text = String::from_utf8_lossy(&seen).to_ascii_uppercase();
+                        let words: Vec<&str> = text
+                            .split("\r\n")
+                            .filter(|w| ["SETNAME", "SUBSCRIBE", "PING"].contains(w))
+                            .collect();
+                        for w in &words[answered..] {
+                            let reply: &[u8] = match *w {
+                                "SETNAME" => b"+OK\r\n",
+                                "SUBSCRIBE" => b"*3\r\n$9\r\nsubscribe\r\n$3\r\nch0\r\n:1\r\n",
+                                _ if pongs => b"*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+                                _ => b"",
+                            };
+                            if sock.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                        answered = words.len();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn failover_pubsub_subscriber_leaves_a_silent_server_and_stays_on_one_that_pongs() {
+        let silent = fake_pubsub_server(false).await;
+        let ponging = fake_pubsub_server(true).await;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::new();
+        clock.start_at(std::time::Instant::now());
+        let (recorder, handle) = crate::record::start(crate::record::RecorderConfig {
+            dir: dir.path().to_path_buf(),
+            clock: clock.clone(),
+            warmup_s: 0.0,
+            duration_s: 2.0,
+            publishers: 1,
+            peak_rate_per_publisher: 10.0,
+        })
+        .unwrap();
+        let run = |id, policy| {
+            let sub = Subscriber::new(SubscriberSpec {
+                id,
+                endpoints: vec![("n1".into(), silent), ("n2".into(), ponging)],
+                home: 0,
+                mode: Mode::Pubsub,
+                client: ClientOptions {
+                    policy,
+                    stall: Duration::from_millis(150),
+                },
+                ..spec(policy)
+            });
+            let progress = sub.progress();
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(sub.run(clock.clone(), recorder.clone(), stop_rx));
+            (progress, stop_tx, task)
+        };
+        let (failover, failover_stop, failover_task) = run(0, ClientPolicy::Failover);
+        let (sticky, sticky_stop, sticky_task) = run(1, ClientPolicy::Sticky);
+        // Long enough for many PING rounds on the server that answers them.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        failover_stop.send(true).unwrap();
+        sticky_stop.send(true).unwrap();
+        failover_task.await.unwrap();
+        sticky_task.await.unwrap();
+        drop(recorder);
+        handle.finish().await.unwrap();
+        assert_eq!(
+            failover.moves.load(Ordering::Relaxed),
+            1,
+            "failover moved once"
+        );
+        assert_eq!(sticky.moves.load(Ordering::Relaxed), 0, "sticky stays");
+        let history = dir.path().join(raftbus_reports::model::HISTORY_FILE);
+        let downs: Vec<(u32, String, String)> = crate::record::read_history(&history)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::SubscriberDown {
+                    subscriber,
+                    node,
+                    reason,
+                    ..
+                } => Some((subscriber, node, reason)),
+                _ => None,
+            })
+            .collect();
+        // Failover: down on n1 for the unanswered PING, then only at the end, on n2.
+        // Sticky: only at the end, still on n1.
+        assert_eq!(downs.len(), 3, "{downs:?}");
+        assert!(
+            downs.contains(&(
+                0,
+                "n1".into(),
+                "nothing heard within 150ms of a PING".into()
+            )),
+            "{downs:?}"
+        );
+        assert!(
+            downs.contains(&(0, "n2".into(), RUN_FINISHED.into())),
+            "{downs:?}"
+        );
+        assert!(
+            downs.contains(&(1, "n1".into(), RUN_FINISHED.into())),
+            "{downs:?}"
+        );
     }
 
     #[test]

@@ -94,6 +94,13 @@ fn redis_sentinel_promotes_a_replica_and_publishers_follow() {
         .values()
         .all(|sent| sent.iter().any(|(_, n)| n != "n1"));
     assert!(moved, "every publisher should have moved off n1");
+    // The subscriber on the killed primary resumed by id on a replica (or the new primary).
+    let fault = &s.faults[0];
+    assert_subscriber_moved_off(
+        &dir,
+        "n1",
+        ((fault.start_s * 1e6) as u64, (fault.end_s * 1e6) as u64),
+    );
     for name in ["n1", "n2", "n3", "s1", "s2", "s3"] {
         assert!(
             dir.join("logs").join(format!("{name}.log")).is_file(),
@@ -152,8 +159,9 @@ fn bus_publishers_leave_a_paused_leader_unless_sticky() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    // One publisher starts on each node, so one starts on the leader.
-    let body = "name = \"bus-pause\"\ntarget = \"bus\"\npublishers = 3\nduration = \"14s\"\n[[fault]]\nat = \"4s\"\nduration = \"5s\"\nkind = \"pause\"\ntarget = \"leader\"\n";
+    // One publisher and one subscriber start on each node, so one of each starts on the
+    // leader. Pub/sub: a paused node is silent, and only a PING tells it from an idle one.
+    let body = "name = \"bus-pause\"\ntarget = \"bus\"\nmode = \"pubsub\"\npublishers = 3\nduration = \"14s\"\n[[fault]]\nat = \"4s\"\nduration = \"5s\"\nkind = \"pause\"\ntarget = \"leader\"\n";
     for policy in ["failover", "sticky"] {
         let dir = tmp.path().join(policy);
         let (s, (start_us, end_us)) = valid_run(&dir, body, policy);
@@ -179,6 +187,11 @@ fn bus_publishers_leave_a_paused_leader_unless_sticky() {
                     "publisher {publisher} stayed on the paused leader {paused}"
                 );
             }
+        }
+        if policy == "failover" {
+            assert_subscriber_moved_off(&dir, &paused, (start_us, end_us));
+        } else {
+            assert_eq!(subscriber_moves_note(&s), "0");
         }
     }
 }
@@ -206,6 +219,54 @@ fn subscriber_nodes(dir: &Path) -> BTreeMap<u32, Vec<(u64, String, bool)>> {
     out
 }
 
+/// Asserts the subscriber that started on `node` came up elsewhere during the fault window
+/// and delivered there, and that none of its events name `node` from half a second into the
+/// window on (it was dead, paused or cut off). Returns that subscriber.
+fn assert_subscriber_moved_off(dir: &Path, node: &str, (start_us, end_us): (u64, u64)) -> u32 {
+    let by_sub = subscriber_nodes(dir);
+    let (sub, events) = by_sub
+        .iter()
+        .find(|(_, ev)| ev[0].1 == node)
+        .unwrap_or_else(|| panic!("no subscriber started on {node}: {by_sub:?}"));
+    let elsewhere = |up: bool| {
+        events
+            .iter()
+            .any(|(t, n, u)| *u == up && n != node && (start_us..end_us).contains(t))
+    };
+    // Its sessions, and per node the first and last delivery, keep a failure readable.
+    let ups: Vec<_> = events.iter().filter(|e| e.2).collect();
+    let mut spans: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (t, n, _) in events.iter().filter(|e| !e.2) {
+        let span = spans.entry(n.as_str()).or_insert((*t, *t));
+        span.1 = *t;
+    }
+    assert!(
+        elsewhere(true),
+        "subscriber {sub} did not move off {node} during {start_us}..{end_us} µs: sessions \
+         {ups:?}, deliveries by node {spans:?}"
+    );
+    assert!(
+        elsewhere(false),
+        "subscriber {sub} delivered nothing after moving off {node}"
+    );
+    let gone = start_us + 500_000..end_us;
+    assert!(
+        !events.iter().any(|(t, n, _)| n == node && gone.contains(t)),
+        "events of subscriber {sub} name {node} during its fault"
+    );
+    *sub
+}
+
+/// The count in the report's "subscriber moves" note.
+fn subscriber_moves_note(s: &Summary) -> String {
+    s.environment
+        .notes
+        .iter()
+        .find_map(|n| n.split_once("subscriber moves to another node: "))
+        .map(|(_, rest)| rest.to_string())
+        .expect("a note counts the subscriber moves")
+}
+
 #[test]
 fn bus_subscribers_leave_a_killed_node_and_resume_unless_sticky() {
     if !require_lab() {
@@ -223,17 +284,6 @@ fn bus_subscribers_leave_a_killed_node_and_resume_unless_sticky() {
         assert_eq!(s.checks.duplicated, 0);
         let by_sub = subscriber_nodes(&dir);
         assert_eq!(by_sub.len(), 3);
-        let moves_note = s
-            .environment
-            .notes
-            .iter()
-            .find_map(|n| n.split_once("subscriber moves to another node: "))
-            .map(|(_, rest)| rest.to_string())
-            .expect("a note counts the subscriber moves");
-        let (home_of_killed, events) = by_sub
-            .iter()
-            .find(|(_, ev)| ev[0].1 == "n2")
-            .expect("a subscriber started on n2");
         if policy == "sticky" {
             for (sub, ev) in &by_sub {
                 assert!(
@@ -241,29 +291,10 @@ fn bus_subscribers_leave_a_killed_node_and_resume_unless_sticky() {
                     "sticky subscriber {sub} changed node"
                 );
             }
-            assert_eq!(moves_note, "0");
+            assert_eq!(subscriber_moves_note(&s), "0");
             continue;
         }
-        // The killed node's subscriber came up elsewhere while n2 was dead and went on
-        // delivering there, and nothing is attributed to the dead node meanwhile.
-        let elsewhere = |up: bool| {
-            events
-                .iter()
-                .any(|(t, n, u)| *u == up && n != "n2" && (start_us..end_us).contains(t))
-        };
-        assert!(
-            elsewhere(true),
-            "subscriber {home_of_killed} did not move off the killed n2: {events:?}"
-        );
-        assert!(
-            elsewhere(false),
-            "subscriber {home_of_killed} delivered nothing after moving"
-        );
-        let dead = start_us + 500_000..end_us;
-        assert!(
-            !events.iter().any(|(t, n, _)| n == "n2" && dead.contains(t)),
-            "events of subscriber {home_of_killed} name n2 while it was dead"
-        );
-        assert_ne!(moves_note, "0");
+        assert_subscriber_moved_off(&dir, "n2", (start_us, end_us));
+        assert_ne!(subscriber_moves_note(&s), "0");
     }
 }
