@@ -28,11 +28,26 @@ use tokio::sync::watch;
 use crate::history::Event;
 use crate::payload::{self, Decoded};
 use crate::record::{Clock, Recorder};
-use crate::scenario::Scenario;
+use crate::scenario::{ClientPolicy, Scenario};
 use crate::target::check_client_addr;
 use publisher::{Publisher, PublisherSpec};
 use resp::{parse_entries, EntryId, RespConn, Value};
 use subscriber::{Subscriber, SubscriberProgress, SubscriberSpec, CLIENT_NAME_PREFIX};
+
+/// The server a client's next session goes to after `ended` sessions ended (or failed to
+/// connect): `sticky`, always its home; `failover`, round-robin from its home.
+pub(crate) fn next_endpoint(
+    endpoints: &[(String, SocketAddr)],
+    home: usize,
+    policy: ClientPolicy,
+    ended: usize,
+) -> &(String, SocketAddr) {
+    let moves = match policy {
+        ClientPolicy::Sticky => 0,
+        ClientPolicy::Failover => ended,
+    };
+    &endpoints[(home + moves) % endpoints.len()]
+}
 
 /// How long subscribers get to connect before the clock starts.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -198,7 +198,6 @@ impl Conn {
 /// Where the next connection goes: sticky, the publisher's own node; failover, the node
 /// after `attempt` moves (bus) or the primary Sentinel names (Redis with Sentinel).
 async fn connect_to(spec: &PublisherSpec, attempt: usize, generation: u64) -> Result<Conn, String> {
-    let n = spec.endpoints.len();
     let policy = spec.scenario.client.policy;
     let (node, addr) = if policy == ClientPolicy::Failover && !spec.sentinels.is_empty() {
         let first = spec.index as usize + attempt;
@@ -213,12 +212,7 @@ async fn connect_to(spec: &PublisherSpec, attempt: usize, generation: u64) -> Re
             .ok_or_else(|| format!("sentinel names {addr}, which is none of the servers"))?;
         (name, addr)
     } else {
-        let moves = if policy == ClientPolicy::Sticky {
-            0
-        } else {
-            attempt
-        };
-        spec.endpoints[(spec.index as usize + moves) % n].clone()
+        super::next_endpoint(&spec.endpoints, spec.index as usize, policy, attempt).clone()
     };
     // No reply timeout inside the client: each request has its own (the scenario's).
     connect_with(&node, addr, CONNECT_TIMEOUT, None)
@@ -339,7 +333,8 @@ impl Publisher {
                 let ch = channels[channel].clone();
                 channel = (channel + 1) % channels.len();
                 let node = conn.as_ref().map(|c| c.node.clone()).unwrap_or_else(|| {
-                    spec.endpoints[(spec.index as usize + attempt) % spec.endpoints.len()]
+                    let policy = spec.scenario.client.policy;
+                    super::next_endpoint(&spec.endpoints, spec.index as usize, policy, attempt)
                         .0
                         .clone()
                 });

@@ -71,14 +71,9 @@ pub struct SubscriberSpec {
 }
 
 impl SubscriberSpec {
-    /// The endpoint of the next session after `ended` sessions ended (or failed to
-    /// connect): sticky, always the home node; failover, round-robin from it.
+    /// The endpoint of the next session after `ended` sessions ended.
     fn endpoint(&self, ended: usize) -> &(String, SocketAddr) {
-        let moves = match self.client.policy {
-            ClientPolicy::Sticky => 0,
-            ClientPolicy::Failover => ended,
-        };
-        &self.endpoints[(self.home + moves) % self.endpoints.len()]
+        super::next_endpoint(&self.endpoints, self.home, self.client.policy, ended)
     }
 
     /// How long an XREAD reply may take before the session is given up.
