@@ -66,6 +66,10 @@ pub enum Command {
     /// linearizable reads without a quorum check), each of which must be reported as the
     /// right violation, plus a control run that must be VALID; exits 1 when one is missed
     Selftest(SelftestArgs),
+    /// Find each target's capacity: open-loop steps of rising offered rate, each a full
+    /// bench run, until the latency objective breaks or the target falls behind; writes
+    /// DIR/sweep.json, DIR/report.html with latency and throughput against offered rate
+    Sweep(Box<SweepArgs>),
     /// Re-run the checks on a results directory's history.jsonl
     Check {
         /// A results directory written by `raftbus bench`
@@ -460,4 +464,29 @@ mod tests {
         let err = Cli::try_parse_from(["raftbus", "bench", "--duration", "soon"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
+}
+
+/// `raftbus sweep`: the bench flags, plus the steps and the objective.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub bench: BenchArgs,
+    /// Offered rates (publishes per second), rising; one step each until the objective
+    /// breaks
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,2000,5000,10000,20000,50000"
+    )]
+    pub rates: Vec<f64>,
+    /// The latency objective over every scheduled publish, PERCENTILE=DURATION with
+    /// PERCENTILE one of p50, p90, p99, p999
+    #[arg(long, default_value = "p99=10ms")]
+    pub slo: crate::sweep::Slo,
+    /// Measured time per step (after the warmup); `--duration` does not apply to a sweep
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub step: Duration,
+    /// Redis persistence settings to sweep, one curve each (default: the scenario's)
+    #[arg(long, value_delimiter = ',', value_enum, value_name = "LIST")]
+    pub redis_configs: Vec<RedisPersistence>,
 }

@@ -11,6 +11,7 @@
 //! - [`history`] — the operation history format (`history.jsonl`).
 //! - [`payload`] — message payloads with id and checksum.
 //! - [`nightly`] — `raftbus nightly`: suites in a time budget, reruns, JUnit, latest.md, trend.
+//! - [`sweep`] — `raftbus sweep`: objectives, step judgement and capacity of a sweep.
 //! - [`selftest`] — `raftbus selftest`: planted bugs in a failpoint build of the node, each
 //!   of which the checkers must report as the right violation.
 pub mod chaos;
@@ -23,5 +24,6 @@ pub mod record;
 pub mod run;
 pub mod scenario;
 pub mod selftest;
+pub mod sweep;
 pub mod target;
 pub mod workload;

@@ -72,7 +72,7 @@ impl RunError {
     }
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
     let what = what.into();
     move |source| RunError::Io { what, source }
 }
@@ -92,6 +92,7 @@ pub async fn run(cli: Cli, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
         Command::Demo(args) => demo(args, lab).await,
         Command::Nightly(args) => nightly(args),
         Command::Selftest(args) => selftest(args),
+        Command::Sweep(args) => crate::sweep::run_sweep(*args, lab).await,
         Command::Check { dir, max_examples } => check(&dir, max_examples),
         Command::Report { dir } => {
             let r = raftbus_reports::render_run(&dir)?;
@@ -246,7 +247,7 @@ fn selftest(args: crate::cli::SelftestArgs) -> Result<u8, RunError> {
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -297,7 +298,7 @@ async fn bench(
         .unwrap_or(exit::VALID))
 }
 
-fn verdict_code(s: &Summary) -> u8 {
+pub(crate) fn verdict_code(s: &Summary) -> u8 {
     match s.verdict {
         Verdict::Valid => exit::VALID,
         Verdict::Invalid => exit::VIOLATION,
@@ -376,7 +377,7 @@ async fn run_targets(
 }
 
 /// One target: start it, load it, check, write the results into `dir`.
-async fn bench_one(
+pub(crate) async fn bench_one(
     s: &Scenario,
     args: &BenchArgs,
     target: Target,

@@ -21,6 +21,8 @@ mod failover;
 mod nightly;
 #[path = "main/selftest.rs"]
 mod selftest;
+#[path = "main/sweep.rs"]
+mod sweep;
 #[path = "main/target.rs"]
 mod target;
 #[path = "main/util.rs"]

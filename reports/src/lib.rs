@@ -11,6 +11,8 @@
 //! - [`render`] — [`render_run`]: a results directory in, report files out.
 //! - [`mod@compare`] — [`compare()`]: deltas between two runs, `regressed` beyond a threshold.
 //! - [`mod@trend`] — [`trend()`]: every run under a root, `index.html` with trend charts.
+//! - [`sweep`] — the report of a capacity sweep (`sweep.json`): capacity per target,
+//!   steps, the latency-vs-offered chart.
 //! - [`synthetic`] — plausible fake results directories for tests, benches and demos.
 //! - [`error`] — [`ReportError`], the crate's one error type.
 pub mod compare;
@@ -23,10 +25,12 @@ pub mod model;
 pub mod plot;
 pub mod render;
 pub mod run;
+pub mod sweep;
 pub mod synthetic;
 pub mod trend;
 
 pub use compare::{compare, Comparison, DEFAULT_THRESHOLD};
 pub use error::ReportError;
 pub use render::{render_run, RenderedReport};
+pub use sweep::render_sweep;
 pub use trend::{trend, TrendReport};

@@ -24,6 +24,8 @@ pub const TIMESERIES_FILE: &str = "timeseries.json";
 pub const HLOG_FILE: &str = "latency.hlog";
 pub const HISTORY_FILE: &str = "history.jsonl";
 pub const SCENARIO_FILE: &str = "scenario.toml";
+/// A capacity sweep's results, at the root of its directory (steps are runs below it).
+pub const SWEEP_FILE: &str = "sweep.json";
 
 /// Tags used in `latency.hlog`, one per metric.
 pub mod tags {
@@ -389,5 +391,69 @@ impl TimeSeries {
 
     pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
         write_json(&dir.join(TIMESERIES_FILE), self)
+    }
+}
+
+/// A capacity sweep (`raftbus sweep`): per target configuration, open-loop steps of rising
+/// offered rate, each a full run in its own directory, until the latency objective breaks
+/// or the target falls behind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub schema: String,
+    pub name: String,
+    pub seed: u64,
+    pub started_at: u64,
+    /// The objective, e.g. `p99 <= 10ms`, over every scheduled publish (`publish_all`).
+    pub slo: String,
+    /// The percentile the objective is on (0.99 for `p99`) and its bound.
+    pub slo_quantile: f64,
+    pub slo_us: u64,
+    /// Measured seconds per step.
+    pub step_s: f64,
+    pub rerun: String,
+    pub curves: Vec<SweepCurve>,
+}
+
+/// One target configuration's steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepCurve {
+    /// e.g. `bus (3 nodes, local reads)` or `redis (appendfsync always)`.
+    pub label: String,
+    pub target: Target,
+    pub steps: Vec<SweepStep>,
+    /// The highest offered rate whose step held the objective and kept up (`None`: not
+    /// even the first).
+    pub max_rate_within_slo: Option<f64>,
+    /// Why the sweep of this curve ended (objective broken, fell behind, the generator
+    /// fell behind, a violation, or the last rate reached).
+    pub stopped: String,
+}
+
+/// One step: a run at one offered rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepStep {
+    pub offered_per_s: f64,
+    pub achieved_per_s: f64,
+    /// Every scheduled publish (the objective is judged on this).
+    pub publish_all: Percentiles,
+    /// Acknowledged publishes only.
+    pub publish_ack: Percentiles,
+    pub send_lag: Percentiles,
+    pub verdict: Verdict,
+    /// The objective held and the target kept up with the offered rate.
+    pub within_slo: bool,
+    /// The generator, not the target, was behind its schedule.
+    pub generator_behind: bool,
+    /// The step's results directory, relative to the sweep's.
+    pub dir: String,
+}
+
+impl Sweep {
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        read_json(&dir.join(SWEEP_FILE))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
+        write_json(&dir.join(SWEEP_FILE), self)
     }
 }

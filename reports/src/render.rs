@@ -103,8 +103,12 @@ fn render_single(dir: &Path) -> Result<(RenderedReport, RunData, Vec<ChartOutput
 }
 
 /// Renders the report of a results directory: one run (`DIR/summary.json`) or a
-/// `--target both` pair (`DIR/bus/`, `DIR/redis/`), which also gets each run's own report.
+/// `--target both` pair (`DIR/bus/`, `DIR/redis/`), which also gets each run's own report,
+/// or a capacity sweep (`DIR/sweep.json`).
 pub fn render_run(dir: &Path) -> Result<RenderedReport, ReportError> {
+    if dir.join(crate::model::SWEEP_FILE).is_file() {
+        return crate::sweep::render_sweep(dir);
+    }
     let subs = match layout(dir)? {
         Layout::Single => return render_single(dir).map(|r| r.0),
         Layout::Both(subs) => subs,

@@ -8,7 +8,8 @@
 //! Under faults the client policy decides where the next request goes
 //! ([`crate::scenario::ClientPolicy`]). `sticky`: the node it started on, reconnecting to
 //! it after a broken connection. `failover` (the default): after a broken connection, a
-//! connection whose oldest outstanding request has waited `client.stall`, or (Redis) a
+//! connection whose oldest outstanding request has waited `client.stall` with no reply at
+//! all for as long (silent, not merely slow), or (Redis) a
 //! not-the-primary error (`READONLY`, `NOREPLICAS`, ...), new requests go elsewhere — the
 //! bus: the next node; Redis with Sentinel: the primary the Sentinels name (confirmed with
 //! `ROLE`) — after a backoff doubling from 50 ms to at most 1 s; publishes due meanwhile
@@ -93,7 +94,11 @@ pub fn classify_server_error(target: Target, code: &str, detail: &str) -> Outcom
 /// What a reply says about the connection it came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Health {
+    /// The server answered.
     Fine,
+    /// No reply within the timeout: says nothing of the pipelined connection, but is not
+    /// an answer either.
+    Silent,
     /// The connection is gone: reconnect.
     Broken,
     /// Redis: this server is not (or cannot act as) the primary now: look for it again.
@@ -106,7 +111,7 @@ fn outcome_of(
     reply: Result<Result<redis::Value, redis::RedisError>, tokio::time::error::Elapsed>,
 ) -> (Outcome, Option<String>, Option<String>, Health) {
     match reply {
-        Err(_) => (Outcome::Info, None, Some("timeout".into()), Health::Fine),
+        Err(_) => (Outcome::Info, None, Some("timeout".into()), Health::Silent),
         Ok(Ok(value)) => (Outcome::Ok, Some(reply_text(value)), None, Health::Fine),
         Ok(Err(e)) => {
             let text = e.to_string();
@@ -121,7 +126,7 @@ fn outcome_of(
                     (outcome, None, Some(text), health)
                 }
                 // A slow reply says nothing about the pipelined connection's health.
-                _ if e.is_timeout() => (Outcome::Info, None, Some(text), Health::Fine),
+                _ if e.is_timeout() => (Outcome::Info, None, Some(text), Health::Silent),
                 _ => (Outcome::Info, None, Some(text), Health::Broken),
             }
         }
@@ -182,6 +187,8 @@ struct Conn {
     mc: MultiplexedConnection,
     /// Send time of every request still waiting for its reply, by sequence number.
     pending: Arc<Mutex<BTreeMap<u64, Instant>>>,
+    /// When the connection last answered anything (or, before any reply, came up).
+    heard: Arc<Mutex<Instant>>,
 }
 
 impl Conn {
@@ -193,6 +200,23 @@ impl Conn {
             .next()
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(*t))
     }
+
+    /// Stalled: a request has waited `stall` and nothing at all was answered for as long.
+    /// A node that answers slowly (a new leader working off a backlog) is not stalled;
+    /// leaving it would send the publisher to a node that may be the dead one.
+    fn stalled(&self, now: Instant, stall: Duration) -> bool {
+        let heard = *self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        is_stalled(
+            self.oldest_wait(now),
+            now.saturating_duration_since(heard),
+            stall,
+        )
+    }
+}
+
+/// The stall rule: a request outstanding for `stall`, and silence for as long.
+fn is_stalled(oldest_wait: Duration, silent_for: Duration, stall: Duration) -> bool {
+    oldest_wait >= stall && silent_for >= stall
 }
 
 /// Where the next connection goes: sticky, the publisher's own node; failover, the node
@@ -222,6 +246,7 @@ async fn connect_to(spec: &PublisherSpec, attempt: usize, generation: u64) -> Re
             generation,
             mc,
             pending: Arc::default(),
+            heard: Arc::new(Mutex::new(Instant::now())),
         })
         .map_err(|e| e.to_string())
 }
@@ -283,7 +308,7 @@ impl Publisher {
             if failover
                 && conn
                     .as_ref()
-                    .is_some_and(|c| c.oldest_wait(Instant::now()) >= s.client.stall)
+                    .is_some_and(|c| c.stalled(Instant::now(), s.client.stall))
             {
                 let c = conn.take().expect("checked");
                 tracing::info!(publisher = spec.index, node = %c.node, "publisher leaves a stalled connection");
@@ -402,6 +427,7 @@ impl Publisher {
                 let mut mc = c.mc.clone();
                 let gen = c.generation;
                 let pending = c.pending.clone();
+                let heard = c.heard.clone();
                 pending
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -436,6 +462,9 @@ impl Publisher {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&seq);
+                    if matches!(health, Health::Fine | Health::NotPrimary) {
+                        *heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    }
                     let t_us = clock.now_us();
                     if health == Health::Broken || (failover && health == Health::NotPrimary) {
                         broken.store(gen, Ordering::Relaxed);
@@ -474,6 +503,19 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_stalls_when_silent_not_when_slow() {
+        let stall = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        // A new leader working off a backlog: old requests, fresh replies.
+        assert!(!is_stalled(ms(1500), ms(10), stall));
+        // A paused node: old requests and nothing heard.
+        assert!(is_stalled(ms(1500), ms(1500), stall));
+        assert!(is_stalled(stall, stall, stall));
+        // Idle, nothing outstanding.
+        assert!(!is_stalled(Duration::ZERO, ms(5000), stall));
+    }
 
     #[test]
     fn only_pre_commit_bus_errors_fail() {

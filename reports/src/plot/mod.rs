@@ -6,6 +6,7 @@
 //! - [`percentile_spectrum`] — HdrHistogram-style percentile distribution, log axis.
 //! - [`comparison_bars`] — bus vs Redis grouped bars.
 //! - [`trend_lines`] — p50/p99/throughput across runs, for `trend`.
+//! - [`sweep_curves`] — latency and achieved rate against offered rate, for `sweep`.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use crate::model::FaultWindow;
 pub mod comparison_bars;
 pub mod latency_over_time;
 pub mod percentile_spectrum;
+pub mod sweep_curves;
 pub mod throughput_over_time;
 pub mod trend_lines;
 
