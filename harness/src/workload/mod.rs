@@ -2,6 +2,7 @@
 //! each node's final streams.
 //!
 //! - [`publisher`] — the open-loop schedule and the outcome of each publish.
+//! - [`pacer`] — precise wake-ups at the schedule's send times (tokio's timer is 1 ms).
 //! - [`subscriber`] — XREAD / SUBSCRIBE subscribers, `subscribers_per_node` started on
 //!   each node, that reconnect as the client policy says (failover: to the next node) and
 //!   resume by id.
@@ -11,6 +12,7 @@
 //! - [`progress`] — the progress display.
 
 pub mod discover;
+pub mod pacer;
 pub mod progress;
 pub mod publisher;
 pub mod reader;

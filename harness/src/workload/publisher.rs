@@ -483,14 +483,17 @@ impl Publisher {
             let due = start + Duration::from_secs_f64(next_t);
             let now = Instant::now();
             // Publishes held for a reconnect are already due: poll for the connection.
-            let wake = if !held.is_empty() {
-                now + HOLD_POLL
+            if !held.is_empty() {
+                tokio::time::sleep_until(now + HOLD_POLL).await;
             } else if next_t >= duration {
                 break;
+            } else if due <= now + MAX_IDLE {
+                // The next send time: precisely, or the generator's own lag shows up in
+                // every latency (see `pacer`).
+                super::pacer::sleep_until(due).await;
             } else {
-                due.min(now + MAX_IDLE)
-            };
-            tokio::time::sleep_until(wake).await;
+                tokio::time::sleep_until(now + MAX_IDLE).await;
+            }
         }
         if let Some(h) = connecting {
             h.abort();
