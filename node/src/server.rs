@@ -125,6 +125,32 @@ enum Reply {
 /// receives announcements after that index only.
 type Subscriptions = BTreeMap<Bytes, u64>;
 
+/// The append an `XADD` asks of the log: the bus assigns stream ids itself and trims by
+/// `MAXLEN` only. (`NOMKSTREAM` is judged by the caller, against its replica.)
+pub fn xadd_append(x: XAdd) -> Result<Append, Frame> {
+    if x.id != XAddId::Auto {
+        return Err(Frame::error(
+            "ERR the bus assigns stream IDs (<offset>-0): use * as the ID",
+        ));
+    }
+    let max_len = match x.trim.map(|t| t.strategy) {
+        None => None,
+        Some(TrimStrategy::MaxLen(n)) => Some(n),
+        Some(TrimStrategy::MinId(_)) => {
+            return Err(Frame::error("ERR XADD MINID is not supported by the bus"))
+        }
+    };
+    Ok(Append {
+        channel: key_str(&x.key),
+        fields: x
+            .fields
+            .into_iter()
+            .map(|(f, v)| (f.to_vec(), v.to_vec()))
+            .collect(),
+        max_len,
+    })
+}
+
 struct Connection {
     id: u64,
     bus: Bus,
@@ -500,32 +526,12 @@ impl Connection {
     }
 
     fn xadd(&mut self, x: XAdd) -> Result<(), Frame> {
-        if x.id != XAddId::Auto {
-            return Err(Frame::error(
-                "ERR the bus assigns stream IDs (<offset>-0): use * as the ID",
-            ));
-        }
-        let max_len = match x.trim.map(|t| t.strategy) {
-            None => None,
-            Some(TrimStrategy::MaxLen(n)) => Some(n),
-            Some(TrimStrategy::MinId(_)) => {
-                return Err(Frame::error("ERR XADD MINID is not supported by the bus"))
-            }
-        };
-        let channel = key_str(&x.key);
-        if x.nomkstream && self.bus.state.last_offset(&channel) == 0 {
+        let nomkstream = x.nomkstream;
+        let request = xadd_append(x)?;
+        if nomkstream && self.bus.state.last_offset(&request.channel) == 0 {
             // Judged on this node's replica: the stream has never had an entry here.
             return Err(Frame::Null);
         }
-        let request = Append {
-            channel,
-            fields: x
-                .fields
-                .into_iter()
-                .map(|(f, v)| (f.to_vec(), v.to_vec()))
-                .collect(),
-            max_len,
-        };
         self.spawn_write(request, |offset| {
             Frame::Bulk(Bytes::from(StreamId::from_offset(offset).to_string()))
         });
