@@ -76,10 +76,13 @@ impl Chart for SweepCurves {
             .label_style(ctx.font(12.0))
             .draw()?;
         let slo = self.slo_us as f64;
-        let slo_colour = ctx.palette.fault("kill");
-        lat.draw_series(LineSeries::new(
+        // Dashed black, so it is not read as one of the curves.
+        let slo_colour = BLACK;
+        lat.draw_series(DashedLineSeries::new(
             [(0.0, slo), (max_rate, slo)],
-            slo_colour.stroke_width(1),
+            8,
+            5,
+            slo_colour.stroke_width(2),
         ))?
         .label(format!("objective {}", self.slo))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], slo_colour));
