@@ -80,6 +80,10 @@ named_enum! {
         /// Arm a named failpoint (or planted bug) inside a failpoint build of the node
         /// through its admin command; disarm it.
         Failpoint => "failpoint",
+        /// Queue mode: a consumer of a group takes a batch and dies holding it
+        /// unacknowledged; it comes back under a new name when the fault heals, and what
+        /// it held is redelivered only by a claim.
+        ConsumerCrash => "consumer-crash",
     }
 }
 
@@ -126,6 +130,11 @@ impl FaultKind {
             self,
             FaultKind::PowerLoss | FaultKind::TornWrite | FaultKind::Corrupt
         )
+    }
+
+    /// Whether the fault acts on the harness's own clients rather than on a server.
+    pub fn is_client(&self) -> bool {
+        matches!(self, FaultKind::ConsumerCrash)
     }
 
     /// Whether the fault needs the lazy filesystem mounted under the node's data dir

@@ -87,6 +87,9 @@ pub enum ModeArg {
     Stream,
     /// PUBLISH + SUBSCRIBE (what a disconnected subscriber misses is an at-most-once gap)
     Pubsub,
+    /// XADD + consumer groups (XREADGROUP, XACK, XAUTOCLAIM): every message to one
+    /// consumer of every group, at least once
+    Queue,
 }
 
 impl From<ModeArg> for Mode {
@@ -94,6 +97,7 @@ impl From<ModeArg> for Mode {
         match m {
             ModeArg::Stream => Mode::Stream,
             ModeArg::Pubsub => Mode::Pubsub,
+            ModeArg::Queue => Mode::Queue,
         }
     }
 }
@@ -133,9 +137,18 @@ pub struct BenchArgs {
     /// Subscriber connections on every node, each reading all channels [default: 1]
     #[arg(long)]
     pub subscribers_per_node: Option<usize>,
-    /// stream: XADD/XREAD resume by ID; pubsub: PUBLISH/SUBSCRIBE [default: stream]
+    /// stream: XADD/XREAD resume by ID; pubsub: PUBLISH/SUBSCRIBE; queue: consumer groups [default: stream]
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
+    /// Queue mode: consumer groups, each reading every channel [default: 2]
+    #[arg(long)]
+    pub groups: Option<usize>,
+    /// Queue mode: consumers per group, spread over the nodes [default: 3]
+    #[arg(long)]
+    pub consumers: Option<usize>,
+    /// Queue mode: XAUTOCLAIM entries pending this long (what a crashed consumer held) [default: 2s]
+    #[arg(long, value_parser = parse_duration)]
+    pub claim_idle: Option<Duration>,
     /// Scenario file (TOML, version = 1); flags given here override its values
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
@@ -351,6 +364,15 @@ impl BenchArgs {
         }
         if let Some(v) = self.mode {
             s.mode = v.into();
+        }
+        if let Some(v) = self.groups {
+            s.queue.groups = v;
+        }
+        if let Some(v) = self.consumers {
+            s.queue.consumers = v;
+        }
+        if let Some(v) = self.claim_idle {
+            s.queue.claim_idle = v;
         }
         if let Some(v) = self.seed {
             s.seed = Some(v);

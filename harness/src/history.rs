@@ -57,6 +57,18 @@ impl ReadOp {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One entry handed to a queue consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakenEntry {
+    pub id: String,
+    /// `None` when the payload is not a harness message.
+    pub msg: Option<MsgId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Event {
@@ -154,6 +166,56 @@ pub enum Event {
         /// The reply stopped at its COUNT limit: the node may hold newer entries.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Queue mode: entries one call handed to a consumer of a group: `XREADGROUP ... >`
+    /// (`claimed` false, first deliveries) or `XAUTOCLAIM` of entries pending longer than
+    /// the claim idle time (`claimed` true, redeliveries).
+    Take {
+        invoke_us: u64,
+        t_us: u64,
+        group: String,
+        consumer: String,
+        node: String,
+        channel: String,
+        claimed: bool,
+        /// A claim's `min-idle-time`: entries idle less than this must not be handed over.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        min_idle_us: u64,
+        entries: Vec<TakenEntry>,
+    },
+    /// Queue mode: `XACK channel group id` of one taken entry. `removed`: the reply
+    /// (`Some(true)`: it left the PEL; `Some(false)`: it was not pending); `None`: no reply.
+    Settle {
+        invoke_us: u64,
+        t_us: u64,
+        group: String,
+        consumer: String,
+        node: String,
+        channel: String,
+        id: String,
+        msg: Option<MsgId>,
+        removed: Option<bool>,
+    },
+    /// Queue mode: a consumer crashed (the `consumer-crash` fault) holding these taken,
+    /// unacknowledged entries; it comes back under a new name when the fault heals.
+    ConsumerCrash {
+        t_us: u64,
+        group: String,
+        consumer: String,
+        abandoned: Vec<TakenEntry>,
+    },
+    /// Queue mode: one group's state on one node after the load (`XINFO GROUPS`).
+    GroupState {
+        node: String,
+        channel: String,
+        group: String,
+        ok: bool,
+        #[serde(default)]
+        pending: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_delivered: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },

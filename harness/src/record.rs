@@ -282,6 +282,8 @@ struct State {
     /// The newest event time seen, for publishes still unanswered at the end.
     last_us: u64,
     total_e2e: Histogram<u64>,
+    /// Queue mode: publish to the XACK that finished it in a group.
+    total_consumed: Histogram<u64>,
     total_lag: Histogram<u64>,
     /// Successful reads of the read workload sent in the measured window, send to reply.
     total_read: Histogram<u64>,
@@ -320,6 +322,7 @@ impl State {
             censored: 0,
             last_us: 0,
             total_e2e: new_histogram(),
+            total_consumed: new_histogram(),
             total_lag: new_histogram(),
             total_read: new_histogram(),
             measured_offered: 0,
@@ -369,6 +372,7 @@ impl State {
                 publish_all: percentiles(&self.total_all),
                 publish_censored: self.censored,
                 end_to_end: percentiles(&self.total_e2e),
+                consumed: percentiles(&self.total_consumed),
                 send_lag: percentiles(&self.total_lag),
                 read: percentiles(&self.total_read),
             },
@@ -428,6 +432,29 @@ impl State {
 
     fn measured(&self, intended_us: u64) -> bool {
         intended_us >= self.warmup_us && intended_us < self.end_us
+    }
+
+    /// One delivery at `t_us`; its end-to-end latency counts when `first` (a subscriber's
+    /// delivery, a group's first delivery).
+    fn delivered(&mut self, t_us: u64, msg: Option<MsgId>, first: bool) {
+        self.row(sec(t_us)).delivered += 1;
+        self.live.delivered.fetch_add(1, Ordering::Relaxed);
+        let Some(msg) = msg.filter(|_| first) else {
+            return;
+        };
+        match self.intended(msg) {
+            Some(intended) => {
+                let lat = t_us.saturating_sub(intended);
+                let measured = self.measured(intended);
+                let open = self.open_second(sec(t_us));
+                open.all.e2e.saturating_record(lat);
+                if measured {
+                    open.measured.e2e.saturating_record(lat);
+                    self.total_e2e.saturating_record(lat);
+                }
+            }
+            None => self.untimed += 1,
+        }
     }
 
     fn account(&mut self, event: &Event) -> Result<(), RecordError> {
@@ -499,24 +526,37 @@ impl State {
                 sec(t_us)
             }
             Event::Deliver { t_us, msg, .. } => {
-                self.row(sec(t_us)).delivered += 1;
-                self.live.delivered.fetch_add(1, Ordering::Relaxed);
-                if let Some(msg) = msg {
-                    match self.intended(msg) {
-                        Some(intended) => {
-                            let lat = t_us.saturating_sub(intended);
-                            let measured = self.measured(intended);
-                            let open = self.open_second(sec(t_us));
-                            open.all.e2e.saturating_record(lat);
-                            if measured {
-                                open.measured.e2e.saturating_record(lat);
-                                self.total_e2e.saturating_record(lat);
-                            }
-                        }
-                        None => self.untimed += 1,
-                    }
+                self.delivered(t_us, msg, true);
+                sec(t_us)
+            }
+            Event::Take {
+                t_us,
+                claimed,
+                ref entries,
+                ..
+            } => {
+                // A claim is a redelivery: counted, but end-to-end is the first delivery.
+                for e in entries {
+                    self.delivered(t_us, e.msg, !claimed);
                 }
                 sec(t_us)
+            }
+            Event::Settle {
+                t_us,
+                msg: Some(msg),
+                removed: Some(true),
+                ..
+            } => {
+                if let Some(intended) = self.intended(msg) {
+                    if self.measured(intended) {
+                        self.total_consumed
+                            .saturating_record(t_us.saturating_sub(intended));
+                    }
+                }
+                return Ok(());
+            }
+            Event::Settle { .. } | Event::ConsumerCrash { .. } | Event::GroupState { .. } => {
+                return Ok(())
             }
             Event::SubscriberUp { t_us, .. } | Event::SubscriberDown { t_us, .. } => sec(t_us),
             Event::Read {

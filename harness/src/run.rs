@@ -397,7 +397,8 @@ pub(crate) async fn bench_one(
     let names: Vec<String> = (1..=s.server_count(kind))
         .map(|i| format!("n{i}"))
         .collect();
-    let ctx = plan_context(target, names.len(), lab);
+    let mut ctx = plan_context(target, names.len(), lab);
+    ctx.queue = s.mode == Mode::Queue;
     let schedule = if s.has_faults() {
         let schedule = Schedule::plan(
             seed,
@@ -484,6 +485,8 @@ pub(crate) async fn bench_one(
         endpoints: cluster.endpoints(),
         sentinels: cluster.sentinel_endpoints(),
         kill_subscribers_at: args.debug_kill_subscribers_at,
+        queue: (s.mode == Mode::Queue)
+            .then(|| workload::consumer::QueueControl::new(s.queue.groups, s.queue.consumers)),
         label: format!("{target:?}").to_lowercase(),
     };
     let shared = Arc::new(std::sync::Mutex::new(cluster));
@@ -503,6 +506,7 @@ pub(crate) async fn bench_one(
             clock.clone(),
             recorder.clone(),
         )
+        .with_queue(plan.queue.clone())
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let load_work = async {
@@ -735,6 +739,7 @@ fn plan_context(target: Target, nodes: usize, lab: Option<&Arc<Lab>>) -> PlanCon
         net_reason,
         disk,
         disk_reason,
+        queue: false,
     }
 }
 
@@ -786,8 +791,13 @@ pub fn print_summary(s: &Summary, dir: &Path) {
         ("publish (all)", &l.publish_all),
         ("publish→ack", &l.publish_ack),
         ("end-to-end", &l.end_to_end),
+        ("publish→xack", &l.consumed),
         ("send lag", &l.send_lag),
     ] {
+        // publish→XACK exists in queue mode only.
+        if name == "publish→xack" && s.workload.mode != Mode::Queue {
+            continue;
+        }
         println!(
             "  {name:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             p.count, p.p50, p.p90, p.p99, p.p999, p.max
@@ -864,6 +874,25 @@ pub fn print_summary(s: &Summary, dir: &Path) {
         "          lost {}  duplicated {}  reordered {}  phantom {}  corrupted {}  diverged {}  realtime {}  at-most-once gaps {}",
         c.lost, c.duplicated, c.reordered, c.phantom, c.corrupted, c.diverged, c.realtime_violations, c.at_most_once_gaps
     );
+    if !c.queue.is_empty() {
+        let q = &c.queue;
+        println!(
+            "  queue   {} groups: taken {}  redelivered by claims {} (at least once, not violations)  consumed {}  consumer crashes {}{}",
+            q.groups,
+            q.taken,
+            q.redelivered,
+            q.consumed,
+            q.crashes,
+            if q.pending_at_end.is_empty() {
+                String::new()
+            } else {
+                format!("  pending at the end: {}", q.pending_at_end.join(", "))
+            }
+        );
+        if s.workload.mode == Mode::Queue {
+            println!("          end-to-end is publish → first delivery to a group; publish→xack is publish → the XACK that finished it");
+        }
+    }
     for v in &c.violations {
         println!("  violation {} ({}): {}", v.kind, v.count, v.property);
         for e in v.examples.iter().take(3) {

@@ -12,7 +12,13 @@
 //! rate = 10000
 //! duration = "30s"
 //! warmup = "5s"
-//! mode = "stream"
+//! mode = "stream"     # or "pubsub", or "queue" (consumer groups)
+//!
+//! # queue mode: consumer groups over every channel
+//! [queue]
+//! groups = 2
+//! consumers = 3       # per group, spread over the nodes
+//! claim_idle = "2s"   # XAUTOCLAIM what was pending this long
 //!
 //! [[step]]
 //! at = "10s"
@@ -203,6 +209,76 @@ pub struct ClientOptions {
 
 fn default_stall() -> Duration {
     Duration::from_secs(1)
+}
+
+/// Queue mode's consumer groups (`[queue]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueOptions {
+    /// Consumer groups, each reading every channel (`g0`, `g1`, ...).
+    #[serde(default = "default_groups")]
+    pub groups: usize,
+    /// Consumers per group, spread over the nodes.
+    #[serde(default = "default_consumers")]
+    pub consumers: usize,
+    /// A pending entry idle this long may be claimed (XAUTOCLAIM) by another consumer of
+    /// its group: what a crashed consumer held is redelivered after it.
+    #[serde(default = "default_claim_idle", with = "humantime_serde_str")]
+    pub claim_idle: Duration,
+    /// COUNT of each XREADGROUP and XAUTOCLAIM.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn default_groups() -> usize {
+    2
+}
+fn default_consumers() -> usize {
+    3
+}
+fn default_claim_idle() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_batch() -> usize {
+    100
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            groups: default_groups(),
+            consumers: default_consumers(),
+            claim_idle: default_claim_idle(),
+            batch: default_batch(),
+        }
+    }
+}
+
+impl QueueOptions {
+    fn validate(&self) -> Result<(), ScenarioError> {
+        if !(1..=16).contains(&self.groups) {
+            return Err(invalid(
+                "queue.groups",
+                format!("must be between 1 and 16, got {}", self.groups),
+            ));
+        }
+        if !(1..=64).contains(&self.consumers) {
+            return Err(invalid(
+                "queue.consumers",
+                format!("must be between 1 and 64, got {}", self.consumers),
+            ));
+        }
+        if self.claim_idle < Duration::from_millis(100) {
+            return Err(invalid("queue.claim_idle", "must be at least 100ms"));
+        }
+        if !(1..=10_000).contains(&self.batch) {
+            return Err(invalid(
+                "queue.batch",
+                format!("must be between 1 and 10000, got {}", self.batch),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ClientOptions {
@@ -419,6 +495,9 @@ pub struct Scenario {
     /// Client behaviour under faults (both targets).
     #[serde(default)]
     pub client: ClientOptions,
+    /// Queue mode's consumer groups.
+    #[serde(default)]
+    pub queue: QueueOptions,
     /// Bus node settings.
     #[serde(default)]
     pub bus: BusOptions,
@@ -499,6 +578,7 @@ impl Default for Scenario {
             request_timeout: default_request_timeout(),
             redis: RedisOptions::default(),
             client: ClientOptions::default(),
+            queue: QueueOptions::default(),
             bus: BusOptions::default(),
             lazy_fs: false,
             read_rate: None,
@@ -634,6 +714,7 @@ impl Scenario {
             return Err(invalid("request_timeout", "must be positive"));
         }
         self.redis.validate()?;
+        self.queue.validate()?;
         if self.target == TargetKind::Redis && self.bus.failpoints.is_some() {
             return Err(invalid(
                 "bus.failpoints",
@@ -733,7 +814,7 @@ impl Scenario {
     pub fn reads_per_s(&self) -> f64 {
         self.read_rate.unwrap_or(match self.mode {
             Mode::Stream => DEFAULT_READ_RATE,
-            Mode::Pubsub => 0.0,
+            Mode::Pubsub | Mode::Queue => 0.0,
         })
     }
 

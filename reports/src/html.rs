@@ -407,6 +407,13 @@ fn latency_section(out: &mut String, s: &Summary) {
     ] {
         let _ = writeln!(out, "<tr><td class=\"l\">{name}</td>{}</tr>", pct_cells(p));
     }
+    if s.latency_us.consumed.count > 0 {
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"l\">publish → XACK (queue: finished by a group)</td>{}</tr>",
+            pct_cells(&s.latency_us.consumed)
+        );
+    }
     if s.latency_us.read.count > 0 {
         let _ = writeln!(
             out,
@@ -469,6 +476,7 @@ fn workload_section(out: &mut String, s: &Summary) {
     let mode = match w.mode {
         crate::model::Mode::Stream => "stream (XADD + XREAD, resume by ID)",
         crate::model::Mode::Pubsub => "pub/sub (PUBLISH + SUBSCRIBE)",
+        crate::model::Mode::Queue => "queue (XADD + consumer groups: XREADGROUP, XACK, XAUTOCLAIM)",
     };
     for (k, v) in [
         ("target", esc(&target)),

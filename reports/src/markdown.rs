@@ -77,8 +77,24 @@ fn run_body(out: &mut String, run: &RunData, heading: &str) {
     ));
     out.push_str(&pct_row("publish → ack", &s.latency_us.publish_ack));
     out.push_str(&pct_row("publish → deliver", &s.latency_us.end_to_end));
+    if s.latency_us.consumed.count > 0 {
+        out.push_str(&pct_row("publish → XACK (queue)", &s.latency_us.consumed));
+    }
     if s.latency_us.read.count > 0 {
         out.push_str(&pct_row("read (send → reply)", &s.latency_us.read));
+    }
+    if !s.checks.queue.is_empty() {
+        let q = &s.checks.queue;
+        let _ = writeln!(
+            out,
+            "\nQueue: {} groups; entries taken {}, redelivered by claims {} (at least once, not violations), consumed {}, consumer crashes {}; pending at the end: {}",
+            q.groups,
+            fmt_count(q.taken),
+            fmt_count(q.redelivered),
+            fmt_count(q.consumed),
+            q.crashes,
+            if q.pending_at_end.is_empty() { "none".to_string() } else { q.pending_at_end.join(", ") }
+        );
     }
     let _ = writeln!(
         out,

@@ -81,6 +81,16 @@ pub enum Mode {
     Stream,
     /// PUBLISH + SUBSCRIBE; at-most-once while disconnected.
     Pubsub,
+    /// XADD + consumer groups: XREADGROUP, XACK, XAUTOCLAIM of what a crashed consumer
+    /// left pending; each message to one consumer of each group, at least once.
+    Queue,
+}
+
+impl Mode {
+    /// Whether publishes are XADD (stream and queue modes) rather than PUBLISH.
+    pub fn stores(self) -> bool {
+        !matches!(self, Mode::Pubsub)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,7 +137,13 @@ pub struct Latency {
     /// whose true latency is at least the value recorded.
     #[serde(default)]
     pub publish_censored: u64,
+    /// Publish to delivery: to a subscriber, or in queue mode the first delivery to a
+    /// consumer of a group.
     pub end_to_end: Percentiles,
+    /// Queue mode: publish to the XACK that finished the message in a group, from the
+    /// intended send time.
+    #[serde(default)]
+    pub consumed: Percentiles,
     /// Generator lag behind its schedule; large values mean the generator, not the
     /// target, was the bottleneck.
     #[serde(default)]
@@ -185,6 +201,34 @@ pub struct Checks {
     /// data), with why: not read, yet no reason for `unknown`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excused: Vec<String>,
+    /// Queue mode: what the consumer groups did (empty otherwise).
+    #[serde(default, skip_serializing_if = "QueueFigures::is_empty")]
+    pub queue: QueueFigures,
+}
+
+/// What the consumer groups of a queue-mode run did. At-least-once redelivery (a claim of
+/// what a crashed or silent consumer left pending) is a figure here, not a violation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueFigures {
+    pub groups: u64,
+    /// Entries handed to consumers (XREADGROUP `>` and claims), all groups together.
+    pub taken: u64,
+    /// Of `taken`: handed out again by XAUTOCLAIM after their holder went idle.
+    pub redelivered: u64,
+    /// (group, message) pairs finished with an XACK that removed them from the PEL.
+    pub consumed: u64,
+    /// Consumers crashed by the `consumer-crash` fault.
+    pub crashes: u64,
+    /// Pending entries left at the end, per node and group (`node/channel/group: n`), when
+    /// any were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_at_end: Vec<String>,
+}
+
+impl QueueFigures {
+    pub fn is_empty(&self) -> bool {
+        self.groups == 0
+    }
 }
 
 /// Stale reads: reads that missed entries acknowledged before they began. Examples are in

@@ -225,6 +225,7 @@ impl SyntheticRun {
                 publish_all: percentiles(&all_ack),
                 publish_censored: 0,
                 end_to_end: percentiles(&all_e2e),
+                consumed: Default::default(),
                 send_lag: percentiles(&all_lag),
                 read: Default::default(),
             },

@@ -34,6 +34,7 @@ use super::{secs, ChaosError};
 use crate::history::Event;
 use crate::record::{Clock, Recorder};
 use crate::target::Cluster;
+use crate::workload::consumer::QueueControl;
 
 /// How long a node gets to answer "who leads" at fault start.
 const ROLE_TIMEOUT: Duration = Duration::from_millis(700);
@@ -93,6 +94,8 @@ pub struct Nemesis {
     /// Nodes that refused to start after `corrupt` damaged their data: gone for the rest of
     /// the run, so they count against the minority later `corrupt` faults may damage.
     retired: Mutex<BTreeSet<String>>,
+    /// Queue mode: the consumers `consumer-crash` crashes.
+    queue: Option<Arc<QueueControl>>,
 }
 
 /// One applied step, until it is healed.
@@ -100,6 +103,8 @@ struct Applied {
     ids: Vec<FaultId>,
     targets: Vec<String>,
     detail: String,
+    /// Consumer slots crashed by `consumer-crash`, revived at the heal.
+    crashed: Vec<usize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,7 +157,14 @@ impl Nemesis {
             clock,
             recorder,
             retired: Mutex::new(BTreeSet::new()),
+            queue: None,
         }
+    }
+
+    /// Queue mode: the consumers that `consumer-crash` faults crash.
+    pub fn with_queue(mut self, queue: Option<Arc<QueueControl>>) -> Self {
+        self.queue = queue;
+        self
     }
 
     /// Runs the schedule until its end or until `stop` turns true; heals everything before
@@ -190,6 +202,11 @@ impl Nemesis {
                         // The full planned length, even when role finding made it late.
                         let completed = wait_until(Instant::now() + step.duration, &mut stop).await;
                         out.stopped_early |= !completed;
+                        if let Some(q) = &self.queue {
+                            for slot in &applied.crashed {
+                                q.revive(*slot);
+                            }
+                        }
                         for id in applied.ids.iter().rev() {
                             if let Err(e) = lock(&self.journal).heal(*id) {
                                 out.notes.push(format!(
@@ -480,6 +497,7 @@ impl Nemesis {
     ) -> Result<Applied, ChaosError> {
         let selector = step.target.clone().unwrap_or(super::Selector::All);
         let mut ids = Vec::new();
+        let mut crashed = Vec::new();
         let mut detail = match step.detail() {
             d if d.is_empty() => selector.to_string(),
             d => format!("{selector} {d}"),
@@ -672,12 +690,31 @@ impl Nemesis {
                 }
                 targets
             }
+            FaultKind::ConsumerCrash => {
+                let queue = self.queue.as_ref().ok_or_else(|| ChaosError::Unavailable {
+                    kind: step.kind,
+                    reason: "no queue consumers run (queue mode only)".into(),
+                })?;
+                let up = queue.up();
+                let (slot, label) =
+                    up.choose(rng)
+                        .cloned()
+                        .ok_or_else(|| ChaosError::Unavailable {
+                            kind: step.kind,
+                            reason: "every consumer is down already".into(),
+                        })?;
+                queue.crash(slot);
+                crashed.push(slot);
+                detail = format!("consumer {label}");
+                vec![label]
+            }
             FaultKind::Restart => unreachable!("rolling restarts are driven step by step"),
         };
         Ok(Applied {
             ids,
             targets,
             detail,
+            crashed,
         })
     }
 
@@ -771,6 +808,7 @@ impl Nemesis {
                         "rolling restart stopped: cluster not whole {}s after restarting {host}",
                         REJOIN_TIMEOUT.as_secs()
                     ),
+                    crashed: Vec::new(),
                 });
             }
         }
@@ -778,6 +816,7 @@ impl Nemesis {
             ids: Vec::new(),
             detail: format!("rolling restart, order {}", order.join(",")),
             targets: done,
+            crashed: Vec::new(),
         })
     }
 

@@ -174,6 +174,8 @@ pub struct PlanContext {
     pub disk: bool,
     /// Why it cannot, when it cannot.
     pub disk_reason: String,
+    /// Queue mode: consumer groups run, so consumers can crash.
+    pub queue: bool,
 }
 
 impl PlanContext {
@@ -229,6 +231,11 @@ impl PlanContext {
                 "failpoints live inside a failpoint build of the bus node, not in Redis".into(),
             ),
             FaultKind::Failpoint => Ok(()),
+            FaultKind::ConsumerCrash if !self.queue => unavailable(
+                "consumer-crash crashes queue consumers, which only queue mode (--mode queue) runs"
+                    .into(),
+            ),
+            FaultKind::ConsumerCrash => Ok(()),
         }
     }
 
@@ -542,6 +549,13 @@ fn complete(
         FaultKind::Restart => {
             s.target.get_or_insert(Selector::All);
         }
+        FaultKind::ConsumerCrash => {
+            if s.target.is_some() {
+                return Err(bad(
+                    "consumer-crash picks a consumer at random; `target` names servers".into(),
+                ));
+            }
+        }
         FaultKind::Partition => {
             let modes = ctx.partition_modes();
             let mode = match s.mode {
@@ -661,6 +675,7 @@ mod tests {
             net_reason: "test".into(),
             disk: kernel_net,
             disk_reason: "test".into(),
+            queue: false,
         }
     }
 

@@ -12,6 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use raftbus_reports::model::Mode;
 
 use super::promise::Promise;
+use super::queue::QueueHistory;
 use crate::history::{Event, MsgId, Outcome, ReadOp, RUN_FINISHED};
 
 /// "No index": a message that was never invoked, an absent position, an unknown session.
@@ -278,6 +279,8 @@ pub(crate) struct IndexedHistory {
     pub ok_completions: Vec<u64>,
     pub last_invoke_us: u64,
     pub delivered: u64,
+    /// Queue mode: the consumer groups.
+    pub queue: QueueHistory,
 }
 
 impl IndexedHistory {
@@ -353,6 +356,7 @@ pub(crate) struct IndexBuilder {
     last_invoke_us: u64,
     delivered: u64,
     reused_ids: u64,
+    queue: QueueHistory,
 }
 
 impl IndexBuilder {
@@ -374,13 +378,14 @@ impl IndexBuilder {
             last_invoke_us: 0,
             delivered: 0,
             reused_ids: 0,
+            queue: QueueHistory::default(),
         }
     }
 
     fn ack_id(&self, outcome: Outcome, id: Option<&str>) -> Option<StreamId> {
         // In pub/sub mode the PUBLISH reply is a receiver count, not an entry id.
         match (self.mode, outcome) {
-            (Mode::Stream, Outcome::Ok) => id.and_then(StreamId::parse),
+            (Mode::Stream | Mode::Queue, Outcome::Ok) => id.and_then(StreamId::parse),
             _ => None,
         }
     }
@@ -528,6 +533,60 @@ impl IndexBuilder {
                 };
                 self.final_reads.insert(node, outcome);
             }
+            Event::Take {
+                invoke_us,
+                t_us,
+                group,
+                consumer,
+                channel,
+                claimed,
+                min_idle_us,
+                entries,
+                ..
+            } => {
+                self.delivered += entries.len() as u64;
+                let channel = self.channels.intern(&channel);
+                self.queue.take(
+                    (invoke_us, t_us),
+                    &group,
+                    &consumer,
+                    channel,
+                    (claimed, min_idle_us),
+                    &entries,
+                );
+            }
+            Event::Settle {
+                t_us,
+                group,
+                consumer,
+                channel,
+                id,
+                msg,
+                removed,
+                ..
+            } => {
+                let channel = self.channels.intern(&channel);
+                self.queue
+                    .settle(t_us, &group, &consumer, channel, (&id, msg), removed);
+            }
+            Event::ConsumerCrash { .. } => self.queue.crashes += 1,
+            Event::GroupState {
+                node,
+                channel,
+                group,
+                ok,
+                pending,
+                last_delivered,
+                error,
+            } => {
+                let node = self.nodes.intern(&node);
+                let channel = self.channels.intern(&channel);
+                let read = match ok {
+                    true => Ok((pending, last_delivered.as_deref())),
+                    false => Err(error.unwrap_or_else(|| "not read".into())),
+                };
+                self.queue.state(node, channel, &group, read);
+            }
             Event::Retired { node, reason } => {
                 let node = self.nodes.intern(&node);
                 self.retired.insert(node, reason);
@@ -616,6 +675,7 @@ impl IndexBuilder {
             last_invoke_us,
             delivered,
             reused_ids,
+            mut queue,
         } = self;
         // A history the harness itself got wrong cannot vouch for anything: said, and the
         // verdict becomes unknown.
@@ -726,6 +786,7 @@ impl IndexBuilder {
             .collect();
         ok_completions.sort_unstable();
         faults.sort_by_key(|f| (f.start_us, f.end_us));
+        queue.finish();
 
         IndexedHistory {
             mode,
@@ -746,6 +807,7 @@ impl IndexBuilder {
             ok_completions,
             last_invoke_us,
             delivered,
+            queue,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | `failed_but_committed` | `failed_but_committed` |
 //! | `never_recovered` | `never_recovered` |
 //! | `stale_reads.stale` | `stale_read` (a violation only where reads are promised linearizable) |
+//! | (queue mode, in `violations` only) | `unconsumed`, `early_claim`, `redelivered_as_new`, `claimed_after_ack`, `group_order`, `pending_at_end`, `group_diverged` |
 //!
 //! A message is counted once per kind (not once per node or subscriber), except where a
 //! kind is defined per place: `reordered` counts deliveries that went backwards,
@@ -42,6 +43,7 @@ mod index;
 mod lost;
 mod phantom;
 pub mod promise;
+pub mod queue;
 mod realtime;
 mod stale_read;
 mod subscriber_agreement;
@@ -199,6 +201,12 @@ fn invariants() -> Vec<Box<dyn Invariant>> {
         Box::new(indeterminate::Indeterminate),
         Box::new(availability::Availability),
         Box::new(stale_read::StaleRead),
+        Box::new(queue::consumed::Consumed),
+        Box::new(queue::double_delivery::DoubleDelivery),
+        Box::new(queue::redelivery::Redelivery),
+        Box::new(queue::group_order::GroupOrder),
+        Box::new(queue::drained::Drained),
+        Box::new(queue::group_agreement::GroupAgreement),
     ]
 }
 
@@ -231,6 +239,8 @@ enum Counter {
     NeverRecovered,
     /// Counted in `Checks::stale_reads` by the invariant itself.
     StaleRead,
+    /// Queue mode: counted only in `Checks::violations` (by kind).
+    Queue,
 }
 
 /// Violation kinds, in report order.
@@ -253,10 +263,17 @@ pub enum Kind {
     FailedButCommitted,
     NeverRecovered,
     StaleRead,
+    Unconsumed,
+    EarlyClaim,
+    RedeliveredAsNew,
+    ClaimedAfterAck,
+    GroupOrder,
+    PendingAtEnd,
+    GroupDiverged,
 }
 
 impl Kind {
-    const ALL: [Kind; 17] = [
+    const ALL: [Kind; 24] = [
         Kind::LostMidStream,
         Kind::LostTail,
         Kind::Duplicated,
@@ -274,6 +291,13 @@ impl Kind {
         Kind::FailedButCommitted,
         Kind::NeverRecovered,
         Kind::StaleRead,
+        Kind::Unconsumed,
+        Kind::EarlyClaim,
+        Kind::RedeliveredAsNew,
+        Kind::ClaimedAfterAck,
+        Kind::GroupOrder,
+        Kind::PendingAtEnd,
+        Kind::GroupDiverged,
     ];
 
     /// The stable name used as `ViolationReport::kind`.
@@ -296,6 +320,13 @@ impl Kind {
             Kind::FailedButCommitted => "failed_but_committed",
             Kind::NeverRecovered => "never_recovered",
             Kind::StaleRead => "stale_read",
+            Kind::Unconsumed => "unconsumed",
+            Kind::EarlyClaim => "early_claim",
+            Kind::RedeliveredAsNew => "redelivered_as_new",
+            Kind::ClaimedAfterAck => "claimed_after_ack",
+            Kind::GroupOrder => "group_order",
+            Kind::PendingAtEnd => "pending_at_end",
+            Kind::GroupDiverged => "group_diverged",
         }
     }
 
@@ -319,6 +350,13 @@ impl Kind {
             Kind::FailedButCommitted => "a publish reported as failed is not applied",
             Kind::NeverRecovered => "after the last fault heals, publishes succeed again",
             Kind::StaleRead => "a read that began after a message was acknowledged includes it",
+            Kind::Unconsumed => "every acknowledged message is eventually consumed and XACKed by every group",
+            Kind::EarlyClaim => "an entry is with one consumer at a time: another may claim it only after its holder was idle for the claim's min-idle-time",
+            Kind::RedeliveredAsNew => "XREADGROUP > hands each entry to a group once; redelivery happens only by claiming a pending entry",
+            Kind::ClaimedAfterAck => "an entry removed from the PEL by XACK is never claimed again",
+            Kind::GroupOrder => "a group's first deliveries follow the stream's order",
+            Kind::PendingAtEnd => "the PEL drains: no group holds pending entries at the end, on any node",
+            Kind::GroupDiverged => "every node ends with the same state of every consumer group",
         }
     }
 
@@ -336,6 +374,12 @@ impl Kind {
             Kind::FailedButCommitted => Counter::FailedButCommitted,
             Kind::NeverRecovered => Counter::NeverRecovered,
             Kind::StaleRead => Counter::StaleRead,
+            Kind::RedeliveredAsNew | Kind::EarlyClaim | Kind::ClaimedAfterAck => {
+                Counter::Duplicated
+            }
+            Kind::GroupOrder => Counter::Reordered,
+            Kind::GroupDiverged => Counter::Diverged,
+            Kind::Unconsumed | Kind::PendingAtEnd => Counter::Queue,
         }
     }
 }
@@ -567,6 +611,8 @@ pub enum Violation {
         /// The longest-acknowledged entry it missed: message, id, ack time.
         oldest_missed: (MsgId, StreamId, u64),
     },
+    /// A consumer-group property (queue mode); see [`queue`].
+    Queue(queue::QueueViolation),
 }
 
 impl Violation {
@@ -589,6 +635,7 @@ impl Violation {
             Violation::FailedButCommitted { .. } => Kind::FailedButCommitted,
             Violation::NeverRecovered { .. } => Kind::NeverRecovered,
             Violation::StaleRead { .. } => Kind::StaleRead,
+            Violation::Queue(q) => q.kind(),
         }
     }
 }
@@ -607,6 +654,7 @@ fn entry_text(e: &Option<(StreamId, Option<MsgId>)>) -> String {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Violation::Queue(q) => q.fmt(f),
             Violation::LostMidStream {
                 msg,
                 channel,
@@ -966,7 +1014,7 @@ impl Findings {
                 Counter::Realtime => checks.realtime_violations += n,
                 Counter::FailedButCommitted => checks.failed_but_committed += n,
                 Counter::NeverRecovered => checks.never_recovered += n,
-                Counter::StaleRead => {}
+                Counter::StaleRead | Counter::Queue => {}
             }
             checks.violations.push(ViolationReport {
                 kind: kind.name().to_owned(),
@@ -1000,6 +1048,25 @@ impl Findings {
             h.malformed
                 .iter()
                 .map(|why| format!("the history is malformed: {why}")),
+        );
+        if !h.queue.is_empty() {
+            checks.queue = h.queue.figures(&h.nodes, &h.channels);
+        }
+        checks.unchecked.extend(
+            h.queue
+                .unreadable
+                .iter()
+                .filter(|(node, _)| {
+                    let name = h.node(*node);
+                    !h.excused.iter().any(|(n, _)| n == name)
+                        && !h.unreadable.iter().any(|(n, _)| n == name)
+                })
+                .map(|(node, why)| {
+                    format!(
+                        "the consumer groups of {} could not be read ({why}): their end state is not checked against it",
+                        h.node(*node)
+                    )
+                }),
         );
         checks.excused = h
             .excused

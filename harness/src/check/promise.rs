@@ -9,6 +9,7 @@
 //! | bus, pub/sub | yes (PUBLISH appends to the stream) | yes, from its confirmed SUBSCRIBE on |
 //! | Redis, stream | yes (the XADD reply is an entry id) | yes, and nothing across a resume by ID |
 //! | Redis, pub/sub | no: PUBLISH counts receivers, nothing is stored | no: at most once |
+//! | bus / Redis, queue | yes | consumers: every group gets every entry at least once, in order (`queue_*` checks) |
 //!
 //! Reads (the read workload's XRANGE/XREVRANGE/XLEN) are promised to see every entry
 //! acknowledged before they began only by the bus with `read_consistency =
@@ -52,6 +53,18 @@ impl Promise {
                 stores_acked: true,
                 connected_gap_free: true,
                 label: "redis streams: an acknowledged XADD is stored; readers resume by ID without gaps",
+                linearizable_reads: false,
+            },
+            (Target::Bus, Mode::Queue) => Promise {
+                stores_acked: true,
+                connected_gap_free: true,
+                label: "bus consumer groups: acknowledged = stored on a majority; every group gets every entry, in order, at least once; XACK and claims are replicated",
+                linearizable_reads: false,
+            },
+            (Target::Redis, Mode::Queue) => Promise {
+                stores_acked: true,
+                connected_gap_free: true,
+                label: "redis consumer groups: an acknowledged XADD is stored; every group gets every entry, in order, at least once (the PEL keeps what was not acknowledged)",
                 linearizable_reads: false,
             },
             (Target::Redis, Mode::Pubsub) => Promise {

@@ -37,7 +37,8 @@ impl Invariant for SubscriberOrder {
 
     fn check(&self, h: &IndexedHistory, out: &mut Findings) {
         match h.mode {
-            Mode::Stream => check_stream(h, out),
+            // Queue mode has no subscribers; consumers are checked by `queue_*`.
+            Mode::Stream | Mode::Queue => check_stream(h, out),
             Mode::Pubsub => check_pubsub(h, out),
         }
     }

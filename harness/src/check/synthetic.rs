@@ -36,7 +36,7 @@ impl SyntheticSpec {
     pub fn events(&self) -> u64 {
         let subs = (self.nodes * self.subscribers_per_node) as u64;
         let finals = match self.mode {
-            Mode::Stream => self.nodes as u64 * self.ops,
+            Mode::Stream | Mode::Queue => self.nodes as u64 * self.ops,
             Mode::Pubsub => 0,
         };
         subs + self.ops * (2 + subs) + finals
@@ -74,7 +74,7 @@ pub fn clean_history(spec: &SyntheticSpec) -> impl Iterator<Item = Event> {
         let latency = 300 + (i.wrapping_mul(7919) % 2_000);
         let c = i % channels;
         let id = match mode {
-            Mode::Stream => Some(entry_id(i)),
+            Mode::Stream | Mode::Queue => Some(entry_id(i)),
             Mode::Pubsub => Some(subs.to_string()),
         };
         let mut events = Vec::with_capacity(2 + subs);
@@ -99,14 +99,14 @@ pub fn clean_history(spec: &SyntheticSpec) -> impl Iterator<Item = Event> {
                 node: node(s / per_node),
                 channel: channel(c),
                 msg: Some(msg(i)),
-                id: (mode == Mode::Stream).then(|| entry_id(i)),
+                id: mode.stores().then(|| entry_id(i)),
                 intact: true,
             });
         }
         events
     });
     let n_ops = spec.ops;
-    let finals = (0..if mode == Mode::Stream { nodes } else { 0 }).flat_map(move |n| {
+    let finals = (0..if mode.stores() { nodes } else { 0 }).flat_map(move |n| {
         (0..channels).flat_map(move |c| {
             (c..n_ops)
                 .step_by(channels as usize)

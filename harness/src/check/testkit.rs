@@ -33,6 +33,78 @@ impl H {
         Self::new(Mode::Pubsub, nodes)
     }
 
+    pub fn queue(nodes: &[&str]) -> Self {
+        Self::new(Mode::Queue, nodes)
+    }
+
+    /// A call that handed `entries` (id, message n) of `channel` to `consumer` of `group`,
+    /// sent at `sent_ms` and answered at `reply_ms`; a claim when `min_idle_ms` is set.
+    pub fn take(
+        &mut self,
+        (group, consumer, channel): (&str, &str, &str),
+        (sent_ms, reply_ms): (u64, u64),
+        min_idle_ms: Option<u64>,
+        entries: &[(&str, u64)],
+    ) {
+        self.push(Event::Take {
+            invoke_us: sent_ms * 1000,
+            t_us: reply_ms * 1000,
+            group: group.into(),
+            consumer: consumer.into(),
+            node: self.nodes[0].clone(),
+            channel: channel.into(),
+            claimed: min_idle_ms.is_some(),
+            min_idle_us: min_idle_ms.unwrap_or(0) * 1000,
+            entries: entries
+                .iter()
+                .map(|(id, n)| crate::history::TakenEntry {
+                    id: id.to_string(),
+                    msg: Some(Self::msg(*n)),
+                })
+                .collect(),
+        });
+    }
+
+    /// `XACK` of one entry, answered at `reply_ms` with `removed`.
+    pub fn settle(
+        &mut self,
+        (group, consumer, channel): (&str, &str, &str),
+        reply_ms: u64,
+        (id, n): (&str, u64),
+        removed: Option<bool>,
+    ) {
+        self.push(Event::Settle {
+            invoke_us: reply_ms * 1000 - 500,
+            t_us: reply_ms * 1000,
+            group: group.into(),
+            consumer: consumer.into(),
+            node: self.nodes[0].clone(),
+            channel: channel.into(),
+            id: id.into(),
+            msg: Some(Self::msg(n)),
+            removed,
+        });
+    }
+
+    /// A group's state on `node` at the end.
+    pub fn group_state(
+        &mut self,
+        node: &str,
+        (channel, group): (&str, &str),
+        pending: u64,
+        last: Option<&str>,
+    ) {
+        self.push(Event::GroupState {
+            node: node.into(),
+            channel: channel.into(),
+            group: group.into(),
+            ok: true,
+            pending,
+            last_delivered: last.map(String::from),
+            error: None,
+        });
+    }
+
     fn new(mode: Mode, nodes: &[&str]) -> Self {
         Self {
             mode,

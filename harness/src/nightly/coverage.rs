@@ -13,13 +13,14 @@ use super::plan::{fault_support, PlannedScenario};
 use super::suite::SuiteCommand;
 use crate::scenario::TargetKind;
 
-/// Both modes, in report order.
-pub const MODES: [Mode; 2] = [Mode::Stream, Mode::Pubsub];
+/// Every mode, in report order.
+pub const MODES: [Mode; 3] = [Mode::Stream, Mode::Pubsub, Mode::Queue];
 
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Stream => "stream",
         Mode::Pubsub => "pubsub",
+        Mode::Queue => "queue",
     }
 }
 
@@ -121,6 +122,16 @@ fn target_cannot(target: TargetKind, kind: FaultKind) -> Option<&'static str> {
     }
 }
 
+/// A kind that has nothing to act on in a mode, and why.
+fn mode_cannot(mode: Mode, kind: FaultKind) -> Option<&'static str> {
+    match (mode, kind) {
+        (Mode::Stream | Mode::Pubsub, FaultKind::ConsumerCrash) => {
+            Some("it crashes queue consumers, which only queue mode runs")
+        }
+        _ => None,
+    }
+}
+
 /// Coverage of `planned` chaos runs. `caps` explains kinds the machine cannot inject.
 pub fn coverage(planned: &[PlannedScenario], caps: Option<&Capabilities>) -> Coverage {
     let mut rows = Vec::new();
@@ -138,7 +149,8 @@ pub fn coverage(planned: &[PlannedScenario], caps: Option<&Capabilities>) -> Cov
                 .iter()
                 .filter(|k| !covered.contains(k))
                 .map(|&k| {
-                    let why = match (target_cannot(target, k), caps.map(|c| fault_support(k, c))) {
+                    let cannot = target_cannot(target, k).or_else(|| mode_cannot(mode, k));
+                    let why = match (cannot, caps.map(|c| fault_support(k, c))) {
                         (Some(why), _) => why.to_string(),
                         (None, Some(Err(why))) => format!("this machine cannot inject it: {why}"),
                         _ => "no scenario of the suite injects it".to_string(),

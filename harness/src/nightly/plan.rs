@@ -114,6 +114,8 @@ pub fn fault_support(kind: FaultKind, caps: &Capabilities) -> Result<(), String>
     let lab = caps.namespaces.available() && caps.links;
     match kind {
         FaultKind::Kill | FaultKind::Pause | FaultKind::Terminate | FaultKind::Restart => Ok(()),
+        // The harness crashes its own queue consumers.
+        FaultKind::ConsumerCrash => Ok(()),
         // The userspace delay proxy needs nothing from the kernel.
         FaultKind::Delay => Ok(()),
         FaultKind::Partition | FaultKind::Loss => {

@@ -6,11 +6,14 @@
 //! - [`subscriber`] — XREAD / SUBSCRIBE subscribers, `subscribers_per_node` started on
 //!   each node, that reconnect as the client policy says (failover: to the next node) and
 //!   resume by id.
+//! - [`consumer`] — queue mode: consumer groups (XREADGROUP, XACK, XAUTOCLAIM), and the
+//!   `consumer-crash` switch.
 //! - [`reader`] — open-loop XRANGE / XREVRANGE / XLEN reads on random nodes (stale reads).
 //! - [`resp`] — a minimal RESP client for connections the harness fully controls.
 //! - [`discover`] — the Redis primary through Sentinel; settling before the final reads.
 //! - [`progress`] — the progress display.
 
+pub mod consumer;
 pub mod discover;
 pub mod pacer;
 pub mod progress;
@@ -32,6 +35,7 @@ use crate::payload::{self, Decoded};
 use crate::record::{Clock, Recorder};
 use crate::scenario::{ClientPolicy, Scenario};
 use crate::target::check_client_addr;
+use consumer::{group_name, Consumer, ConsumerSpec, QueueControl};
 use publisher::{Publisher, PublisherSpec};
 use resp::{parse_entries, EntryId, RespConn, Value};
 use subscriber::{Subscriber, SubscriberProgress, SubscriberSpec, CLIENT_NAME_PREFIX};
@@ -68,6 +72,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum LoadError {
     #[error("publisher {index} cannot connect: {message}")]
     Connect { index: u32, message: String },
+    #[error("cannot create the consumer groups: {message}")]
+    Groups { message: String },
 }
 
 /// Everything a load run needs to know.
@@ -86,6 +92,8 @@ pub struct LoadPlan {
     pub sentinels: Vec<(String, SocketAddr)>,
     /// Test hook: kill every subscriber connection at this time.
     pub kill_subscribers_at: Option<Duration>,
+    /// Queue mode: the consumers' shared state (the nemesis crashes consumers through it).
+    pub queue: Option<Arc<QueueControl>>,
     /// Label of the progress display.
     pub label: String,
 }
@@ -132,8 +140,12 @@ pub async fn run(
     let mut subs = Vec::new();
     let mut progress: Vec<Arc<SubscriberProgress>> = Vec::new();
     let mut next_id = 0u32;
+    let subscribers_per_node = match s.mode {
+        Mode::Queue => 0,
+        Mode::Stream | Mode::Pubsub => s.subscribers_per_node,
+    };
     for home in 0..plan.endpoints.len() {
-        for _ in 0..s.subscribers_per_node {
+        for _ in 0..subscribers_per_node {
             let sub = Subscriber::new(SubscriberSpec {
                 id: next_id,
                 endpoints: plan.endpoints.clone(),
@@ -173,6 +185,37 @@ pub async fn run(
                     let _ = sub.await;
                 }
                 return Err(LoadError::Connect { index, message });
+            }
+        }
+    }
+
+    let mut consumers = Vec::new();
+    if let Some(control) = &plan.queue {
+        if let Err(message) = create_groups(plan).await {
+            let _ = stop_tx.send(true);
+            for sub in subs {
+                let _ = sub.await;
+            }
+            return Err(LoadError::Groups { message });
+        }
+        for group in 0..s.queue.groups {
+            for index in 0..s.queue.consumers {
+                let c = Consumer::new(
+                    ConsumerSpec {
+                        group,
+                        index,
+                        endpoints: plan.publish_endpoints.clone(),
+                        servers: plan.endpoints.clone(),
+                        sentinels: plan.sentinel_addrs(),
+                        scenario: s.clone(),
+                    },
+                    control.clone(),
+                );
+                consumers.push(tokio::spawn(c.run(
+                    clock.clone(),
+                    recorder.clone(),
+                    stop_rx.clone(),
+                )));
             }
         }
     }
@@ -260,6 +303,7 @@ pub async fn run(
     report.drained = match s.mode {
         Mode::Stream => drain_streams(plan, &progress).await,
         Mode::Pubsub => drain_quiet(&progress).await,
+        Mode::Queue => drain_groups(plan).await,
     };
     if !report.drained {
         tracing::warn!(
@@ -270,6 +314,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     for sub in subs {
         let _ = sub.await;
+    }
+    for c in consumers {
+        let _ = c.await;
     }
     report.subscriber_moves = progress
         .iter()
@@ -298,8 +345,195 @@ pub async fn run(
                 error,
             })
             .await;
+        if s.mode == Mode::Queue {
+            record_group_states(node, *addr, &s, &recorder).await;
+        }
     }
     Ok(report)
+}
+
+/// `XGROUP CREATE chN gM 0 MKSTREAM` for every channel and group, where writes go (a
+/// group that exists already is fine).
+async fn create_groups(plan: &LoadPlan) -> Result<(), String> {
+    let s = &plan.scenario;
+    let addr = match plan.sentinels.is_empty() {
+        true => plan.publish_endpoints.first().map(|(_, a)| *a),
+        false => discover::discover(&plan.sentinel_addrs(), 0, ADMIN_TIMEOUT)
+            .await
+            .ok(),
+    }
+    .ok_or("no server to create the consumer groups on")?;
+    let mut conn = admin(addr).await.map_err(|e| e.to_string())?;
+    for c in 0..s.channels {
+        for g in 0..s.queue.groups {
+            let args = [
+                "XGROUP",
+                "CREATE",
+                &format!("ch{c}"),
+                &group_name(g),
+                "0",
+                "MKSTREAM",
+            ]
+            .map(String::from);
+            // Retried briefly: a bus that has just elected its leader may still refuse.
+            let mut tries = 0;
+            loop {
+                match call(&mut conn, &args).await {
+                    Ok(Value::Error(e)) if e.starts_with("BUSYGROUP") => break,
+                    Ok(Value::Error(e)) if tries < 50 => {
+                        tracing::debug!(%e, "XGROUP CREATE refused, retrying");
+                    }
+                    Ok(Value::Error(e)) => return Err(format!("XGROUP CREATE: {e}")),
+                    Ok(_) => break,
+                    Err(e) => return Err(format!("XGROUP CREATE: {e}")),
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One group as `XINFO GROUPS` reports it.
+struct GroupInfo {
+    name: String,
+    pending: u64,
+    last_delivered: Option<String>,
+}
+
+async fn xinfo_groups(conn: &mut RespConn, channel: &str) -> std::io::Result<Vec<GroupInfo>> {
+    let args = ["XINFO", "GROUPS", channel].map(String::from);
+    let reply = call(conn, &args).await?;
+    let groups = match &reply {
+        Value::Array(a) => a,
+        Value::Error(e) => return Err(std::io::Error::other(e.clone())),
+        other => return Err(std::io::Error::other(format!("XINFO GROUPS: {other:?}"))),
+    };
+    Ok(groups
+        .iter()
+        .filter_map(|g| {
+            let fields = g.as_array()?;
+            let field = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find(|kv| kv[0].as_str() == Some(name))
+                    .and_then(|kv| kv.get(1))
+            };
+            Some(GroupInfo {
+                name: field("name")?.as_str()?.to_string(),
+                pending: match field("pending")? {
+                    Value::Int(n) => *n as u64,
+                    _ => return None,
+                },
+                last_delivered: field("last-delivered-id")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+            })
+        })
+        .collect())
+}
+
+/// Waits until every group has taken each channel's last entry and has nothing pending,
+/// where writes go. Claims take `claim_idle` to come around, so they get that long twice.
+async fn drain_groups(plan: &LoadPlan) -> bool {
+    let s = &plan.scenario;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT + s.queue.claim_idle * 2;
+    loop {
+        let addr = match plan.sentinels.is_empty() {
+            true => plan.publish_endpoints.first().map(|(_, a)| *a),
+            false => discover::discover(&plan.sentinel_addrs(), 0, ADMIN_TIMEOUT)
+                .await
+                .ok(),
+        };
+        if let Some(addr) = addr {
+            if groups_drained(addr, s).await.unwrap_or(false) {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn groups_drained(addr: SocketAddr, s: &Scenario) -> std::io::Result<bool> {
+    let ends = last_ids(addr, s.channels).await?;
+    let mut conn = admin(addr).await?;
+    for (c, end) in ends.iter().enumerate() {
+        let groups = xinfo_groups(&mut conn, &format!("ch{c}")).await?;
+        for g in 0..s.queue.groups {
+            let name = group_name(g);
+            let Some(info) = groups.iter().find(|i| i.name == name) else {
+                return Ok(false);
+            };
+            let delivered = info
+                .last_delivered
+                .as_deref()
+                .and_then(EntryId::parse)
+                .unwrap_or_default();
+            if info.pending > 0 || delivered < *end {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Records each group's state on one node (`GroupState`), readable or not.
+async fn record_group_states(node: &str, addr: SocketAddr, s: &Scenario, recorder: &Recorder) {
+    let mut conn = match admin(addr).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(%node, error = %e, "cannot read consumer groups");
+            None
+        }
+    };
+    for c in 0..s.channels {
+        let channel = format!("ch{c}");
+        let infos = match conn.as_mut() {
+            Some(conn) => xinfo_groups(conn, &channel)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("cannot connect".to_string()),
+        };
+        for g in 0..s.queue.groups {
+            let group = group_name(g);
+            let event = match &infos {
+                Ok(list) => match list.iter().find(|i| i.name == group) {
+                    Some(i) => Event::GroupState {
+                        node: node.to_string(),
+                        channel: channel.clone(),
+                        group,
+                        ok: true,
+                        pending: i.pending,
+                        last_delivered: i.last_delivered.clone(),
+                        error: None,
+                    },
+                    None => Event::GroupState {
+                        node: node.to_string(),
+                        channel: channel.clone(),
+                        group,
+                        ok: false,
+                        pending: 0,
+                        last_delivered: None,
+                        error: Some("the group does not exist there".into()),
+                    },
+                },
+                Err(e) => Event::GroupState {
+                    node: node.to_string(),
+                    channel: channel.clone(),
+                    group,
+                    ok: false,
+                    pending: 0,
+                    last_delivered: None,
+                    error: Some(e.clone()),
+                },
+            };
+            recorder.record(event).await;
+        }
+    }
 }
 
 /// Waits until every subscriber, wherever it is connected now, has received each

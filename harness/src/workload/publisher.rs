@@ -412,7 +412,7 @@ impl Publisher {
                     continue;
                 };
                 let mut cmd = match s.mode {
-                    Mode::Stream => {
+                    Mode::Stream | Mode::Queue => {
                         let mut c = redis::cmd("XADD");
                         c.arg(&ch).arg("*").arg("m");
                         c

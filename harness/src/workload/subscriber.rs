@@ -199,7 +199,8 @@ impl Subscriber {
             })
             .await;
         match spec.mode {
-            Mode::Stream => {
+            // Queue mode runs consumers, not subscribers; read as a stream subscriber would.
+            Mode::Stream | Mode::Queue => {
                 self.read_streams(&mut conn, node, channels, clock, recorder)
                     .await
             }
