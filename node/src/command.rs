@@ -10,10 +10,14 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 
+use crate::groups::{self, ReadGroup};
 use crate::resp::{parse_integer, Frame, Protocol};
+use crate::transaction::{self, Op, Query};
 
 /// A stream entry ID, `<ms>-<seq>`. The bus uses `<offset>-0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct StreamId {
     pub ms: u64,
     pub seq: u64,
@@ -183,6 +187,11 @@ pub enum CommandError {
     IntOutOfRange,
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    /// Any other Redis error text, prefix included.
+    #[error("{0}")]
+    Custom(String),
     /// A Redis command or subcommand the bus refuses; carries its uppercase name.
     #[error("ERR {0} is not supported by raftbus")]
     NotSupported(String),
@@ -245,6 +254,20 @@ pub enum Command {
     /// `CONFIG GET pattern [pattern ...]`
     ConfigGet(Vec<Bytes>),
     DbSize,
+    Multi,
+    Exec,
+    Discard,
+    /// A replicated write beyond plain appends (XTRIM, XDEL, DEL, UNLINK, XGROUP, XACK,
+    /// XCLAIM, XAUTOCLAIM), with its lowercase name.
+    Write(&'static str, Op),
+    /// A read of keys or group state (EXISTS, TYPE, KEYS, SCAN, XPENDING, XINFO), with its
+    /// lowercase name.
+    Query(&'static str, Query),
+    /// `XREADGROUP`, a replicated write; `block` as in XREAD.
+    XReadGroup {
+        read: ReadGroup,
+        block: Option<u64>,
+    },
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
@@ -269,6 +292,22 @@ pub enum ClientCommand {
         attribute: String,
         value: Bytes,
     },
+    /// `CLIENT LIST [TYPE normal|pubsub] [ID id ...]`
+    List(ClientFilter),
+    /// `CLIENT KILL addr` (old form: `legacy`) or `CLIENT KILL <filter> ...`.
+    Kill { filter: ClientFilter, legacy: bool },
+}
+
+/// Which connections CLIENT LIST or CLIENT KILL mean; `None` fields match all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientFilter {
+    pub ids: Option<Vec<u64>>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    /// `Some(true)`: pub/sub connections only; `Some(false)`: normal ones only.
+    pub pubsub: Option<bool>,
+    /// CLIENT KILL: leave the calling connection alone (default yes in the new form).
+    pub skipme: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,22 +408,40 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("command", -1, false),
     spec("config", -2, false),
     spec("dbsize", 1, false),
+    spec("del", -2, true),
+    spec("discard", 1, false),
     spec("echo", 2, false),
+    spec("exec", 1, false),
+    spec("exists", -2, false),
     spec("hello", -1, false),
     spec("info", -1, false),
+    spec("keys", 2, false),
+    spec("multi", 1, false),
     spec("ping", -1, false),
     spec("psubscribe", -2, false),
     spec("publish", 3, true),
     spec("punsubscribe", -1, false),
     spec("quit", -1, false),
+    spec("scan", -2, false),
     spec("select", 2, false),
     spec("subscribe", -2, false),
+    spec("type", 2, false),
+    spec("unlink", -2, true),
     spec("unsubscribe", -1, false),
+    spec("xack", -4, true),
     spec("xadd", -5, true),
+    spec("xautoclaim", -6, true),
+    spec("xclaim", -6, true),
+    spec("xdel", -3, true),
+    spec("xgroup", -2, true),
+    spec("xinfo", -2, false),
     spec("xlen", 2, false),
+    spec("xpending", -3, false),
     spec("xrange", -4, false),
     spec("xread", -4, false),
+    spec("xreadgroup", -7, true),
     spec("xrevrange", -4, false),
+    spec("xtrim", -4, true),
 ];
 
 /// Subcommands of container commands, with their arities.
@@ -394,10 +451,20 @@ const SUBCOMMANDS: &[(&str, &str, i32)] = &[
     ("client", "id", 2),
     ("client", "info", 2),
     ("client", "setinfo", 4),
+    ("client", "list", -2),
+    ("client", "kill", -3),
     ("command", "count", 2),
     ("command", "docs", -2),
     ("command", "info", -2),
     ("config", "get", -3),
+    ("xgroup", "create", -5),
+    ("xgroup", "setid", -5),
+    ("xgroup", "destroy", 4),
+    ("xgroup", "createconsumer", 5),
+    ("xgroup", "delconsumer", 5),
+    ("xinfo", "stream", -3),
+    ("xinfo", "groups", 3),
+    ("xinfo", "consumers", 4),
 ];
 
 /// Redis commands and subcommands the bus refuses with [`CommandError::NotSupported`] rather
@@ -405,22 +472,15 @@ const SUBCOMMANDS: &[(&str, &str, i32)] = &[
 const REFUSED: &[&str] = &[
     "flushall",
     "flushdb",
-    "xdel",
-    "xtrim",
-    "xgroup",
-    "xreadgroup",
-    "xack",
-    "xclaim",
-    "xautoclaim",
-    "xpending",
-    "xinfo",
+    "watch",
+    "unwatch",
     "xsetid",
+    "xgroup|help",
+    "xinfo|help",
     "spublish",
     "ssubscribe",
     "sunsubscribe",
     "client|help",
-    "client|list",
-    "client|kill",
     "client|pause",
     "client|unpause",
     "client|reply",
@@ -437,7 +497,7 @@ const REFUSED: &[&str] = &[
     "config|resetstat",
 ];
 
-fn lowercase(b: &[u8]) -> String {
+pub(crate) fn lowercase(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_ascii_lowercase()
 }
 
@@ -471,11 +531,11 @@ fn unknown_command(args: &[Bytes]) -> CommandError {
     }
 }
 
-fn integer(arg: &Bytes) -> Result<i64, CommandError> {
+pub(crate) fn integer(arg: &Bytes) -> Result<i64, CommandError> {
     parse_integer(arg).ok_or(CommandError::NotAnInteger)
 }
 
-fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
+pub(crate) fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
@@ -521,6 +581,14 @@ impl Command {
             }
             return match name.as_str() {
                 "client" => parse_client(&sub, args),
+                "xgroup" => Ok(Command::Write(
+                    "xgroup",
+                    Op::Group(groups::parse_xgroup(&sub, &args[2..])?),
+                )),
+                "xinfo" => Ok(Command::Query(
+                    "xinfo",
+                    Query::Group(groups::parse_xinfo(&sub, &args[2..])?),
+                )),
                 "command" => Ok(Command::Command(match sub.as_str() {
                     "count" => CommandSubcommand::Count,
                     "docs" => CommandSubcommand::Docs(args[2..].to_vec()),
@@ -575,6 +643,34 @@ impl Command {
             "info" => Ok(Command::Info(rest.iter().map(|s| lowercase(s)).collect())),
             "command" => Ok(Command::Command(CommandSubcommand::All)),
             "dbsize" => Ok(Command::DbSize),
+            "multi" => Ok(Command::Multi),
+            "exec" => Ok(Command::Exec),
+            "discard" => Ok(Command::Discard),
+            "xtrim" => Ok(Command::Write("xtrim", transaction::parse_xtrim(rest)?)),
+            "xdel" => Ok(Command::Write("xdel", transaction::parse_xdel(rest)?)),
+            "del" => Ok(Command::Write("del", Op::Del(transaction::keys(rest)))),
+            "unlink" => Ok(Command::Write("unlink", Op::Del(transaction::keys(rest)))),
+            "exists" => Ok(Command::Query("exists", Query::Exists(transaction::keys(rest)))),
+            "type" => Ok(Command::Query(
+                "type",
+                Query::Type(String::from_utf8_lossy(&rest[0]).into_owned()),
+            )),
+            "keys" => Ok(Command::Query("keys", Query::Keys(rest[0].to_vec()))),
+            "scan" => Ok(Command::Query("scan", transaction::parse_scan(rest)?)),
+            "xreadgroup" => {
+                let (read, block) = groups::parse_xreadgroup(rest)?;
+                Ok(Command::XReadGroup { read, block })
+            }
+            "xack" => Ok(Command::Write("xack", Op::Group(groups::parse_xack(rest)?))),
+            "xclaim" => Ok(Command::Write("xclaim", Op::Group(groups::parse_xclaim(rest)?))),
+            "xautoclaim" => Ok(Command::Write(
+                "xautoclaim",
+                Op::Group(groups::parse_xautoclaim(rest)?),
+            )),
+            "xpending" => Ok(Command::Query(
+                "xpending",
+                Query::Group(groups::parse_xpending(rest)?),
+            )),
             // Containers called without a subcommand fail the arity check above.
             _ => Err(unknown_command(args)),
         }
@@ -604,12 +700,23 @@ impl Command {
             Command::Command(_) => "command",
             Command::ConfigGet(_) => "config",
             Command::DbSize => "dbsize",
+            Command::Multi => "multi",
+            Command::Exec => "exec",
+            Command::Discard => "discard",
+            Command::Write(name, _) | Command::Query(name, _) => name,
+            Command::XReadGroup { .. } => "xreadgroup",
         }
     }
 
     /// Does it append to the replicated log?
     pub fn is_write(&self) -> bool {
-        matches!(self, Command::Publish { .. } | Command::XAdd(_))
+        matches!(
+            self,
+            Command::Publish { .. }
+                | Command::XAdd(_)
+                | Command::Write(..)
+                | Command::XReadGroup { .. }
+        )
     }
 
     /// May a RESP2 connection in subscribed mode run it? (RESP3 connections may run anything.)
@@ -645,6 +752,18 @@ fn parse_client(sub: &str, args: &[Bytes]) -> Result<Command, CommandError> {
         "getname" => ClientCommand::GetName,
         "id" => ClientCommand::Id,
         "info" => ClientCommand::Info,
+        "list" => ClientCommand::List(parse_client_filter(&args[2..], false)?),
+        "kill" if args.len() == 3 => ClientCommand::Kill {
+            filter: ClientFilter {
+                addr: Some(String::from_utf8_lossy(&args[2]).into_owned()),
+                ..ClientFilter::default()
+            },
+            legacy: true,
+        },
+        "kill" => ClientCommand::Kill {
+            filter: parse_client_filter(&args[2..], true)?,
+            legacy: false,
+        },
         _ => {
             let attribute = lowercase(&args[2]);
             if attribute != "lib-name" && attribute != "lib-ver" {
@@ -661,6 +780,71 @@ fn parse_client(sub: &str, args: &[Bytes]) -> Result<Command, CommandError> {
             }
         }
     }))
+}
+
+/// `ID id [id ...]`, `TYPE normal|pubsub`, and for CLIENT KILL `ADDR`, `LADDR`, `SKIPME`,
+/// `USER default`.
+fn parse_client_filter(opts: &[Bytes], kill: bool) -> Result<ClientFilter, CommandError> {
+    let mut f = ClientFilter {
+        skipme: kill,
+        ..ClientFilter::default()
+    };
+    let mut i = 0;
+    while i < opts.len() {
+        let Some(value) = opts.get(i + 1) else {
+            return Err(CommandError::Syntax);
+        };
+        let opt = lowercase(&opts[i]);
+        match opt.as_str() {
+            "id" if !kill => {
+                let ids = opts[i + 1..]
+                    .iter()
+                    .map(|a| {
+                        integer(a).and_then(|n| u64::try_from(n).map_err(|_| CommandError::NotAnInteger))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| CommandError::Custom("ERR Invalid client ID".into()))?;
+                f.ids = Some(ids);
+                i = opts.len();
+                continue;
+            }
+            "id" => {
+                let id = integer(value)
+                    .ok()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| {
+                        CommandError::Custom("ERR client-id should be greater than 0".into())
+                    })?;
+                f.ids = Some(vec![id]);
+            }
+            "type" => {
+                f.pubsub = match lowercase(value).as_str() {
+                    "normal" => Some(false),
+                    "pubsub" => Some(true),
+                    _ => {
+                        return Err(CommandError::Custom(format!(
+                            "ERR Unknown client type '{}'",
+                            String::from_utf8_lossy(value)
+                        )))
+                    }
+                };
+            }
+            "addr" if kill => f.addr = Some(String::from_utf8_lossy(value).into_owned()),
+            "laddr" if kill => f.laddr = Some(String::from_utf8_lossy(value).into_owned()),
+            "skipme" if kill => {
+                f.skipme = match lowercase(value).as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(CommandError::Syntax),
+                }
+            }
+            // The bus has one user.
+            "user" if kill && &value[..] == b"default" => {}
+            _ => return Err(CommandError::Syntax),
+        }
+        i += 2;
+    }
+    Ok(f)
 }
 
 fn parse_hello(rest: &[Bytes]) -> Result<Command, CommandError> {
