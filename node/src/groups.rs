@@ -381,7 +381,11 @@ fn read_group(streams: &mut Streams, r: ReadGroup, now_ms: u64) -> Value {
             ..
         } = ch;
         let g = groups.0.get_mut(&r.group).expect("checked above");
-        touch(g, &r.consumer, now_ms);
+        // As Redis: `>` with nothing new leaves the consumer alone (not even created).
+        let first_new = entries.partition_point(|e| StreamId::from_offset(e.offset) <= g.last_id);
+        if from.is_some() || first_new < entries.len() {
+            touch(g, &r.consumer, now_ms);
+        }
         let mut list = Vec::new();
         let delivered;
         match from {
@@ -708,8 +712,9 @@ pub(crate) fn query(streams: &Streams, q: &GroupQuery, now_ms: u64) -> Value {
             let pair = |k: &str, v: Value| (Value::bulk(k), v);
             Value::Map(vec![
                 pair("length", Value::Int(ch.entries.len() as i64)),
-                pair("radix-tree-keys", Value::Int(1)),
-                pair("radix-tree-nodes", Value::Int(2)),
+                // The bus has no radix tree; these are what Redis shows for a small stream.
+                pair("radix-tree-keys", Value::Int(i64::from(!ch.entries.is_empty()))),
+                pair("radix-tree-nodes", Value::Int(if ch.entries.is_empty() { 1 } else { 2 })),
                 pair("last-generated-id", Value::id(ch.last_id())),
                 pair(
                     "max-deleted-entry-id",

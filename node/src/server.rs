@@ -890,12 +890,23 @@ impl Connection {
         &mut self,
         serve: impl FnOnce(&SharedState) -> Frame + Send + 'static,
     ) -> Option<Reply> {
-        if self.bus.settings.read_consistency == ReadConsistency::Local {
+        // A read pipelined behind this connection's own writes sees them (Redis does).
+        let tail = self.order.take_tail();
+        self.order.tail.clone_from(&tail);
+        let writing = tail.is_some() || *self.order.inflight.borrow() > 0;
+        if self.bus.settings.read_consistency == ReadConsistency::Local && !writing {
             return Some(Reply::Frame(serve(&self.bus.state)));
         }
+        let local = self.bus.settings.read_consistency == ReadConsistency::Local;
+        let mut inflight = self.order.inflight.subscribe();
         let bus = self.bus.clone();
         let deadline = tokio::time::Instant::now() + bus.settings.write_timeout();
         let fut = async move {
+            wait_done(tail).await;
+            let _ = inflight.wait_for(|n| *n == 0).await;
+            if local {
+                return Reply::Frame(serve(&bus.state));
+            }
             match bus.catch_up(deadline).await {
                 Ok(_) => Reply::Frame(serve(&bus.state)),
                 Err(e) => Reply::Frame(Frame::Error(e.to_string())),
