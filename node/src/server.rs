@@ -226,6 +226,9 @@ struct Connection {
     /// Commands queued since MULTI.
     multi: Option<Multi>,
     order: WriteOrder,
+    /// Wrote since the last read: the next read first catches up with the cluster, so a
+    /// client reading through a follower sees its own writes.
+    wrote: bool,
     info: Arc<ClientInfo>,
 }
 
@@ -328,6 +331,7 @@ impl Connection {
             pending: FuturesOrdered::new(),
             multi: None,
             order: WriteOrder::default(),
+            wrote: false,
             info,
         }
     }
@@ -723,6 +727,7 @@ impl Connection {
     /// Queues the append now, so pipelined writes keep their order, and the reply behind
     /// earlier ones.
     fn spawn_write(&mut self, request: Append, reply: fn(u64) -> Frame) {
+        self.wrote = true;
         let answer = move |r: Result<u64, WriteError>| match r {
             Ok(offset) => Reply::Frame(reply(offset)),
             Err(e) => Reply::Frame(Frame::Error(e.to_string())),
@@ -758,6 +763,7 @@ impl Connection {
         ops: Vec<Op>,
         reply: impl FnOnce(Result<Vec<Value>, WriteError>) -> Frame + Send + 'static,
     ) {
+        self.wrote = true;
         let (prev, done) = self.order.chain();
         let mut inflight = self.order.inflight.subscribe();
         let bus = self.bus.clone();
@@ -808,6 +814,7 @@ impl Connection {
     /// XREADGROUP: a replicated write; with BLOCK and nothing new, waits until one of the
     /// streams has entries after the group's cursor (or the group is gone) and tries again.
     fn xreadgroup(&mut self, read: ReadGroup, block: Option<u64>) {
+        self.wrote = true;
         let (prev, done) = self.order.chain();
         let mut inflight = self.order.inflight.subscribe();
         let bus = self.bus.clone();
@@ -894,10 +901,12 @@ impl Connection {
         let tail = self.order.take_tail();
         self.order.tail.clone_from(&tail);
         let writing = tail.is_some() || *self.order.inflight.borrow() > 0;
-        if self.bus.settings.read_consistency == ReadConsistency::Local && !writing {
+        let own_writes = std::mem::take(&mut self.wrote) && !self.bus.is_leader();
+        if self.bus.settings.read_consistency == ReadConsistency::Local && !writing && !own_writes
+        {
             return Some(Reply::Frame(serve(&self.bus.state)));
         }
-        let local = self.bus.settings.read_consistency == ReadConsistency::Local;
+        let local = self.bus.settings.read_consistency == ReadConsistency::Local && !own_writes;
         let mut inflight = self.order.inflight.subscribe();
         let bus = self.bus.clone();
         let deadline = tokio::time::Instant::now() + bus.settings.write_timeout();

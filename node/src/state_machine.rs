@@ -96,7 +96,7 @@ pub enum ChannelEvent {
 
 /// One channel's stream. After `DEL` the channel stays as a tombstone (`exists` false,
 /// no entries, no groups) so that its offsets are never reused.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Channel {
     /// The offset of the newest entry ever appended (0: none yet). Also the number of
     /// entries ever added (Redis's `entries-added`).

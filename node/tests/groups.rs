@@ -208,7 +208,7 @@ async fn transactions_are_all_or_nothing_and_never_interleave() -> anyhow::Resul
     assert!(bad.is_err());
     let exec: redis::RedisResult<Value> = redis::cmd("EXEC").query_async(&mut c).await;
     assert!(
-        format!("{exec:?}").contains("EXECABORT"),
+        format!("{exec:?}").to_lowercase().contains("execabort"),
         "EXEC after a queueing error aborts: {exec:?}"
     );
     let len: u64 = redis::cmd("XLEN").arg("a").query_async(&mut c).await?;
