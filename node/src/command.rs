@@ -16,7 +16,17 @@ use crate::transaction::{self, Op, Query};
 
 /// A stream entry ID, `<ms>-<seq>`. The bus uses `<offset>-0`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct StreamId {
     pub ms: u64,
@@ -295,7 +305,10 @@ pub enum ClientCommand {
     /// `CLIENT LIST [TYPE normal|pubsub] [ID id ...]`
     List(ClientFilter),
     /// `CLIENT KILL addr` (old form: `legacy`) or `CLIENT KILL <filter> ...`.
-    Kill { filter: ClientFilter, legacy: bool },
+    Kill {
+        filter: ClientFilter,
+        legacy: bool,
+    },
 }
 
 /// Which connections CLIENT LIST or CLIENT KILL mean; `None` fields match all.
@@ -467,19 +480,213 @@ const SUBCOMMANDS: &[(&str, &str, i32)] = &[
     ("xinfo", "consumers", 4),
 ];
 
-/// Redis commands and subcommands the bus refuses with [`CommandError::NotSupported`] rather
-/// than "unknown command".
+/// Redis commands (every Redis 7.2 command the bus does not run) and subcommands the bus
+/// refuses with [`CommandError::NotSupported`] rather than "unknown command".
 const REFUSED: &[&str] = &[
+    "acl",
+    "append",
+    "asking",
+    "bgrewriteaof",
+    "bgsave",
+    "bitcount",
+    "bitfield",
+    "bitfield_ro",
+    "bitop",
+    "bitpos",
+    "blmove",
+    "blmpop",
+    "blpop",
+    "brpop",
+    "brpoplpush",
+    "bzmpop",
+    "bzpopmax",
+    "bzpopmin",
+    "cluster",
+    "copy",
+    "debug",
+    "decr",
+    "decrby",
+    "dump",
+    "eval",
+    "eval_ro",
+    "evalsha",
+    "evalsha_ro",
+    "expire",
+    "expireat",
+    "expiretime",
+    "failover",
+    "fcall",
+    "fcall_ro",
     "flushall",
     "flushdb",
-    "watch",
+    "function",
+    "geoadd",
+    "geodist",
+    "geohash",
+    "geopos",
+    "georadius",
+    "georadius_ro",
+    "georadiusbymember",
+    "georadiusbymember_ro",
+    "geosearch",
+    "geosearchstore",
+    "get",
+    "getbit",
+    "getdel",
+    "getex",
+    "getrange",
+    "getset",
+    "hdel",
+    "hexists",
+    "hget",
+    "hgetall",
+    "hincrby",
+    "hincrbyfloat",
+    "hkeys",
+    "hlen",
+    "hmget",
+    "hmset",
+    "hrandfield",
+    "hscan",
+    "hset",
+    "hsetnx",
+    "hstrlen",
+    "hvals",
+    "incr",
+    "incrby",
+    "incrbyfloat",
+    "lastsave",
+    "latency",
+    "lcs",
+    "lindex",
+    "linsert",
+    "llen",
+    "lmove",
+    "lmpop",
+    "lolwut",
+    "lpop",
+    "lpos",
+    "lpush",
+    "lpushx",
+    "lrange",
+    "lrem",
+    "lset",
+    "ltrim",
+    "memory",
+    "mget",
+    "migrate",
+    "module",
+    "monitor",
+    "move",
+    "mset",
+    "msetnx",
+    "object",
+    "persist",
+    "pexpire",
+    "pexpireat",
+    "pexpiretime",
+    "pfadd",
+    "pfcount",
+    "pfdebug",
+    "pfmerge",
+    "pfselftest",
+    "psetex",
+    "psync",
+    "pttl",
+    "pubsub",
+    "randomkey",
+    "readonly",
+    "readwrite",
+    "rename",
+    "renamenx",
+    "replconf",
+    "replicaof",
+    "reset",
+    "restore",
+    "restore-asking",
+    "role",
+    "rpop",
+    "rpoplpush",
+    "rpush",
+    "rpushx",
+    "sadd",
+    "save",
+    "scard",
+    "script",
+    "sdiff",
+    "sdiffstore",
+    "set",
+    "setbit",
+    "setex",
+    "setnx",
+    "setrange",
+    "shutdown",
+    "sinter",
+    "sintercard",
+    "sinterstore",
+    "sismember",
+    "slaveof",
+    "slowlog",
+    "smembers",
+    "smismember",
+    "smove",
+    "sort",
+    "sort_ro",
+    "spop",
+    "spublish",
+    "srandmember",
+    "srem",
+    "sscan",
+    "ssubscribe",
+    "strlen",
+    "substr",
+    "sunion",
+    "sunionstore",
+    "sunsubscribe",
+    "swapdb",
+    "sync",
+    "time",
+    "touch",
+    "ttl",
     "unwatch",
+    "wait",
+    "waitaof",
+    "watch",
     "xsetid",
+    "zadd",
+    "zcard",
+    "zcount",
+    "zdiff",
+    "zdiffstore",
+    "zincrby",
+    "zinter",
+    "zintercard",
+    "zinterstore",
+    "zlexcount",
+    "zmpop",
+    "zmscore",
+    "zpopmax",
+    "zpopmin",
+    "zrandmember",
+    "zrange",
+    "zrangebylex",
+    "zrangebyscore",
+    "zrangestore",
+    "zrank",
+    "zrem",
+    "zremrangebylex",
+    "zremrangebyrank",
+    "zremrangebyscore",
+    "zrevrange",
+    "zrevrangebylex",
+    "zrevrangebyscore",
+    "zrevrank",
+    "zscan",
+    "zscore",
+    "zunion",
+    "zunionstore",
     "xgroup|help",
     "xinfo|help",
-    "spublish",
-    "ssubscribe",
-    "sunsubscribe",
     "client|help",
     "client|pause",
     "client|unpause",
@@ -650,7 +857,10 @@ impl Command {
             "xdel" => Ok(Command::Write("xdel", transaction::parse_xdel(rest)?)),
             "del" => Ok(Command::Write("del", Op::Del(transaction::keys(rest)))),
             "unlink" => Ok(Command::Write("unlink", Op::Del(transaction::keys(rest)))),
-            "exists" => Ok(Command::Query("exists", Query::Exists(transaction::keys(rest)))),
+            "exists" => Ok(Command::Query(
+                "exists",
+                Query::Exists(transaction::keys(rest)),
+            )),
             "type" => Ok(Command::Query(
                 "type",
                 Query::Type(String::from_utf8_lossy(&rest[0]).into_owned()),
@@ -662,7 +872,10 @@ impl Command {
                 Ok(Command::XReadGroup { read, block })
             }
             "xack" => Ok(Command::Write("xack", Op::Group(groups::parse_xack(rest)?))),
-            "xclaim" => Ok(Command::Write("xclaim", Op::Group(groups::parse_xclaim(rest)?))),
+            "xclaim" => Ok(Command::Write(
+                "xclaim",
+                Op::Group(groups::parse_xclaim(rest)?),
+            )),
             "xautoclaim" => Ok(Command::Write(
                 "xautoclaim",
                 Op::Group(groups::parse_xautoclaim(rest)?),
@@ -800,7 +1013,8 @@ fn parse_client_filter(opts: &[Bytes], kill: bool) -> Result<ClientFilter, Comma
                 let ids = opts[i + 1..]
                     .iter()
                     .map(|a| {
-                        integer(a).and_then(|n| u64::try_from(n).map_err(|_| CommandError::NotAnInteger))
+                        integer(a)
+                            .and_then(|n| u64::try_from(n).map_err(|_| CommandError::NotAnInteger))
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|_| CommandError::Custom("ERR Invalid client ID".into()))?;
@@ -1339,8 +1553,8 @@ mod tests {
             "ERR unknown subcommand 'foo'. Try CLIENT HELP."
         );
         assert_eq!(
-            err("client kill x"),
-            "ERR CLIENT KILL is not supported by raftbus"
+            err("client pause 10"),
+            "ERR CLIENT PAUSE is not supported by raftbus"
         );
     }
 
@@ -1387,11 +1601,73 @@ mod tests {
             err("FLUSHDB async"),
             "ERR FLUSHDB is not supported by raftbus"
         );
-        assert_eq!(COMMANDS.len(), 21);
+        assert_eq!(COMMANDS.len(), 39);
+        assert_eq!(err("get k"), "ERR GET is not supported by raftbus");
+        assert_eq!(err("watch k"), "ERR WATCH is not supported by raftbus");
         assert!(COMMANDS
             .iter()
             .all(|c| parse(c.name).is_ok()
                 || matches!(parse(c.name), Err(CommandError::WrongArity(_)))));
+    }
+
+    #[test]
+    fn stream_group_and_transaction_commands() {
+        use crate::groups::{GroupOp, GroupQuery, GroupStart};
+        assert_eq!(parse("MULTI"), Ok(Command::Multi));
+        assert_eq!(parse("exec"), Ok(Command::Exec));
+        assert_eq!(
+            parse("xgroup create s g $ MKSTREAM"),
+            Ok(Command::Write(
+                "xgroup",
+                Op::Group(GroupOp::Create {
+                    key: "s".into(),
+                    group: "g".into(),
+                    start: GroupStart::Last,
+                    mkstream: true,
+                    entries_read: None,
+                })
+            ))
+        );
+        assert_eq!(
+            err("xgroup create s g"),
+            "ERR wrong number of arguments for 'xgroup|create' command"
+        );
+        assert_eq!(
+            parse("xpending s g"),
+            Ok(Command::Query(
+                "xpending",
+                Query::Group(GroupQuery::PendingSummary {
+                    key: "s".into(),
+                    group: "g".into()
+                })
+            ))
+        );
+        let Ok(Command::XReadGroup { read, block }) =
+            parse("xreadgroup group g c count 2 block 10 noack streams a b > 0")
+        else {
+            panic!("xreadgroup parses");
+        };
+        assert_eq!(block, Some(10));
+        assert!(read.noack);
+        assert_eq!(read.count, Some(2));
+        assert_eq!(
+            read.streams,
+            vec![("a".into(), None), ("b".into(), Some(StreamId::MIN))]
+        );
+        assert!(err("xreadgroup group g c streams s $").contains("meaningless"));
+        assert_eq!(
+            err("xreadgroup count 1 noack streams s >"),
+            "ERR Missing GROUP option for XREADGROUP"
+        );
+        assert!(matches!(
+            parse("xtrim s maxlen ~ 10"),
+            Ok(Command::Write("xtrim", Op::XTrim { .. }))
+        ));
+        assert!(matches!(
+            parse("client kill id 3"),
+            Ok(Command::Client(ClientCommand::Kill { legacy: false, .. }))
+        ));
+        assert_eq!(err("scan x"), "ERR invalid cursor");
     }
 
     #[test]

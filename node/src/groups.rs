@@ -142,7 +142,10 @@ pub struct AutoClaim {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupQuery {
     /// `XPENDING key group`
-    PendingSummary { key: String, group: String },
+    PendingSummary {
+        key: String,
+        group: String,
+    },
     /// `XPENDING key group [IDLE ms] start end count [consumer]`
     Pending {
         key: String,
@@ -153,9 +156,16 @@ pub enum GroupQuery {
         count: u64,
         consumer: Option<String>,
     },
-    InfoStream { key: String },
-    InfoGroups { key: String },
-    InfoConsumers { key: String, group: String },
+    InfoStream {
+        key: String,
+    },
+    InfoGroups {
+        key: String,
+    },
+    InfoConsumers {
+        key: String,
+        group: String,
+    },
 }
 
 fn no_key_err() -> Value {
@@ -369,7 +379,10 @@ fn read_group(streams: &mut Streams, r: ReadGroup, now_ms: u64) -> Value {
             ));
         }
     }
-    let limit = r.count.filter(|c| *c > 0).map_or(usize::MAX, |c| c as usize);
+    let limit = r
+        .count
+        .filter(|c| *c > 0)
+        .map_or(usize::MAX, |c| c as usize);
     let mut found = Vec::new();
     for (key, from) in &r.streams {
         let ch = live_mut(streams, key).expect("checked above");
@@ -390,7 +403,8 @@ fn read_group(streams: &mut Streams, r: ReadGroup, now_ms: u64) -> Value {
         let delivered;
         match from {
             None => {
-                let start = entries.partition_point(|e| StreamId::from_offset(e.offset) <= g.last_id);
+                let start =
+                    entries.partition_point(|e| StreamId::from_offset(e.offset) <= g.last_id);
                 for e in entries.range(start..).take(limit) {
                     let id = StreamId::from_offset(e.offset);
                     // Redis's entries-read bookkeeping (see streamReplyWithRange).
@@ -430,7 +444,9 @@ fn read_group(streams: &mut Streams, r: ReadGroup, now_ms: u64) -> Value {
                 let mine: Vec<u64> = g
                     .pel
                     .iter()
-                    .filter(|(o, p)| StreamId::from_offset(**o) > *after && p.consumer == r.consumer)
+                    .filter(|(o, p)| {
+                        StreamId::from_offset(**o) > *after && p.consumer == r.consumer
+                    })
                     .map(|(o, _)| *o)
                     .take(limit)
                     .collect();
@@ -467,7 +483,13 @@ fn read_group(streams: &mut Streams, r: ReadGroup, now_ms: u64) -> Value {
 
 /// Redis's `streamEstimateDistanceFromFirstEverEntry` on a stream's figures: its first
 /// retained offset, length, newest offset and newest XDEL'd offset.
-fn estimate(first: Option<u64>, len: u64, last_offset: u64, max_deleted: u64, id: StreamId) -> Option<u64> {
+fn estimate(
+    first: Option<u64>,
+    len: u64,
+    last_offset: u64,
+    max_deleted: u64,
+    id: StreamId,
+) -> Option<u64> {
     let added = last_offset;
     if added == 0 {
         return Some(0);
@@ -525,21 +547,16 @@ fn claim(streams: &mut Streams, c: Claim, now_ms: u64) -> Value {
         let offset = id.ms;
         let i = entries.partition_point(|e| e.offset < offset);
         let entry = entries.get(i).filter(|e| e.offset == offset);
-        if !g.pel.contains_key(&offset) {
-            if c.force && entry.is_some() {
-                g.pel.insert(
-                    offset,
-                    Pending {
-                        consumer: c.consumer.clone(),
-                        delivered_ms: now_ms,
-                        count: 0,
-                    },
-                );
-            } else {
-                continue;
-            }
-        }
-        let p = g.pel.get_mut(&offset).expect("present");
+        let p = match g.pel.entry(offset) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) if c.force && entry.is_some() => v
+                .insert(Pending {
+                    consumer: c.consumer.clone(),
+                    delivered_ms: now_ms,
+                    count: 0,
+                }),
+            std::collections::btree_map::Entry::Vacant(_) => continue,
+        };
         if c.min_idle > 0 && idle_of(p, now_ms) < c.min_idle {
             continue;
         }
@@ -667,7 +684,9 @@ pub(crate) fn query(streams: &Streams, q: &GroupQuery, now_ms: u64) -> Value {
                 Value::id(StreamId::from_offset(last)),
                 Value::Array(
                     per.into_iter()
-                        .map(|(c, n)| Value::Array(vec![Value::bulk(c), Value::bulk(n.to_string())]))
+                        .map(|(c, n)| {
+                            Value::Array(vec![Value::bulk(c), Value::bulk(n.to_string())])
+                        })
                         .collect(),
                 ),
             ])
@@ -713,8 +732,14 @@ pub(crate) fn query(streams: &Streams, q: &GroupQuery, now_ms: u64) -> Value {
             Value::Map(vec![
                 pair("length", Value::Int(ch.entries.len() as i64)),
                 // The bus has no radix tree; these are what Redis shows for a small stream.
-                pair("radix-tree-keys", Value::Int(i64::from(!ch.entries.is_empty()))),
-                pair("radix-tree-nodes", Value::Int(if ch.entries.is_empty() { 1 } else { 2 })),
+                pair(
+                    "radix-tree-keys",
+                    Value::Int(i64::from(!ch.entries.is_empty())),
+                ),
+                pair(
+                    "radix-tree-nodes",
+                    Value::Int(if ch.entries.is_empty() { 1 } else { 2 }),
+                ),
                 pair("last-generated-id", Value::id(ch.last_id())),
                 pair(
                     "max-deleted-entry-id",
@@ -777,15 +802,11 @@ pub(crate) fn query(streams: &Streams, q: &GroupQuery, now_ms: u64) -> Value {
                         Value::Map(vec![
                             pair("name", Value::bulk(name)),
                             pair("pending", Value::Int(pending as i64)),
-                            pair(
-                                "idle",
-                                Value::Int(now_ms.saturating_sub(c.seen_ms) as i64),
-                            ),
+                            pair("idle", Value::Int(now_ms.saturating_sub(c.seen_ms) as i64)),
                             pair(
                                 "inactive",
                                 Value::Int(
-                                    c.active_ms
-                                        .map_or(-1, |a| now_ms.saturating_sub(a) as i64),
+                                    c.active_ms.map_or(-1, |a| now_ms.saturating_sub(a) as i64),
                                 ),
                             ),
                         ])
@@ -912,12 +933,14 @@ pub fn parse_xreadgroup(rest: &[Bytes]) -> Result<(ReadGroup, Option<u64>), Comm
             group = Some((text(&rest[i + 1]), text(&rest[i + 2])));
             i += 3;
         } else if eq_ignore_case(opt, "block") && more >= 1 {
-            let ms = crate::resp::parse_integer(&rest[i + 1])
-                .ok_or(CommandError::TimeoutNotInteger)?;
+            let ms =
+                crate::resp::parse_integer(&rest[i + 1]).ok_or(CommandError::TimeoutNotInteger)?;
             block = Some(u64::try_from(ms).map_err(|_| CommandError::NegativeTimeout)?);
             i += 2;
         } else if eq_ignore_case(opt, "count") && more >= 1 {
-            count = u64::try_from(integer(&rest[i + 1])?).ok().filter(|&n| n > 0);
+            count = u64::try_from(integer(&rest[i + 1])?)
+                .ok()
+                .filter(|&n| n > 0);
             i += 2;
         } else if eq_ignore_case(opt, "noack") {
             noack = true;
@@ -1059,19 +1082,30 @@ pub fn parse_xclaim(rest: &[Bytes]) -> Result<GroupOp, CommandError> {
             claim.justid = true;
             i += 1;
         } else if eq_ignore_case(opt, "idle") && more >= 1 {
-            claim.idle = Some(integer(&rest[i + 1])
-                .map_err(|_| CommandError::Custom("ERR Invalid IDLE option argument for XCLAIM".into()))?
-                .max(0) as u64);
+            claim.idle = Some(
+                integer(&rest[i + 1])
+                    .map_err(|_| {
+                        CommandError::Custom("ERR Invalid IDLE option argument for XCLAIM".into())
+                    })?
+                    .max(0) as u64,
+            );
             i += 2;
         } else if eq_ignore_case(opt, "time") && more >= 1 {
-            let t = integer(&rest[i + 1])
-                .map_err(|_| CommandError::Custom("ERR Invalid TIME option argument for XCLAIM".into()))?;
+            let t = integer(&rest[i + 1]).map_err(|_| {
+                CommandError::Custom("ERR Invalid TIME option argument for XCLAIM".into())
+            })?;
             claim.time = Some(t.max(0) as u64);
             i += 2;
         } else if eq_ignore_case(opt, "retrycount") && more >= 1 {
-            claim.retry_count = Some(integer(&rest[i + 1])
-                .map_err(|_| CommandError::Custom("ERR Invalid RETRYCOUNT option argument for XCLAIM".into()))?
-                .max(0) as u64);
+            claim.retry_count = Some(
+                integer(&rest[i + 1])
+                    .map_err(|_| {
+                        CommandError::Custom(
+                            "ERR Invalid RETRYCOUNT option argument for XCLAIM".into(),
+                        )
+                    })?
+                    .max(0) as u64,
+            );
             i += 2;
         } else if eq_ignore_case(opt, "lastid") && more >= 1 {
             claim.lastid = Some(StreamId::parse_strict(&rest[i + 1], 0)?);
@@ -1103,10 +1137,8 @@ pub fn parse_xautoclaim(rest: &[Bytes]) -> Result<GroupOp, CommandError> {
             i += 1;
         } else if eq_ignore_case(&rest[i], "count") && i + 1 < rest.len() {
             let n = integer(&rest[i + 1])?;
-            if n < 1 || n > i64::MAX / 10 {
-                return Err(CommandError::Custom(
-                    "ERR COUNT must be > 0".into(),
-                ));
+            if !(1..=i64::MAX / 10).contains(&n) {
+                return Err(CommandError::Custom("ERR COUNT must be > 0".into()));
             }
             count = n as u64;
             i += 2;

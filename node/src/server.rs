@@ -54,12 +54,12 @@ use crate::command::{
     ClientCommand, ClientFilter, Command, CommandError, CommandSubcommand, Hello, StreamId,
     TrimStrategy, XAdd, XAddId, XRange, XRead, XReadId, COMMANDS,
 };
-use crate::groups::{GroupOp, ReadGroup};
-use crate::transaction::{self, Op, Query, Value};
 use crate::config::ReadConsistency;
+use crate::groups::{GroupOp, ReadGroup};
 use crate::resp::{encode, Frame, Limits, Protocol, RequestDecoder};
 use crate::shutdown::Shutdown;
 use crate::state_machine::{ChannelEvent, Committed, SharedState, StreamEntry};
+use crate::transaction::{self, Op, Query, Value};
 use crate::types::Append;
 
 /// The version string clients see in HELLO and INFO; clients gate features on it.
@@ -298,8 +298,14 @@ impl Connection {
         };
         let info = Arc::new(ClientInfo {
             id,
-            addr: stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
-            laddr: stream.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            addr: stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            laddr: stream
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
             created: Instant::now(),
             name: Mutex::new(None),
             subs: AtomicUsize::new(0),
@@ -520,7 +526,9 @@ impl Connection {
             match command {
                 Command::Exec | Command::Discard | Command::Quit => {}
                 Command::Multi => {
-                    return Some(Reply::Frame(Frame::error("ERR MULTI calls can not be nested")))
+                    return Some(Reply::Frame(Frame::error(
+                        "ERR MULTI calls can not be nested",
+                    )))
                 }
                 other => {
                     return Some(Reply::Frame(match queued_op(other) {
@@ -635,7 +643,11 @@ impl Connection {
         }
         if let Some(name) = h.setname {
             self.name = Some(name);
-            self.info.name.lock().expect("client name lock").clone_from(&self.name);
+            self.info
+                .name
+                .lock()
+                .expect("client name lock")
+                .clone_from(&self.name);
         }
         let role = if self.bus.is_leader() {
             "master"
@@ -683,7 +695,11 @@ impl Connection {
         match c {
             ClientCommand::SetName(name) => {
                 self.name = (!name.is_empty()).then_some(name);
-                self.info.name.lock().expect("client name lock").clone_from(&self.name);
+                self.info
+                    .name
+                    .lock()
+                    .expect("client name lock")
+                    .clone_from(&self.name);
                 Frame::ok()
             }
             ClientCommand::List(filter) => {
@@ -875,10 +891,10 @@ impl Connection {
     fn xadd(&mut self, x: XAdd) -> Result<(), Frame> {
         let nomkstream = x.nomkstream;
         let request = xadd_append(x)?;
-        let exists = self.bus.state.query(|s| {
-            s.get(request.channel.as_str())
-                .is_some_and(|c| c.exists)
-        });
+        let exists = self
+            .bus
+            .state
+            .query(|s| s.get(request.channel.as_str()).is_some_and(|c| c.exists));
         if nomkstream && !exists {
             // Judged on this node's replica: the stream has never had an entry here.
             return Err(Frame::Null);
@@ -902,8 +918,7 @@ impl Connection {
         self.order.tail.clone_from(&tail);
         let writing = tail.is_some() || *self.order.inflight.borrow() > 0;
         let own_writes = std::mem::take(&mut self.wrote) && !self.bus.is_leader();
-        if self.bus.settings.read_consistency == ReadConsistency::Local && !writing && !own_writes
-        {
+        if self.bus.settings.read_consistency == ReadConsistency::Local && !writing && !own_writes {
             return Some(Reply::Frame(serve(&self.bus.state)));
         }
         let local = self.bus.settings.read_consistency == ReadConsistency::Local && !own_writes;
@@ -985,7 +1000,9 @@ impl Connection {
 
     fn count_subscriptions(&self) {
         self.info.subs.store(self.channels.len(), Ordering::Relaxed);
-        self.info.psubs.store(self.patterns.len(), Ordering::Relaxed);
+        self.info
+            .psubs
+            .store(self.patterns.len(), Ordering::Relaxed);
     }
 
     fn leave(&mut self, names: Vec<Bytes>, pattern: bool) {

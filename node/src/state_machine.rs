@@ -598,7 +598,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         fields,
                         max_len,
                     }) => {
-                        let offset = self.apply_append(&mut state.channels, index, channel, fields, max_len);
+                        let offset =
+                            self.apply_append(&mut state.channels, index, channel, fields, max_len);
                         replies.push(Response::Appended { offset });
                     }
                     EntryPayload::Normal(Request::Batch(appends)) => {
@@ -607,18 +608,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             .then(|| appends.clone());
                         let mut offsets = Vec::with_capacity(appends.len());
                         for a in appends {
-                            offsets.push(
-                                self.apply_append(
-                                    &mut state.channels, index, a.channel, a.fields, a.max_len,
-                                ),
-                            );
+                            offsets.push(self.apply_append(
+                                &mut state.channels,
+                                index,
+                                a.channel,
+                                a.fields,
+                                a.max_len,
+                            ));
                         }
                         #[cfg(feature = "failpoints")]
                         if let Some(again) = again {
                             tracing::warn!(index, "planted bug: applying a batch a second time");
                             for a in again {
                                 self.apply_append(
-                                    &mut state.channels, index, a.channel, a.fields, a.max_len,
+                                    &mut state.channels,
+                                    index,
+                                    a.channel,
+                                    a.fields,
+                                    a.max_len,
                                 );
                             }
                         }
@@ -727,7 +734,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     groups: ch.groups.clone(),
                 })
                 .collect();
-            (state.last_applied, state.membership.clone(), channels, extras)
+            (
+                state.last_applied,
+                state.membership.clone(),
+                channels,
+                extras,
+            )
         };
         let view = SnapshotView {
             last_applied,

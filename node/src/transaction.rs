@@ -326,7 +326,14 @@ pub(crate) fn query(streams: &Streams, q: &Query, now_ms: u64) -> Value {
         Query::Exists(keys) => {
             Value::Int(keys.iter().filter(|k| exists(streams, k)).count() as i64)
         }
-        Query::Type(key) => Value::Simple(if exists(streams, key) { "stream" } else { "none" }.into()),
+        Query::Type(key) => Value::Simple(
+            if exists(streams, key) {
+                "stream"
+            } else {
+                "none"
+            }
+            .into(),
+        ),
         Query::Keys(pattern) => Value::Array(
             streams
                 .iter()
@@ -394,8 +401,7 @@ pub async fn exec(bus: &Bus, ops: Vec<Op>) -> Result<Vec<Value>, WriteError> {
         let outcome = match bus.leader() {
             None => Err(ForwardError::NotLeader { leader: None }),
             Some(leader) if leader == bus.id => {
-                match tokio::time::timeout_at(deadline, propose_here(&bus.raft, exec.clone()))
-                    .await
+                match tokio::time::timeout_at(deadline, propose_here(&bus.raft, exec.clone())).await
                 {
                     Ok(r) => r,
                     Err(_) => Err(ForwardError::Unknown(
@@ -458,7 +464,10 @@ pub fn parse_xtrim(rest: &[Bytes]) -> Result<Op, CommandError> {
     }
     let mut i = 2;
     let mut approx = false;
-    if rest.get(i).is_some_and(|a| &a[..] == b"~" || &a[..] == b"=") {
+    if rest
+        .get(i)
+        .is_some_and(|a| &a[..] == b"~" || &a[..] == b"=")
+    {
         approx = &rest[i][..] == b"~";
         i += 1;
     }
@@ -594,7 +603,11 @@ mod tests {
             mkstream: true,
             entries_read: None,
         });
-        let r = run(&mut s, 1000, vec![create.clone(), create, xadd("s"), xadd("s")]);
+        let r = run(
+            &mut s,
+            1000,
+            vec![create.clone(), create, xadd("s"), xadd("s")],
+        );
         assert_eq!(r[0], Value::Ok);
         assert!(matches!(&r[1], Value::Error(e) if e.starts_with("BUSYGROUP")));
         let r = run(&mut s, 2000, vec![read("a", None), read("b", None)]);
@@ -602,7 +615,10 @@ mod tests {
         assert_eq!(r[1], Value::NullArray);
         let g = &s.get("s").unwrap().groups.0["g"];
         assert_eq!(g.pel.len(), 2);
-        assert!(g.pel.values().all(|p| p.consumer == "a" && p.delivered_ms == 2000));
+        assert!(g
+            .pel
+            .values()
+            .all(|p| p.consumer == "a" && p.delivered_ms == 2000));
         assert_eq!(g.entries_read, Some(2));
 
         // Too recent to claim at 2500 with min-idle 1000; claimable at 3000.

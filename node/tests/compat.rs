@@ -117,7 +117,10 @@ async fn python_redis_and_redis_cli_get_the_same_replies_from_the_bus_and_redis(
     );
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let from_redis = run_script(&python, port);

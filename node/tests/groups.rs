@@ -12,7 +12,11 @@ use crate::util::Cluster;
 /// XINFO GROUPS, and XPENDING's extended form as (id, consumer, deliveries).
 async fn group_state(cluster: &Cluster, i: usize, key: &str) -> anyhow::Result<String> {
     let mut c = cluster.conn(i).await?;
-    let groups: Value = redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(&mut c).await?;
+    let groups: Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(key)
+        .query_async(&mut c)
+        .await?;
     let mut out = format!("{groups:?}\n");
     let names: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
         .arg("GROUPS")
@@ -29,8 +33,10 @@ async fn group_state(cluster: &Cluster, i: usize, key: &str) -> anyhow::Result<S
             .arg(1000)
             .query_async(&mut c)
             .await?;
-        let pending: Vec<(String, String, u64)> =
-            pending.into_iter().map(|(id, c, _, n)| (id, c, n)).collect();
+        let pending: Vec<(String, String, u64)> = pending
+            .into_iter()
+            .map(|(id, c, _, n)| (id, c, n))
+            .collect();
         out.push_str(&format!("{name}: {pending:?}\n"));
     }
     Ok(out)
@@ -186,11 +192,17 @@ async fn a_node_catching_up_by_snapshot_gets_the_groups() -> anyhow::Result<()> 
     let state = converged(&cluster, "q", Duration::from_secs(30)).await?;
     assert!(state.contains("\"a\""), "{state}");
     let log = std::fs::read_to_string(&cluster.nodes[down].log)?;
-    assert!(log.contains("installed snapshot"), "caught up by snapshot:\n{log}");
+    assert!(
+        log.contains("installed snapshot"),
+        "caught up by snapshot:\n{log}"
+    );
     // And the state survives the snapshotted node's own restart from disk.
     cluster.kill(down);
     cluster.restart(down)?;
-    assert_eq!(converged(&cluster, "q", Duration::from_secs(30)).await?, state);
+    assert_eq!(
+        converged(&cluster, "q", Duration::from_secs(30)).await?,
+        state
+    );
     Ok(())
 }
 
@@ -202,7 +214,13 @@ async fn transactions_are_all_or_nothing_and_never_interleave() -> anyhow::Resul
     // A command that fails to queue discards the whole transaction.
     let mut c = cluster.conn(0).await?;
     let _: () = redis::cmd("MULTI").query_async(&mut c).await?;
-    let q: String = redis::cmd("XADD").arg("a").arg("*").arg("m").arg("x").query_async(&mut c).await?;
+    let q: String = redis::cmd("XADD")
+        .arg("a")
+        .arg("*")
+        .arg("m")
+        .arg("x")
+        .query_async(&mut c)
+        .await?;
     assert_eq!(q, "QUEUED");
     let bad: redis::RedisResult<()> = redis::cmd("XADD").arg("a").query_async(&mut c).await;
     assert!(bad.is_err());
@@ -220,18 +238,32 @@ async fn transactions_are_all_or_nothing_and_never_interleave() -> anyhow::Resul
     for client in 0..6 {
         let url = cluster.url(client % 3);
         tasks.push(tokio::spawn(async move {
-            let mut c = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+            let mut c = redis::Client::open(url)?
+                .get_multiplexed_async_connection()
+                .await?;
             for i in 0..20 {
                 let tag = format!("{client}.{i}");
                 let (x, y, len): (String, String, u64) = redis::pipe()
                     .atomic()
-                    .cmd("XADD").arg("left").arg("*").arg("t").arg(&tag)
-                    .cmd("XADD").arg("right").arg("*").arg("t").arg(&tag)
-                    .cmd("XLEN").arg("left")
+                    .cmd("XADD")
+                    .arg("left")
+                    .arg("*")
+                    .arg("t")
+                    .arg(&tag)
+                    .cmd("XADD")
+                    .arg("right")
+                    .arg("*")
+                    .arg("t")
+                    .arg(&tag)
+                    .cmd("XLEN")
+                    .arg("left")
                     .query_async(&mut c)
                     .await?;
                 anyhow::ensure!(x == y, "{x} != {y}: the two appends were split");
-                anyhow::ensure!(x == format!("{len}-0"), "XLEN in the transaction sees its own append");
+                anyhow::ensure!(
+                    x == format!("{len}-0"),
+                    "XLEN in the transaction sees its own append"
+                );
             }
             anyhow::Ok(())
         }));
