@@ -240,6 +240,15 @@ impl Channel {
     }
 }
 
+/// The group an XGROUP subcommand names, or its Redis error.
+fn group_mut<'a>(streams: &'a mut Streams, key: &str, group: &str) -> Result<&'a mut Group, Value> {
+    let ch = live_mut(streams, key).ok_or_else(no_key_err)?;
+    ch.groups
+        .0
+        .get_mut(group)
+        .ok_or_else(|| no_group_err(key, group))
+}
+
 fn resolve(ch: &Channel, start: GroupStart) -> StreamId {
     match start {
         GroupStart::Last => ch.last_id(),
@@ -307,11 +316,9 @@ pub(crate) fn apply(streams: &mut Streams, op: GroupOp, now_ms: u64) -> Value {
             group,
             consumer,
         } => {
-            let Some(ch) = live_mut(streams, &key) else {
-                return no_key_err();
-            };
-            let Some(g) = ch.groups.0.get_mut(&group) else {
-                return no_group_err(&key, &group);
+            let g = match group_mut(streams, &key, &group) {
+                Ok(g) => g,
+                Err(e) => return e,
             };
             if g.consumers.contains_key(&consumer) {
                 return Value::Int(0);
@@ -330,11 +337,9 @@ pub(crate) fn apply(streams: &mut Streams, op: GroupOp, now_ms: u64) -> Value {
             group,
             consumer,
         } => {
-            let Some(ch) = live_mut(streams, &key) else {
-                return no_key_err();
-            };
-            let Some(g) = ch.groups.0.get_mut(&group) else {
-                return no_group_err(&key, &group);
+            let g = match group_mut(streams, &key, &group) {
+                Ok(g) => g,
+                Err(e) => return e,
             };
             if g.consumers.remove(&consumer).is_none() {
                 return Value::Int(0);

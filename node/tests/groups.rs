@@ -62,6 +62,32 @@ async fn converged(cluster: &Cluster, key: &str, timeout: Duration) -> anyhow::R
     }
 }
 
+/// `XGROUP CREATE q g <start> MKSTREAM`
+async fn create_group(
+    c: &mut redis::aio::MultiplexedConnection,
+    start: &str,
+) -> anyhow::Result<()> {
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("q")
+        .arg("g")
+        .arg(start)
+        .arg("MKSTREAM")
+        .query_async(c)
+        .await?;
+    Ok(())
+}
+
+async fn xadd(c: &mut redis::aio::MultiplexedConnection, n: u64) -> anyhow::Result<String> {
+    Ok(redis::cmd("XADD")
+        .arg("q")
+        .arg("*")
+        .arg("n")
+        .arg(n)
+        .query_async(c)
+        .await?)
+}
+
 type Read = Vec<(String, Vec<(String, Vec<(String, String)>)>)>;
 
 async fn read_group(
@@ -93,22 +119,9 @@ async fn groups_survive_kill_and_failover_and_agree_on_every_node() -> anyhow::R
     let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
     let follower = (leader + 1) % 3;
     let mut c = cluster.conn(follower).await?;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("q")
-        .arg("g")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut c)
-        .await?;
+    create_group(&mut c, "0").await?;
     for i in 0..10 {
-        let _: String = redis::cmd("XADD")
-            .arg("q")
-            .arg("*")
-            .arg("n")
-            .arg(i)
-            .query_async(&mut c)
-            .await?;
+        xadd(&mut c, i).await?;
     }
     // Through a follower: forwarded to the leader, replicated like any write.
     let first = read_group(&mut c, "c1", 4).await?;
@@ -158,22 +171,9 @@ async fn a_node_catching_up_by_snapshot_gets_the_groups() -> anyhow::Result<()> 
     let down = (leader + 1) % 3;
     cluster.kill(down);
     let mut c = cluster.conn(leader).await?;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("q")
-        .arg("g")
-        .arg("$")
-        .arg("MKSTREAM")
-        .query_async(&mut c)
-        .await?;
+    create_group(&mut c, "$").await?;
     for i in 0..300 {
-        let _: String = redis::cmd("XADD")
-            .arg("q")
-            .arg("*")
-            .arg("n")
-            .arg(i)
-            .query_async(&mut c)
-            .await?;
+        xadd(&mut c, i).await?;
         if i % 3 == 0 {
             let got = read_group(&mut c, if i % 2 == 0 { "a" } else { "b" }, 2).await?;
             if let Some(id) = got.first() {
