@@ -215,6 +215,11 @@ impl Bus {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// The clients of the other nodes (for [`crate::transaction::exec`]).
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
     pub fn is_leader(&self) -> bool {
         self.leader() == Some(self.id)
     }

@@ -10,10 +10,24 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 
+use crate::groups::{self, ReadGroup};
 use crate::resp::{parse_integer, Frame, Protocol};
+use crate::transaction::{self, Op, Query};
 
 /// A stream entry ID, `<ms>-<seq>`. The bus uses `<offset>-0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct StreamId {
     pub ms: u64,
     pub seq: u64,
@@ -183,6 +197,11 @@ pub enum CommandError {
     IntOutOfRange,
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    /// Any other Redis error text, prefix included.
+    #[error("{0}")]
+    Custom(String),
     /// A Redis command or subcommand the bus refuses; carries its uppercase name.
     #[error("ERR {0} is not supported by raftbus")]
     NotSupported(String),
@@ -245,6 +264,20 @@ pub enum Command {
     /// `CONFIG GET pattern [pattern ...]`
     ConfigGet(Vec<Bytes>),
     DbSize,
+    Multi,
+    Exec,
+    Discard,
+    /// A replicated write beyond plain appends (XTRIM, XDEL, DEL, UNLINK, XGROUP, XACK,
+    /// XCLAIM, XAUTOCLAIM), with its lowercase name.
+    Write(&'static str, Op),
+    /// A read of keys or group state (EXISTS, TYPE, KEYS, SCAN, XPENDING, XINFO), with its
+    /// lowercase name.
+    Query(&'static str, Query),
+    /// `XREADGROUP`, a replicated write; `block` as in XREAD.
+    XReadGroup {
+        read: ReadGroup,
+        block: Option<u64>,
+    },
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
@@ -269,6 +302,25 @@ pub enum ClientCommand {
         attribute: String,
         value: Bytes,
     },
+    /// `CLIENT LIST [TYPE normal|pubsub] [ID id ...]`
+    List(ClientFilter),
+    /// `CLIENT KILL addr` (old form: `legacy`) or `CLIENT KILL <filter> ...`.
+    Kill {
+        filter: ClientFilter,
+        legacy: bool,
+    },
+}
+
+/// Which connections CLIENT LIST or CLIENT KILL mean; `None` fields match all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientFilter {
+    pub ids: Option<Vec<u64>>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    /// `Some(true)`: pub/sub connections only; `Some(false)`: normal ones only.
+    pub pubsub: Option<bool>,
+    /// CLIENT KILL: leave the calling connection alone (default yes in the new form).
+    pub skipme: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,22 +421,40 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("command", -1, false),
     spec("config", -2, false),
     spec("dbsize", 1, false),
+    spec("del", -2, true),
+    spec("discard", 1, false),
     spec("echo", 2, false),
+    spec("exec", 1, false),
+    spec("exists", -2, false),
     spec("hello", -1, false),
     spec("info", -1, false),
+    spec("keys", 2, false),
+    spec("multi", 1, false),
     spec("ping", -1, false),
     spec("psubscribe", -2, false),
     spec("publish", 3, true),
     spec("punsubscribe", -1, false),
     spec("quit", -1, false),
+    spec("scan", -2, false),
     spec("select", 2, false),
     spec("subscribe", -2, false),
+    spec("type", 2, false),
+    spec("unlink", -2, true),
     spec("unsubscribe", -1, false),
+    spec("xack", -4, true),
     spec("xadd", -5, true),
+    spec("xautoclaim", -6, true),
+    spec("xclaim", -6, true),
+    spec("xdel", -3, true),
+    spec("xgroup", -2, true),
+    spec("xinfo", -2, false),
     spec("xlen", 2, false),
+    spec("xpending", -3, false),
     spec("xrange", -4, false),
     spec("xread", -4, false),
+    spec("xreadgroup", -7, true),
     spec("xrevrange", -4, false),
+    spec("xtrim", -4, true),
 ];
 
 /// Subcommands of container commands, with their arities.
@@ -394,33 +464,230 @@ const SUBCOMMANDS: &[(&str, &str, i32)] = &[
     ("client", "id", 2),
     ("client", "info", 2),
     ("client", "setinfo", 4),
+    ("client", "list", -2),
+    ("client", "kill", -3),
     ("command", "count", 2),
     ("command", "docs", -2),
     ("command", "info", -2),
     ("config", "get", -3),
+    ("xgroup", "create", -5),
+    ("xgroup", "setid", -5),
+    ("xgroup", "destroy", 4),
+    ("xgroup", "createconsumer", 5),
+    ("xgroup", "delconsumer", 5),
+    ("xinfo", "stream", -3),
+    ("xinfo", "groups", 3),
+    ("xinfo", "consumers", 4),
 ];
 
-/// Redis commands and subcommands the bus refuses with [`CommandError::NotSupported`] rather
-/// than "unknown command".
+/// Redis commands (every Redis 7.2 command the bus does not run) and subcommands the bus
+/// refuses with [`CommandError::NotSupported`] rather than "unknown command".
 const REFUSED: &[&str] = &[
+    "acl",
+    "append",
+    "asking",
+    "bgrewriteaof",
+    "bgsave",
+    "bitcount",
+    "bitfield",
+    "bitfield_ro",
+    "bitop",
+    "bitpos",
+    "blmove",
+    "blmpop",
+    "blpop",
+    "brpop",
+    "brpoplpush",
+    "bzmpop",
+    "bzpopmax",
+    "bzpopmin",
+    "cluster",
+    "copy",
+    "debug",
+    "decr",
+    "decrby",
+    "dump",
+    "eval",
+    "eval_ro",
+    "evalsha",
+    "evalsha_ro",
+    "expire",
+    "expireat",
+    "expiretime",
+    "failover",
+    "fcall",
+    "fcall_ro",
     "flushall",
     "flushdb",
-    "xdel",
-    "xtrim",
-    "xgroup",
-    "xreadgroup",
-    "xack",
-    "xclaim",
-    "xautoclaim",
-    "xpending",
-    "xinfo",
-    "xsetid",
+    "function",
+    "geoadd",
+    "geodist",
+    "geohash",
+    "geopos",
+    "georadius",
+    "georadius_ro",
+    "georadiusbymember",
+    "georadiusbymember_ro",
+    "geosearch",
+    "geosearchstore",
+    "get",
+    "getbit",
+    "getdel",
+    "getex",
+    "getrange",
+    "getset",
+    "hdel",
+    "hexists",
+    "hget",
+    "hgetall",
+    "hincrby",
+    "hincrbyfloat",
+    "hkeys",
+    "hlen",
+    "hmget",
+    "hmset",
+    "hrandfield",
+    "hscan",
+    "hset",
+    "hsetnx",
+    "hstrlen",
+    "hvals",
+    "incr",
+    "incrby",
+    "incrbyfloat",
+    "lastsave",
+    "latency",
+    "lcs",
+    "lindex",
+    "linsert",
+    "llen",
+    "lmove",
+    "lmpop",
+    "lolwut",
+    "lpop",
+    "lpos",
+    "lpush",
+    "lpushx",
+    "lrange",
+    "lrem",
+    "lset",
+    "ltrim",
+    "memory",
+    "mget",
+    "migrate",
+    "module",
+    "monitor",
+    "move",
+    "mset",
+    "msetnx",
+    "object",
+    "persist",
+    "pexpire",
+    "pexpireat",
+    "pexpiretime",
+    "pfadd",
+    "pfcount",
+    "pfdebug",
+    "pfmerge",
+    "pfselftest",
+    "psetex",
+    "psync",
+    "pttl",
+    "pubsub",
+    "randomkey",
+    "readonly",
+    "readwrite",
+    "rename",
+    "renamenx",
+    "replconf",
+    "replicaof",
+    "reset",
+    "restore",
+    "restore-asking",
+    "role",
+    "rpop",
+    "rpoplpush",
+    "rpush",
+    "rpushx",
+    "sadd",
+    "save",
+    "scard",
+    "script",
+    "sdiff",
+    "sdiffstore",
+    "set",
+    "setbit",
+    "setex",
+    "setnx",
+    "setrange",
+    "shutdown",
+    "sinter",
+    "sintercard",
+    "sinterstore",
+    "sismember",
+    "slaveof",
+    "slowlog",
+    "smembers",
+    "smismember",
+    "smove",
+    "sort",
+    "sort_ro",
+    "spop",
     "spublish",
+    "srandmember",
+    "srem",
+    "sscan",
     "ssubscribe",
+    "strlen",
+    "substr",
+    "sunion",
+    "sunionstore",
     "sunsubscribe",
+    "swapdb",
+    "sync",
+    "time",
+    "touch",
+    "ttl",
+    "unwatch",
+    "wait",
+    "waitaof",
+    "watch",
+    "xsetid",
+    "zadd",
+    "zcard",
+    "zcount",
+    "zdiff",
+    "zdiffstore",
+    "zincrby",
+    "zinter",
+    "zintercard",
+    "zinterstore",
+    "zlexcount",
+    "zmpop",
+    "zmscore",
+    "zpopmax",
+    "zpopmin",
+    "zrandmember",
+    "zrange",
+    "zrangebylex",
+    "zrangebyscore",
+    "zrangestore",
+    "zrank",
+    "zrem",
+    "zremrangebylex",
+    "zremrangebyrank",
+    "zremrangebyscore",
+    "zrevrange",
+    "zrevrangebylex",
+    "zrevrangebyscore",
+    "zrevrank",
+    "zscan",
+    "zscore",
+    "zunion",
+    "zunionstore",
+    "xgroup|help",
+    "xinfo|help",
     "client|help",
-    "client|list",
-    "client|kill",
     "client|pause",
     "client|unpause",
     "client|reply",
@@ -437,7 +704,7 @@ const REFUSED: &[&str] = &[
     "config|resetstat",
 ];
 
-fn lowercase(b: &[u8]) -> String {
+pub(crate) fn lowercase(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_ascii_lowercase()
 }
 
@@ -471,11 +738,11 @@ fn unknown_command(args: &[Bytes]) -> CommandError {
     }
 }
 
-fn integer(arg: &Bytes) -> Result<i64, CommandError> {
+pub(crate) fn integer(arg: &Bytes) -> Result<i64, CommandError> {
     parse_integer(arg).ok_or(CommandError::NotAnInteger)
 }
 
-fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
+pub(crate) fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
@@ -521,6 +788,14 @@ impl Command {
             }
             return match name.as_str() {
                 "client" => parse_client(&sub, args),
+                "xgroup" => Ok(Command::Write(
+                    "xgroup",
+                    Op::Group(groups::parse_xgroup(&sub, &args[2..])?),
+                )),
+                "xinfo" => Ok(Command::Query(
+                    "xinfo",
+                    Query::Group(groups::parse_xinfo(&sub, &args[2..])?),
+                )),
                 "command" => Ok(Command::Command(match sub.as_str() {
                     "count" => CommandSubcommand::Count,
                     "docs" => CommandSubcommand::Docs(args[2..].to_vec()),
@@ -575,6 +850,40 @@ impl Command {
             "info" => Ok(Command::Info(rest.iter().map(|s| lowercase(s)).collect())),
             "command" => Ok(Command::Command(CommandSubcommand::All)),
             "dbsize" => Ok(Command::DbSize),
+            "multi" => Ok(Command::Multi),
+            "exec" => Ok(Command::Exec),
+            "discard" => Ok(Command::Discard),
+            "xtrim" => Ok(Command::Write("xtrim", transaction::parse_xtrim(rest)?)),
+            "xdel" => Ok(Command::Write("xdel", transaction::parse_xdel(rest)?)),
+            "del" => Ok(Command::Write("del", Op::Del(transaction::keys(rest)))),
+            "unlink" => Ok(Command::Write("unlink", Op::Del(transaction::keys(rest)))),
+            "exists" => Ok(Command::Query(
+                "exists",
+                Query::Exists(transaction::keys(rest)),
+            )),
+            "type" => Ok(Command::Query(
+                "type",
+                Query::Type(String::from_utf8_lossy(&rest[0]).into_owned()),
+            )),
+            "keys" => Ok(Command::Query("keys", Query::Keys(rest[0].to_vec()))),
+            "scan" => Ok(Command::Query("scan", transaction::parse_scan(rest)?)),
+            "xreadgroup" => {
+                let (read, block) = groups::parse_xreadgroup(rest)?;
+                Ok(Command::XReadGroup { read, block })
+            }
+            "xack" => Ok(Command::Write("xack", Op::Group(groups::parse_xack(rest)?))),
+            "xclaim" => Ok(Command::Write(
+                "xclaim",
+                Op::Group(groups::parse_xclaim(rest)?),
+            )),
+            "xautoclaim" => Ok(Command::Write(
+                "xautoclaim",
+                Op::Group(groups::parse_xautoclaim(rest)?),
+            )),
+            "xpending" => Ok(Command::Query(
+                "xpending",
+                Query::Group(groups::parse_xpending(rest)?),
+            )),
             // Containers called without a subcommand fail the arity check above.
             _ => Err(unknown_command(args)),
         }
@@ -604,12 +913,23 @@ impl Command {
             Command::Command(_) => "command",
             Command::ConfigGet(_) => "config",
             Command::DbSize => "dbsize",
+            Command::Multi => "multi",
+            Command::Exec => "exec",
+            Command::Discard => "discard",
+            Command::Write(name, _) | Command::Query(name, _) => name,
+            Command::XReadGroup { .. } => "xreadgroup",
         }
     }
 
     /// Does it append to the replicated log?
     pub fn is_write(&self) -> bool {
-        matches!(self, Command::Publish { .. } | Command::XAdd(_))
+        matches!(
+            self,
+            Command::Publish { .. }
+                | Command::XAdd(_)
+                | Command::Write(..)
+                | Command::XReadGroup { .. }
+        )
     }
 
     /// May a RESP2 connection in subscribed mode run it? (RESP3 connections may run anything.)
@@ -645,6 +965,18 @@ fn parse_client(sub: &str, args: &[Bytes]) -> Result<Command, CommandError> {
         "getname" => ClientCommand::GetName,
         "id" => ClientCommand::Id,
         "info" => ClientCommand::Info,
+        "list" => ClientCommand::List(parse_client_filter(&args[2..], false)?),
+        "kill" if args.len() == 3 => ClientCommand::Kill {
+            filter: ClientFilter {
+                addr: Some(String::from_utf8_lossy(&args[2]).into_owned()),
+                ..ClientFilter::default()
+            },
+            legacy: true,
+        },
+        "kill" => ClientCommand::Kill {
+            filter: parse_client_filter(&args[2..], true)?,
+            legacy: false,
+        },
         _ => {
             let attribute = lowercase(&args[2]);
             if attribute != "lib-name" && attribute != "lib-ver" {
@@ -661,6 +993,72 @@ fn parse_client(sub: &str, args: &[Bytes]) -> Result<Command, CommandError> {
             }
         }
     }))
+}
+
+/// `ID id [id ...]`, `TYPE normal|pubsub`, and for CLIENT KILL `ADDR`, `LADDR`, `SKIPME`,
+/// `USER default`.
+fn parse_client_filter(opts: &[Bytes], kill: bool) -> Result<ClientFilter, CommandError> {
+    let mut f = ClientFilter {
+        skipme: kill,
+        ..ClientFilter::default()
+    };
+    let mut i = 0;
+    while i < opts.len() {
+        let Some(value) = opts.get(i + 1) else {
+            return Err(CommandError::Syntax);
+        };
+        let opt = lowercase(&opts[i]);
+        match opt.as_str() {
+            "id" if !kill => {
+                let ids = opts[i + 1..]
+                    .iter()
+                    .map(|a| {
+                        integer(a)
+                            .and_then(|n| u64::try_from(n).map_err(|_| CommandError::NotAnInteger))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| CommandError::Custom("ERR Invalid client ID".into()))?;
+                f.ids = Some(ids);
+                i = opts.len();
+                continue;
+            }
+            "id" => {
+                let id = integer(value)
+                    .ok()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| {
+                        CommandError::Custom("ERR client-id should be greater than 0".into())
+                    })?;
+                f.ids = Some(vec![id]);
+            }
+            "type" => {
+                f.pubsub = match lowercase(value).as_str() {
+                    "normal" => Some(false),
+                    "pubsub" => Some(true),
+                    _ => {
+                        return Err(CommandError::Custom(format!(
+                            "ERR Unknown client type '{}'",
+                            String::from_utf8_lossy(value)
+                        )))
+                    }
+                };
+            }
+            "addr" if kill => f.addr = Some(String::from_utf8_lossy(value).into_owned()),
+            "laddr" if kill => f.laddr = Some(String::from_utf8_lossy(value).into_owned()),
+            "skipme" if kill => {
+                f.skipme = match lowercase(value).as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(CommandError::Syntax),
+                }
+            }
+            // The bus has one user.
+            "user" if kill && &value[..] == b"default" => {}
+            _ => return Err(CommandError::Syntax),
+        }
+        i += 2;
+    }
+    Ok(f)
 }
 
 fn parse_hello(rest: &[Bytes]) -> Result<Command, CommandError> {
@@ -1155,8 +1553,8 @@ mod tests {
             "ERR unknown subcommand 'foo'. Try CLIENT HELP."
         );
         assert_eq!(
-            err("client kill x"),
-            "ERR CLIENT KILL is not supported by raftbus"
+            err("client pause 10"),
+            "ERR CLIENT PAUSE is not supported by raftbus"
         );
     }
 
@@ -1203,11 +1601,73 @@ mod tests {
             err("FLUSHDB async"),
             "ERR FLUSHDB is not supported by raftbus"
         );
-        assert_eq!(COMMANDS.len(), 21);
+        assert_eq!(COMMANDS.len(), 39);
+        assert_eq!(err("get k"), "ERR GET is not supported by raftbus");
+        assert_eq!(err("watch k"), "ERR WATCH is not supported by raftbus");
         assert!(COMMANDS
             .iter()
             .all(|c| parse(c.name).is_ok()
                 || matches!(parse(c.name), Err(CommandError::WrongArity(_)))));
+    }
+
+    #[test]
+    fn stream_group_and_transaction_commands() {
+        use crate::groups::{GroupOp, GroupQuery, GroupStart};
+        assert_eq!(parse("MULTI"), Ok(Command::Multi));
+        assert_eq!(parse("exec"), Ok(Command::Exec));
+        assert_eq!(
+            parse("xgroup create s g $ MKSTREAM"),
+            Ok(Command::Write(
+                "xgroup",
+                Op::Group(GroupOp::Create {
+                    key: "s".into(),
+                    group: "g".into(),
+                    start: GroupStart::Last,
+                    mkstream: true,
+                    entries_read: None,
+                })
+            ))
+        );
+        assert_eq!(
+            err("xgroup create s g"),
+            "ERR wrong number of arguments for 'xgroup|create' command"
+        );
+        assert_eq!(
+            parse("xpending s g"),
+            Ok(Command::Query(
+                "xpending",
+                Query::Group(GroupQuery::PendingSummary {
+                    key: "s".into(),
+                    group: "g".into()
+                })
+            ))
+        );
+        let Ok(Command::XReadGroup { read, block }) =
+            parse("xreadgroup group g c count 2 block 10 noack streams a b > 0")
+        else {
+            panic!("xreadgroup parses");
+        };
+        assert_eq!(block, Some(10));
+        assert!(read.noack);
+        assert_eq!(read.count, Some(2));
+        assert_eq!(
+            read.streams,
+            vec![("a".into(), None), ("b".into(), Some(StreamId::MIN))]
+        );
+        assert!(err("xreadgroup group g c streams s $").contains("meaningless"));
+        assert_eq!(
+            err("xreadgroup count 1 noack streams s >"),
+            "ERR Missing GROUP option for XREADGROUP"
+        );
+        assert!(matches!(
+            parse("xtrim s maxlen ~ 10"),
+            Ok(Command::Write("xtrim", Op::XTrim { .. }))
+        ));
+        assert!(matches!(
+            parse("client kill id 3"),
+            Ok(Command::Client(ClientCommand::Kill { legacy: false, .. }))
+        ));
+        assert_eq!(err("scan x"), "ERR invalid cursor");
     }
 
     #[test]

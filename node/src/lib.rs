@@ -8,6 +8,10 @@
 //!   follower) and local reads.
 //! - [`network`] — Raft RPC and write forwarding between nodes over TCP, with the cluster
 //!   secret handshake.
+//! - [`transaction`] — MULTI/EXEC and every write beyond plain appends (XTRIM, XDEL, DEL,
+//!   consumer groups) as one replicated entry, and the reads that share their logic.
+//! - [`groups`] — consumer groups: cursors, pending entries lists, XREADGROUP, XACK,
+//!   XCLAIM, XAUTOCLAIM, XPENDING, XINFO.
 //! - [`state_machine`] — the applied state: a stream per channel, retention, snapshots,
 //!   fan-out to subscribers.
 //! - [`log_store`] — the durable Raft log: segment files, checksums, group commit, vote file.
@@ -23,6 +27,7 @@ pub mod command;
 pub mod config;
 pub mod durable_file;
 pub mod failpoint;
+pub mod groups;
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -30,4 +35,5 @@ pub mod resp;
 pub mod server;
 pub mod shutdown;
 pub mod state_machine;
+pub mod transaction;
 pub mod types;

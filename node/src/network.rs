@@ -47,6 +47,9 @@ pub enum PeerRequest {
     /// Client appends that arrived at a follower, to be proposed by the leader in this
     /// order.
     Forward(Vec<Append>),
+    /// A transaction or consumer-group command that arrived at a follower, for the leader
+    /// to propose as one entry.
+    Exec(crate::transaction::Exec),
     /// A follower asks the leader for the cluster's read index (the log index up to which
     /// everything committed so far lies), confirmed by a quorum.
     ReadIndex,
@@ -63,6 +66,8 @@ pub enum PeerResponse {
     ),
     /// One result per forwarded append, in order: its offset, or why it was not stored.
     Forwarded(Vec<Result<u64, ForwardError>>),
+    /// The replies of a forwarded [`PeerRequest::Exec`], or why it was not applied.
+    Exec(Result<Vec<crate::transaction::Value>, ForwardError>),
     /// The leader's read index, or why it could not confirm one (e.g. not the leader).
     ReadIndex(Result<u64, String>),
 }
@@ -643,6 +648,9 @@ async fn handle(raft: &Raft, req: PeerRequest) -> PeerResponse {
             PeerResponse::InstallSnapshot(raft.install_snapshot(r).await)
         }
         PeerRequest::Forward(_) => PeerResponse::Refused("forwards are queued, not handled".into()),
+        PeerRequest::Exec(exec) => {
+            PeerResponse::Exec(crate::transaction::propose_here(raft, exec).await)
+        }
         PeerRequest::ReadIndex => PeerResponse::ReadIndex(
             raft.get_read_log_id()
                 .await

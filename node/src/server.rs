@@ -36,7 +36,8 @@
 //! as a slow subscriber, so the gap is visible to them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -46,17 +47,19 @@ use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch, Notify};
 
-use crate::bus::{Bus, ReadIndexError};
+use crate::bus::{Bus, ReadIndexError, WriteError};
 use crate::command::{
-    ClientCommand, Command, CommandError, CommandSubcommand, Hello, StreamId, TrimStrategy, XAdd,
-    XAddId, XRange, XRead, XReadId, COMMANDS,
+    ClientCommand, ClientFilter, Command, CommandError, CommandSubcommand, Hello, StreamId,
+    TrimStrategy, XAdd, XAddId, XRange, XRead, XReadId, COMMANDS,
 };
 use crate::config::ReadConsistency;
+use crate::groups::{GroupOp, ReadGroup};
 use crate::resp::{encode, Frame, Limits, Protocol, RequestDecoder};
 use crate::shutdown::Shutdown;
 use crate::state_machine::{ChannelEvent, Committed, SharedState, StreamEntry};
+use crate::transaction::{self, Op, Query, Value};
 use crate::types::Append;
 
 /// The version string clients see in HELLO and INFO; clients gate features on it.
@@ -69,7 +72,61 @@ pub struct ServerStats {
     pub total_connections: AtomicU64,
     pub slow_subscribers_dropped: AtomicU64,
     pub protocol_errors: AtomicU64,
+    /// Every open client connection, for CLIENT LIST and CLIENT KILL.
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     started: std::sync::OnceLock<Instant>,
+}
+
+/// What CLIENT LIST shows of a connection, and the handle CLIENT KILL pulls.
+#[derive(Debug)]
+pub struct ClientInfo {
+    id: u64,
+    addr: String,
+    laddr: String,
+    created: Instant,
+    name: Mutex<Option<Bytes>>,
+    subs: AtomicUsize,
+    psubs: AtomicUsize,
+    resp: AtomicI64,
+    kill: Notify,
+}
+
+impl ClientInfo {
+    /// One line of CLIENT LIST / CLIENT INFO, with Redis's field names (a subset).
+    fn line(&self) -> String {
+        let name = self
+            .name
+            .lock()
+            .expect("client name lock")
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        let (sub, psub) = (
+            self.subs.load(Ordering::Relaxed),
+            self.psubs.load(Ordering::Relaxed),
+        );
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags={} db=0 sub={} psub={} ssub=0 multi=-1 cmd=NULL user=default resp={}\n",
+            self.id,
+            self.addr,
+            self.laddr,
+            name,
+            self.created.elapsed().as_secs(),
+            if sub + psub > 0 { "P" } else { "N" },
+            sub,
+            psub,
+            self.resp.load(Ordering::Relaxed),
+        )
+    }
+
+    fn matches(&self, f: &ClientFilter, me: u64) -> bool {
+        let pubsub = self.subs.load(Ordering::Relaxed) + self.psubs.load(Ordering::Relaxed) > 0;
+        f.ids.as_ref().is_none_or(|ids| ids.contains(&self.id))
+            && f.addr.as_ref().is_none_or(|a| *a == self.addr)
+            && f.laddr.as_ref().is_none_or(|a| *a == self.laddr)
+            && f.pubsub.is_none_or(|p| p == pubsub)
+            && !(f.skipme && self.id == me)
+    }
 }
 
 impl ServerStats {
@@ -166,6 +223,70 @@ struct Connection {
     patterns: Subscriptions,
     feed: Option<broadcast::Receiver<Committed>>,
     pending: FuturesOrdered<BoxFuture<'static, Reply>>,
+    /// Commands queued since MULTI.
+    multi: Option<Multi>,
+    order: WriteOrder,
+    /// Wrote since the last read: the next read first catches up with the cluster, so a
+    /// client reading through a follower sees its own writes.
+    wrote: bool,
+    info: Arc<ClientInfo>,
+}
+
+/// A transaction being queued.
+#[derive(Default)]
+struct Multi {
+    ops: Vec<Op>,
+    /// A command failed to queue: EXEC answers EXECABORT.
+    failed: bool,
+}
+
+/// Keeps one connection's writes in order across the two write paths: appends (batched
+/// by the bus's router) and [`transaction::exec`] entries (proposed on their own).
+#[derive(Default)]
+struct WriteOrder {
+    /// Appends handed to the router and not answered yet.
+    inflight: Arc<watch::Sender<usize>>,
+    /// Done-flag of the newest write that waits for the ones before it (an exec, or a
+    /// write sent while one was outstanding).
+    tail: Option<watch::Receiver<bool>>,
+}
+
+impl WriteOrder {
+    /// The outstanding tail, if any (`None` once it is done).
+    fn take_tail(&mut self) -> Option<watch::Receiver<bool>> {
+        self.tail.take().filter(|t| !*t.borrow())
+    }
+
+    /// Whether a tail write is still outstanding.
+    fn outstanding(&mut self) -> bool {
+        self.tail = self.take_tail();
+        self.tail.is_some()
+    }
+
+    /// Makes the next write the tail: returns what it must wait for first and the flag to
+    /// raise when it is done.
+    fn chain(&mut self) -> (Option<watch::Receiver<bool>>, watch::Sender<bool>) {
+        let prev = self.take_tail();
+        let (done, rx) = watch::channel(false);
+        self.tail = Some(rx);
+        (prev, done)
+    }
+}
+
+/// Waits until a tail is done (or its connection dropped it).
+async fn wait_done(tail: Option<watch::Receiver<bool>>) {
+    if let Some(mut t) = tail {
+        let _ = t.wait_for(|done| *done).await;
+    }
+}
+
+/// Decrements the in-flight append count when the append is answered (or dropped).
+struct Inflight(Arc<watch::Sender<usize>>);
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl Connection {
@@ -175,6 +296,28 @@ impl Connection {
             max_array_len: bus.settings.limits.max_array_len,
             max_inline_len: bus.settings.limits.max_inline_len,
         };
+        let info = Arc::new(ClientInfo {
+            id,
+            addr: stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            laddr: stream
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            created: Instant::now(),
+            name: Mutex::new(None),
+            subs: AtomicUsize::new(0),
+            psubs: AtomicUsize::new(0),
+            resp: AtomicI64::new(2),
+            kill: Notify::new(),
+        });
+        bus.server_stats
+            .clients
+            .lock()
+            .expect("clients lock")
+            .insert(id, info.clone());
         let (reader, writer) = stream.into_split();
         let authenticated = bus.settings.requirepass.is_none();
         Connection {
@@ -192,6 +335,10 @@ impl Connection {
             patterns: Subscriptions::new(),
             feed: None,
             pending: FuturesOrdered::new(),
+            multi: None,
+            order: WriteOrder::default(),
+            wrote: false,
+            info,
         }
     }
 
@@ -200,6 +347,7 @@ impl Connection {
         stats.connected.fetch_add(1, Ordering::Relaxed);
         let outcome = self.serve(&mut shutdown).await;
         stats.connected.fetch_sub(1, Ordering::Relaxed);
+        stats.clients.lock().expect("clients lock").remove(&self.id);
         match outcome {
             Ok(()) => tracing::debug!(conn = self.id, "client disconnected"),
             Err(reason) => tracing::info!(conn = self.id, %reason, "client connection closed"),
@@ -275,6 +423,12 @@ impl Connection {
                     }
                 }
                 _ = shutdown.recv() => return Ok(()),
+                () = self.info.kill.notified() => {
+                    if !self.out.is_empty() {
+                        self.flush().await?;
+                    }
+                    return Err("killed by CLIENT KILL".into());
+                }
             }
         }
     }
@@ -338,7 +492,12 @@ impl Connection {
         }
         let command = match Command::parse(&args) {
             Ok(c) => c,
-            Err(e) => return Some(Reply::Frame(e.to_frame())),
+            Err(e) => {
+                if let Some(m) = &mut self.multi {
+                    m.failed = true;
+                }
+                return Some(Reply::Frame(e.to_frame()));
+            }
         };
         if !self.authenticated
             && !matches!(
@@ -363,6 +522,28 @@ impl Connection {
             let e = CommandError::NotAllowedWhileSubscribed(command.name().to_string());
             return Some(Reply::Frame(e.to_frame()));
         }
+        if let Some(m) = &mut self.multi {
+            match command {
+                Command::Exec | Command::Discard | Command::Quit => {}
+                Command::Multi => {
+                    return Some(Reply::Frame(Frame::error(
+                        "ERR MULTI calls can not be nested",
+                    )))
+                }
+                other => {
+                    return Some(Reply::Frame(match queued_op(other) {
+                        Ok(op) => {
+                            m.ops.push(op);
+                            Frame::simple("QUEUED")
+                        }
+                        Err(f) => {
+                            m.failed = true;
+                            f
+                        }
+                    }))
+                }
+            }
+        }
         let frame = match command {
             Command::Ping(msg) => self.ping(msg),
             Command::Echo(msg) => Frame::Bulk(msg),
@@ -372,12 +553,38 @@ impl Connection {
             Command::Client(c) => self.client(c),
             Command::Select => Frame::ok(),
             Command::Publish { channel, message } => {
-                let request = Append {
-                    channel: String::from_utf8_lossy(&channel).into_owned(),
-                    fields: vec![(b"message".to_vec(), message.to_vec())],
-                    max_len: None,
-                };
-                self.spawn_write(request, |offset| Frame::Integer(offset as i64));
+                self.spawn_write(publish_append(channel, message), |offset| {
+                    Frame::Integer(offset as i64)
+                });
+                return None;
+            }
+            Command::Multi => {
+                self.multi = Some(Multi::default());
+                Frame::ok()
+            }
+            Command::Discard => match self.multi.take() {
+                Some(_) => Frame::ok(),
+                None => Frame::error("ERR DISCARD without MULTI"),
+            },
+            Command::Exec => return self.exec(),
+            Command::Write(_, op) => {
+                let proto = self.proto;
+                self.spawn_exec(vec![op], move |r| match r {
+                    Ok(mut values) => values.pop().unwrap_or(Value::Null).into_frame(proto),
+                    Err(e) => Frame::Error(e.to_string()),
+                });
+                return None;
+            }
+            Command::Query(_, q) => {
+                let proto = self.proto;
+                return self.read(move |state| {
+                    state
+                        .query(|s| transaction::query(s, &q, transaction::now_ms()))
+                        .into_frame(proto)
+                });
+            }
+            Command::XReadGroup { read, block } => {
+                self.xreadgroup(read, block);
                 return None;
             }
             Command::Subscribe(chs) => return self.subscribe(chs, false),
@@ -432,9 +639,15 @@ impl Connection {
         }
         if let Some(p) = h.protocol {
             self.proto = p;
+            self.info.resp.store(p.version(), Ordering::Relaxed);
         }
         if let Some(name) = h.setname {
             self.name = Some(name);
+            self.info
+                .name
+                .lock()
+                .expect("client name lock")
+                .clone_from(&self.name);
         }
         let role = if self.bus.is_leader() {
             "master"
@@ -482,25 +695,40 @@ impl Connection {
         match c {
             ClientCommand::SetName(name) => {
                 self.name = (!name.is_empty()).then_some(name);
+                self.info
+                    .name
+                    .lock()
+                    .expect("client name lock")
+                    .clone_from(&self.name);
                 Frame::ok()
+            }
+            ClientCommand::List(filter) => {
+                let clients = self.bus.server_stats.clients.lock().expect("clients lock");
+                let text: String = clients
+                    .values()
+                    .filter(|c| c.matches(&filter, u64::MAX))
+                    .map(|c| c.line())
+                    .collect();
+                Frame::Bulk(Bytes::from(text))
+            }
+            ClientCommand::Kill { filter, legacy } => {
+                let clients = self.bus.server_stats.clients.lock().expect("clients lock");
+                let victims: Vec<&Arc<ClientInfo>> = clients
+                    .values()
+                    .filter(|c| c.matches(&filter, self.id))
+                    .collect();
+                for v in &victims {
+                    v.kill.notify_one();
+                }
+                match (legacy, victims.len()) {
+                    (true, 0) => Frame::error("ERR No such client"),
+                    (true, _) => Frame::ok(),
+                    (false, n) => Frame::Integer(n as i64),
+                }
             }
             ClientCommand::GetName => self.name.clone().map_or(Frame::Null, Frame::Bulk),
             ClientCommand::Id => Frame::Integer(self.id as i64),
-            ClientCommand::Info => {
-                let name = self
-                    .name
-                    .as_ref()
-                    .map(|n| String::from_utf8_lossy(n).into_owned())
-                    .unwrap_or_default();
-                Frame::Bulk(Bytes::from(format!(
-                    "id={} name={} resp={} sub={} psub={}\n",
-                    self.id,
-                    name,
-                    self.proto.version(),
-                    self.channels.len(),
-                    self.patterns.len()
-                )))
-            }
+            ClientCommand::Info => Frame::Bulk(Bytes::from(self.info.line())),
             ClientCommand::SetInfo { .. } => Frame::ok(),
         }
     }
@@ -515,12 +743,147 @@ impl Connection {
     /// Queues the append now, so pipelined writes keep their order, and the reply behind
     /// earlier ones.
     fn spawn_write(&mut self, request: Append, reply: fn(u64) -> Frame) {
+        self.wrote = true;
+        let answer = move |r: Result<u64, WriteError>| match r {
+            Ok(offset) => Reply::Frame(reply(offset)),
+            Err(e) => Reply::Frame(Frame::Error(e.to_string())),
+        };
+        if self.order.outstanding() {
+            // An exec of this connection is outstanding: wait for it, keeping the order.
+            let (prev, done) = self.order.chain();
+            let bus = self.bus.clone();
+            let fut = async move {
+                wait_done(prev).await;
+                let r = bus.append(request).await;
+                let _ = done.send(true);
+                answer(r)
+            };
+            self.pending.push_back(fut.boxed());
+            return;
+        }
+        self.order.inflight.send_modify(|n| *n += 1);
+        let inflight = Inflight(self.order.inflight.clone());
         let wait = self.bus.append(request);
         let fut = async move {
-            match wait.await {
-                Ok(offset) => Reply::Frame(reply(offset)),
-                Err(e) => Reply::Frame(Frame::Error(e.to_string())),
-            }
+            let r = wait.await;
+            drop(inflight);
+            answer(r)
+        };
+        self.pending.push_back(fut.boxed());
+    }
+
+    /// Replicates `ops` as one entry after this connection's earlier writes, and queues
+    /// the reply.
+    fn spawn_exec(
+        &mut self,
+        ops: Vec<Op>,
+        reply: impl FnOnce(Result<Vec<Value>, WriteError>) -> Frame + Send + 'static,
+    ) {
+        self.wrote = true;
+        let (prev, done) = self.order.chain();
+        let mut inflight = self.order.inflight.subscribe();
+        let bus = self.bus.clone();
+        let fut = async move {
+            wait_done(prev).await;
+            let _ = inflight.wait_for(|n| *n == 0).await;
+            let r = transaction::exec(&bus, ops).await;
+            let _ = done.send(true);
+            Reply::Frame(reply(r))
+        };
+        self.pending.push_back(fut.boxed());
+    }
+
+    /// EXEC: the queued commands as one entry (reads only: served like any read).
+    fn exec(&mut self) -> Option<Reply> {
+        let Some(m) = self.multi.take() else {
+            return Some(Reply::Frame(Frame::error("ERR EXEC without MULTI")));
+        };
+        if m.failed {
+            return Some(Reply::Frame(Frame::error(
+                "EXECABORT Transaction discarded because of previous errors.",
+            )));
+        }
+        let proto = self.proto;
+        if m.ops.iter().all(Op::is_read) {
+            return self.read(move |state| {
+                let now = transaction::now_ms();
+                Frame::Array(
+                    m.ops
+                        .iter()
+                        .map(|op| match op {
+                            Op::Read(q) => state
+                                .query(|s| transaction::query(s, q, now))
+                                .into_frame(proto),
+                            _ => unreachable!("only reads"),
+                        })
+                        .collect(),
+                )
+            });
+        }
+        self.spawn_exec(m.ops, move |r| match r {
+            Ok(values) => Frame::Array(values.into_iter().map(|v| v.into_frame(proto)).collect()),
+            Err(e) => Frame::Error(e.to_string()),
+        });
+        None
+    }
+
+    /// XREADGROUP: a replicated write; with BLOCK and nothing new, waits until one of the
+    /// streams has entries after the group's cursor (or the group is gone) and tries again.
+    fn xreadgroup(&mut self, read: ReadGroup, block: Option<u64>) {
+        self.wrote = true;
+        let (prev, done) = self.order.chain();
+        let mut inflight = self.order.inflight.subscribe();
+        let bus = self.bus.clone();
+        let proto = self.proto;
+        let fut = async move {
+            wait_done(prev).await;
+            let _ = inflight.wait_for(|n| *n == 0).await;
+            let deadline = block
+                .filter(|ms| *ms > 0)
+                .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+            let only_new = read.streams.iter().all(|(_, from)| from.is_none());
+            let mut applied = bus.state.applied_watch();
+            let frame = loop {
+                applied.borrow_and_update();
+                let op = Op::Group(GroupOp::ReadGroup(read.clone()));
+                let value = match transaction::exec(&bus, vec![op]).await {
+                    Ok(mut v) => v.pop().unwrap_or(Value::NullArray),
+                    Err(e) => break Frame::Error(e.to_string()),
+                };
+                if value != Value::NullArray || block.is_none() || !only_new {
+                    break value.into_frame(proto);
+                }
+                // Wait for something to read here before proposing again.
+                let ready = || {
+                    bus.state.query(|s| {
+                        read.streams.iter().any(|(key, _)| {
+                            s.get(key.as_str()).filter(|c| c.exists).is_none_or(|c| {
+                                c.groups
+                                    .0
+                                    .get(&read.group)
+                                    .is_none_or(|g| c.last_id() > g.last_id)
+                            })
+                        })
+                    })
+                };
+                let wait = async {
+                    while !ready() {
+                        if applied.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                };
+                match deadline {
+                    Some(d) => {
+                        if tokio::time::timeout_at(d, wait).await.is_err() {
+                            break Frame::NullArray;
+                        }
+                    }
+                    None => wait.await,
+                }
+            };
+            let _ = done.send(true);
+            Reply::Frame(frame)
         };
         self.pending.push_back(fut.boxed());
     }
@@ -528,7 +891,11 @@ impl Connection {
     fn xadd(&mut self, x: XAdd) -> Result<(), Frame> {
         let nomkstream = x.nomkstream;
         let request = xadd_append(x)?;
-        if nomkstream && self.bus.state.last_offset(&request.channel) == 0 {
+        let exists = self
+            .bus
+            .state
+            .query(|s| s.get(request.channel.as_str()).is_some_and(|c| c.exists));
+        if nomkstream && !exists {
             // Judged on this node's replica: the stream has never had an entry here.
             return Err(Frame::Null);
         }
@@ -546,12 +913,24 @@ impl Connection {
         &mut self,
         serve: impl FnOnce(&SharedState) -> Frame + Send + 'static,
     ) -> Option<Reply> {
-        if self.bus.settings.read_consistency == ReadConsistency::Local {
+        // A read pipelined behind this connection's own writes sees them (Redis does).
+        let tail = self.order.take_tail();
+        self.order.tail.clone_from(&tail);
+        let writing = tail.is_some() || *self.order.inflight.borrow() > 0;
+        let own_writes = std::mem::take(&mut self.wrote) && !self.bus.is_leader();
+        if self.bus.settings.read_consistency == ReadConsistency::Local && !writing && !own_writes {
             return Some(Reply::Frame(serve(&self.bus.state)));
         }
+        let local = self.bus.settings.read_consistency == ReadConsistency::Local && !own_writes;
+        let mut inflight = self.order.inflight.subscribe();
         let bus = self.bus.clone();
         let deadline = tokio::time::Instant::now() + bus.settings.write_timeout();
         let fut = async move {
+            wait_done(tail).await;
+            let _ = inflight.wait_for(|n| *n == 0).await;
+            if local {
+                return Reply::Frame(serve(&bus.state));
+            }
             match bus.catch_up(deadline).await {
                 Ok(_) => Reply::Frame(serve(&bus.state)),
                 Err(e) => Reply::Frame(Frame::Error(e.to_string())),
@@ -616,6 +995,14 @@ impl Connection {
             set.entry(name.clone()).or_insert(start);
             self.confirm(kind, Frame::Bulk(name));
         }
+        self.count_subscriptions();
+    }
+
+    fn count_subscriptions(&self) {
+        self.info.subs.store(self.channels.len(), Ordering::Relaxed);
+        self.info
+            .psubs
+            .store(self.patterns.len(), Ordering::Relaxed);
     }
 
     fn leave(&mut self, names: Vec<Bytes>, pattern: bool) {
@@ -649,6 +1036,7 @@ impl Connection {
         if !self.subscribed() {
             self.feed = None;
         }
+        self.count_subscriptions();
     }
 
     /// Hands an announcement to this subscriber if one of its subscriptions wants it;
@@ -714,6 +1102,53 @@ async fn recv_feed(
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+fn publish_append(channel: Bytes, message: Bytes) -> Append {
+    Append {
+        channel: String::from_utf8_lossy(&channel).into_owned(),
+        fields: vec![(b"message".to_vec(), message.to_vec())],
+        max_len: None,
+    }
+}
+
+/// A command queued inside MULTI, as it will run in the transaction's entry.
+fn queued_op(command: Command) -> Result<Op, Frame> {
+    Ok(match command {
+        Command::Publish { channel, message } => Op::Append {
+            append: publish_append(channel, message),
+            xadd: false,
+            nomkstream: false,
+        },
+        Command::XAdd(x) => {
+            let nomkstream = x.nomkstream;
+            Op::Append {
+                append: xadd_append(x)?,
+                xadd: true,
+                nomkstream,
+            }
+        }
+        Command::Write(_, op) => op,
+        Command::Query(_, q) => Op::Read(q),
+        // BLOCK means nothing inside MULTI, as in Redis.
+        Command::XReadGroup { read, .. } => Op::Group(GroupOp::ReadGroup(read)),
+        Command::XLen(key) => Op::Read(Query::XLen(key_str(&key))),
+        Command::XRange(r) => Op::Read(Query::XRange {
+            key: key_str(&r.key),
+            start: r.start,
+            end: r.end,
+            count: r.count,
+            rev: r.rev,
+        }),
+        Command::Ping(m) => Op::Read(Query::Ping(m.map(|b| b.to_vec()))),
+        Command::Echo(m) => Op::Read(Query::Echo(m.to_vec())),
+        other => {
+            return Err(Frame::Error(format!(
+                "ERR {} inside MULTI is not supported by raftbus",
+                other.name().to_ascii_uppercase()
+            )))
+        }
+    })
 }
 
 fn key_str(key: &[u8]) -> String {

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::durable_file;
+use crate::groups::Groups;
+use crate::transaction;
 use crate::types::{
     Entry, LogId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -60,7 +62,7 @@ pub struct StreamEntry {
 }
 
 impl StreamEntry {
-    fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.fields
             .iter()
             .map(|(k, v)| (k.len() + v.len()) as u64)
@@ -92,16 +94,26 @@ pub enum ChannelEvent {
     Trimmed { first: u64, last: u64 },
 }
 
-#[derive(Debug, Default)]
-struct Channel {
-    /// The offset of the newest entry ever appended (0: none yet).
-    last_offset: u64,
-    entries: VecDeque<StreamEntry>,
-    bytes: u64,
+/// One channel's stream. After `DEL` the channel stays as a tombstone (`exists` false,
+/// no entries, no groups) so that its offsets are never reused.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Channel {
+    /// The offset of the newest entry ever appended (0: none yet). Also the number of
+    /// entries ever added (Redis's `entries-added`).
+    pub(crate) last_offset: u64,
+    pub(crate) entries: VecDeque<StreamEntry>,
+    pub(crate) bytes: u64,
+    /// Whether the key exists (false after `DEL`/`UNLINK`, true again on the next append
+    /// or `XGROUP CREATE ... MKSTREAM`).
+    pub(crate) exists: bool,
+    /// The offset of the newest entry removed by `XDEL` (0: none).
+    pub(crate) max_deleted: u64,
+    /// Consumer groups (see [`crate::groups`]).
+    pub(crate) groups: Groups,
 }
 
 impl Channel {
-    fn trim(&mut self, max_entries: u64, max_bytes: u64) {
+    pub(crate) fn trim(&mut self, max_entries: u64, max_bytes: u64) {
         while self.entries.len() as u64 > max_entries || self.bytes > max_bytes {
             match self.entries.pop_front() {
                 Some(old) => self.bytes -= old.bytes(),
@@ -111,9 +123,12 @@ impl Channel {
     }
 }
 
+/// Every channel by name, as the apply logic of [`crate::transaction`] sees it.
+pub(crate) type Streams = BTreeMap<Arc<str>, Channel>;
+
 #[derive(Debug, Default)]
 struct BusState {
-    channels: BTreeMap<Arc<str>, Channel>,
+    channels: Streams,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -229,7 +244,15 @@ impl SharedState {
             .read()
             .expect("state lock poisoned")
             .channels
-            .len()
+            .values()
+            .filter(|c| c.exists)
+            .count()
+    }
+
+    /// Runs a read of the streams and their consumer groups under the state lock (XINFO,
+    /// XPENDING, EXISTS, ...; see [`crate::transaction::Query`]).
+    pub(crate) fn query<R>(&self, f: impl FnOnce(&Streams) -> R) -> R {
+        f(&self.state.read().expect("state lock poisoned").channels)
     }
 
     pub fn channel_stats(&self) -> Vec<ChannelStats> {
@@ -237,6 +260,7 @@ impl SharedState {
         state
             .channels
             .iter()
+            .filter(|(_, ch)| ch.exists)
             .map(|(name, ch)| ChannelStats {
                 name: name.to_string(),
                 len: ch.entries.len() as u64,
@@ -259,6 +283,48 @@ struct SnapshotBody {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     channels: Vec<SnapshotChannel>,
+    /// One per channel, in the same order: key existence, XDEL mark, consumer groups.
+    extras: Vec<ChannelExtra>,
+}
+
+/// The snapshot body written before consumer groups existed (no `extras`).
+#[derive(Debug, Deserialize)]
+struct LegacySnapshotBody {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    channels: Vec<SnapshotChannel>,
+}
+
+/// The per-channel state besides its entries.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ChannelExtra {
+    exists: bool,
+    max_deleted: u64,
+    groups: Groups,
+}
+
+impl SnapshotBody {
+    fn decode(data: &[u8]) -> Result<SnapshotBody, bincode::Error> {
+        bincode::deserialize(data).or_else(|e| match bincode::deserialize(data) {
+            Ok(LegacySnapshotBody {
+                last_applied,
+                membership,
+                channels,
+            }) => Ok(SnapshotBody {
+                last_applied,
+                membership,
+                extras: channels
+                    .iter()
+                    .map(|_| ChannelExtra {
+                        exists: true,
+                        ..ChannelExtra::default()
+                    })
+                    .collect(),
+                channels,
+            }),
+            Err(_) => Err(e),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +339,7 @@ struct SnapshotView<'a> {
     last_applied: Option<LogId>,
     membership: &'a StoredMembership,
     channels: Vec<SnapshotChannelView<'a>>,
+    extras: &'a [ChannelExtra],
 }
 
 #[derive(Serialize)]
@@ -400,29 +467,32 @@ impl StateMachine {
     /// node is handed to local subscribers: entries it had not applied, in offset order per
     /// channel, and a [`ChannelEvent::Trimmed`] for those the snapshot no longer holds.
     fn restore(&mut self, data: &[u8], announce: bool) -> Result<(), StorageError> {
-        let body: SnapshotBody =
-            bincode::deserialize(data).map_err(|e| io_err(e, openraft::ErrorVerb::Read))?;
+        let body = SnapshotBody::decode(data).map_err(|e| io_err(e, openraft::ErrorVerb::Read))?;
         let index = index_of(body.last_applied);
         let mut state = self.shared.state.write().expect("state lock poisoned");
         let mut channels = BTreeMap::new();
+        let mut extras = body.extras.into_iter();
         for ch in body.channels {
             let name: Arc<str> = Arc::from(ch.name.as_str());
             let known = state.channels.get(&name).map_or(0, |c| c.last_offset);
+            let extra = extras.next().unwrap_or_default();
             let mut channel = Channel {
                 last_offset: ch.last_offset,
+                exists: extra.exists,
+                max_deleted: extra.max_deleted,
+                groups: extra.groups,
                 ..Channel::default()
             };
-            let first_retained = ch.entries.first().map_or(ch.last_offset + 1, |e| e.0);
-            if announce && first_retained > known + 1 && ch.last_offset > known {
+            // Offsets after `known` that the snapshot no longer holds (retention, MAXLEN,
+            // XTRIM, XDEL, DEL) cannot be delivered here: say so, range by range.
+            let gap = |first: u64, last: u64| {
                 let _ = self.shared.committed_tx.send(Committed {
                     index,
                     channel: name.clone(),
-                    event: ChannelEvent::Trimmed {
-                        first: known + 1,
-                        last: first_retained - 1,
-                    },
+                    event: ChannelEvent::Trimmed { first, last },
                 });
-            }
+            };
+            let mut expected = known + 1;
             for (offset, fields) in ch.entries {
                 let entry = StreamEntry {
                     offset,
@@ -430,6 +500,10 @@ impl StateMachine {
                 };
                 channel.bytes += entry.bytes();
                 if announce && offset > known {
+                    if offset > expected {
+                        gap(expected, offset - 1);
+                    }
+                    expected = offset + 1;
                     let _ = self.shared.committed_tx.send(Committed {
                         index,
                         channel: name.clone(),
@@ -437,6 +511,9 @@ impl StateMachine {
                     });
                 }
                 channel.entries.push_back(entry);
+            }
+            if announce && ch.last_offset >= expected {
+                gap(expected, ch.last_offset);
             }
             channels.insert(name, channel);
         }
@@ -451,17 +528,18 @@ impl StateMachine {
     /// Appends to a channel and announces the entry (under the caller's state lock).
     fn apply_append(
         &self,
-        state: &mut BusState,
+        channels: &mut Streams,
         index: u64,
         channel: String,
         fields: FieldPairs,
         max_len: Option<u64>,
     ) -> u64 {
-        let name: Arc<str> = match state.channels.get_key_value(channel.as_str()) {
+        let name: Arc<str> = match channels.get_key_value(channel.as_str()) {
             Some((k, _)) => k.clone(),
             None => Arc::from(channel.as_str()),
         };
-        let ch = state.channels.entry(name.clone()).or_default();
+        let ch = channels.entry(name.clone()).or_default();
+        ch.exists = true;
         ch.last_offset += 1;
         let entry = StreamEntry {
             offset: ch.last_offset,
@@ -520,7 +598,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         fields,
                         max_len,
                     }) => {
-                        let offset = self.apply_append(&mut state, index, channel, fields, max_len);
+                        let offset =
+                            self.apply_append(&mut state.channels, index, channel, fields, max_len);
                         replies.push(Response::Appended { offset });
                     }
                     EntryPayload::Normal(Request::Batch(appends)) => {
@@ -529,22 +608,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             .then(|| appends.clone());
                         let mut offsets = Vec::with_capacity(appends.len());
                         for a in appends {
-                            offsets.push(
-                                self.apply_append(
-                                    &mut state, index, a.channel, a.fields, a.max_len,
-                                ),
-                            );
+                            offsets.push(self.apply_append(
+                                &mut state.channels,
+                                index,
+                                a.channel,
+                                a.fields,
+                                a.max_len,
+                            ));
                         }
                         #[cfg(feature = "failpoints")]
                         if let Some(again) = again {
                             tracing::warn!(index, "planted bug: applying a batch a second time");
                             for a in again {
                                 self.apply_append(
-                                    &mut state, index, a.channel, a.fields, a.max_len,
+                                    &mut state.channels,
+                                    index,
+                                    a.channel,
+                                    a.fields,
+                                    a.max_len,
                                 );
                             }
                         }
                         replies.push(Response::Batch(offsets));
+                    }
+                    EntryPayload::Normal(Request::Exec(exec)) => {
+                        let values = transaction::apply(&mut state.channels, exec, &mut |s, a| {
+                            self.apply_append(s, index, a.channel, a.fields, a.max_len)
+                        });
+                        replies.push(Response::Exec(values));
                     }
                 }
             }
@@ -621,7 +712,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         )));
         // Copy the Arc'd entries under the lock, serialize outside it, so applying is
         // blocked only for the copy.
-        let (last_applied, membership, channels) = {
+        let (last_applied, membership, channels, extras) = {
             let state = self.shared.state.read().expect("state lock poisoned");
             let channels: Vec<(Arc<str>, u64, Vec<StreamEntry>)> = state
                 .channels
@@ -634,7 +725,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     )
                 })
                 .collect();
-            (state.last_applied, state.membership.clone(), channels)
+            let extras: Vec<ChannelExtra> = state
+                .channels
+                .values()
+                .map(|ch| ChannelExtra {
+                    exists: ch.exists,
+                    max_deleted: ch.max_deleted,
+                    groups: ch.groups.clone(),
+                })
+                .collect();
+            (
+                state.last_applied,
+                state.membership.clone(),
+                channels,
+                extras,
+            )
         };
         let view = SnapshotView {
             last_applied,
@@ -650,6 +755,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                         .collect(),
                 })
                 .collect(),
+            extras: &extras,
         };
         let data = bincode::serialize(&view).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
         let snapshot_id = match last_applied {

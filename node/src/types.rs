@@ -43,6 +43,10 @@ pub enum Request {
     /// Many client appends in one log entry: they share one replication round and one
     /// fsync (group commit), and get consecutive offsets in this order.
     Batch(Vec<Append>),
+    /// A transaction (MULTI/EXEC) or one command beyond appends (consumer groups, XTRIM,
+    /// XDEL, DEL): applied in one go, in order, with the proposer's clock (see
+    /// [`crate::transaction`]).
+    Exec(crate::transaction::Exec),
 }
 
 /// The result of applying a [`Request`].
@@ -52,6 +56,8 @@ pub enum Response {
     Appended { offset: u64 },
     /// One offset per append of a [`Request::Batch`], in order.
     Batch(Vec<u64>),
+    /// One reply per command of a [`Request::Exec`], in order.
+    Exec(Vec<crate::transaction::Value>),
     /// Membership and blank entries apply to nothing.
     None,
 }

@@ -2,8 +2,10 @@
 mod bad_input;
 mod basics;
 mod clients;
+mod compat;
 mod crash;
 mod failpoints;
+mod groups;
 mod reads;
 mod snapshot;
 mod subscribe;
