@@ -19,6 +19,8 @@ mod errors;
 mod failover;
 #[path = "main/nightly.rs"]
 mod nightly;
+#[path = "main/queue.rs"]
+mod queue;
 #[path = "main/selftest.rs"]
 mod selftest;
 #[path = "main/sweep.rs"]

@@ -122,14 +122,13 @@ fn target_cannot(target: TargetKind, kind: FaultKind) -> Option<&'static str> {
     }
 }
 
-/// A kind that has nothing to act on in a mode, and why.
-fn mode_cannot(mode: Mode, kind: FaultKind) -> Option<&'static str> {
-    match (mode, kind) {
-        (Mode::Stream | Mode::Pubsub, FaultKind::ConsumerCrash) => {
-            Some("it crashes queue consumers, which only queue mode runs")
-        }
-        _ => None,
-    }
+/// Whether a kind has nothing to act on in a mode: consumer-crash crashes queue
+/// consumers, which only queue mode runs.
+pub fn mode_cannot(mode: Mode, kind: FaultKind) -> bool {
+    matches!(
+        (mode, kind),
+        (Mode::Stream | Mode::Pubsub, FaultKind::ConsumerCrash)
+    )
 }
 
 /// Coverage of `planned` chaos runs. `caps` explains kinds the machine cannot inject.
@@ -145,12 +144,12 @@ pub fn coverage(planned: &[PlannedScenario], caps: Option<&Capabilities>) -> Cov
                     covered.extend(p.faults.iter().copied());
                 }
             }
+            // A kind with nothing to act on in this mode is not owed by it.
             let missing = FaultKind::ALL
                 .iter()
-                .filter(|k| !covered.contains(k))
+                .filter(|k| !covered.contains(k) && !mode_cannot(mode, **k))
                 .map(|&k| {
-                    let cannot = target_cannot(target, k).or_else(|| mode_cannot(mode, k));
-                    let why = match (cannot, caps.map(|c| fault_support(k, c))) {
+                    let why = match (target_cannot(target, k), caps.map(|c| fault_support(k, c))) {
                         (Some(why), _) => why.to_string(),
                         (None, Some(Err(why))) => format!("this machine cannot inject it: {why}"),
                         _ => "no scenario of the suite injects it".to_string(),

@@ -4,8 +4,8 @@
 //! A consumer loops: every `claim_idle / 2` it takes over, with `XAUTOCLAIM`, what any
 //! consumer of its group left pending longer than `claim_idle` (what a crashed consumer
 //! held); otherwise `XREADGROUP GROUP g c COUNT n BLOCK .. STREAMS ch.. > ..` for new
-//! entries. It "processes" what it took at once and acknowledges each entry with `XACK`,
-//! pipelined. Every call is recorded (`Take`, `Settle`) with its invoke and reply times,
+//! entries. It "processes" what it took at once and acknowledges what one call took with
+//! one `XACK`. Every call is recorded (`Take`, `Settle`) with its invoke and reply times,
 //! so the checks can tell a justified redelivery from a double delivery.
 //!
 //! XREADGROUP and XAUTOCLAIM change the group, so consumers talk where writes go: on the
@@ -52,6 +52,9 @@ pub fn group_name(g: usize) -> String {
 pub struct QueueControl {
     /// `[group * consumers + index]`: crashed and not yet back.
     down: Vec<AtomicBool>,
+    /// `[group * consumers + index]`: a crash the consumer has not carried out yet (it
+    /// crashes at its next step even if the fault healed meanwhile).
+    crash_due: Vec<AtomicBool>,
     /// Crashes applied so far.
     pub crashes: AtomicU64,
     /// Entries acknowledged (XACK removed them), all consumers.
@@ -67,6 +70,9 @@ impl QueueControl {
     pub fn new(groups: usize, consumers: usize) -> Arc<QueueControl> {
         Arc::new(QueueControl {
             down: (0..groups * consumers)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            crash_due: (0..groups * consumers)
                 .map(|_| AtomicBool::new(false))
                 .collect(),
             crashes: AtomicU64::new(0),
@@ -97,6 +103,7 @@ impl QueueControl {
     /// [`QueueControl::revive`].
     pub fn crash(&self, slot: usize) {
         self.down[slot].store(true, Ordering::Relaxed);
+        self.crash_due[slot].store(true, Ordering::Relaxed);
         self.crashes.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -107,6 +114,11 @@ impl QueueControl {
 
     fn is_down(&self, slot: usize) -> bool {
         self.down[slot].load(Ordering::Relaxed)
+    }
+
+    /// Whether consumer `slot` must crash now (once per crash).
+    fn take_crash(&self, slot: usize) -> bool {
+        self.crash_due[slot].swap(false, Ordering::Relaxed)
     }
 }
 
@@ -244,8 +256,9 @@ impl Consumer {
             clock,
             recorder,
         };
+        let slot = self.spec.slot();
         loop {
-            if self.control.is_down(self.spec.slot()) {
+            if self.control.take_crash(slot) {
                 session.crash(&mut conn).await;
                 return End::Crashed;
             }
@@ -254,6 +267,10 @@ impl Consumer {
                 for channel in &self.channels {
                     if let Err(e) = session.claim(&mut conn, channel).await {
                         return End::Failed(e);
+                    }
+                    if self.control.take_crash(slot) {
+                        session.crash(&mut conn).await;
+                        return End::Crashed;
                     }
                 }
             }
@@ -420,70 +437,51 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// `XACK channel group id` for each entry, pipelined; one `Settle` each.
+    /// One `XACK channel group id...` for the entries of one call, as a queue worker
+    /// would; one `Settle` per entry. The reply counts the entries it removed: all or none
+    /// tell each entry's fate, a count in between does not (then each is unknown).
     async fn settle(
         &self,
         conn: &mut RespConn,
         channel: &str,
         entries: &[TakenEntry],
     ) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let c = self.consumer;
+        let mut args = vec!["XACK".to_string(), channel.to_string(), c.group.clone()];
+        args.extend(entries.iter().map(|e| e.id.clone()));
         let invoke_us = self.clock.now_us();
-        let mut sent = 0;
-        let mut failure = None;
+        let reply = self.call(conn, &args).await;
+        let t_us = self.clock.now_us();
+        let removed = match &reply {
+            Ok(Value::Int(n)) if *n as usize == entries.len() => Some(true),
+            Ok(Value::Int(0)) => Some(false),
+            _ => None,
+        };
+        if let Ok(Value::Int(n)) = &reply {
+            c.control.consumed.fetch_add(*n as u64, Ordering::Relaxed);
+        }
         for e in entries {
-            let args = ["XACK", channel, &c.group, &e.id];
-            if let Err(err) = conn.send(&args).await {
-                failure = Some(format!("XACK: {err}"));
-                break;
-            }
-            sent += 1;
+            self.recorder
+                .record(Event::Settle {
+                    invoke_us,
+                    t_us,
+                    group: c.group.clone(),
+                    consumer: self.name.to_string(),
+                    node: self.node.to_string(),
+                    channel: channel.to_string(),
+                    id: e.id.clone(),
+                    msg: e.msg,
+                    removed,
+                })
+                .await;
         }
-        let deadline = Instant::now() + self.timeout();
-        for (i, e) in entries.iter().enumerate() {
-            let removed = if i < sent && failure.is_none() {
-                match tokio::time::timeout_at(deadline, conn.read()).await {
-                    Ok(Ok(Value::Int(n))) => Some(n > 0),
-                    Ok(Ok(other)) => {
-                        failure = Some(format!("unexpected XACK reply {other:?}"));
-                        None
-                    }
-                    Ok(Err(err)) => {
-                        failure = Some(format!("XACK: {err}"));
-                        None
-                    }
-                    Err(_) => {
-                        failure = Some("XACK timed out".into());
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            if removed == Some(true) {
-                c.control.consumed.fetch_add(1, Ordering::Relaxed);
-            }
-            // Not sent at all: no XACK happened, nothing to record; the entry stays
-            // pending and is claimed later.
-            if i < sent {
-                self.recorder
-                    .record(Event::Settle {
-                        invoke_us,
-                        t_us: self.clock.now_us(),
-                        group: c.group.clone(),
-                        consumer: self.name.to_string(),
-                        node: self.node.to_string(),
-                        channel: channel.to_string(),
-                        id: e.id.clone(),
-                        msg: e.msg,
-                        removed,
-                    })
-                    .await;
-            }
-        }
-        match failure {
-            Some(f) => Err(f),
-            None => Ok(()),
+        match reply {
+            Ok(Value::Int(_)) => Ok(()),
+            Ok(other) => Err(format!("unexpected XACK reply {other:?}")),
+            Err(e) => Err(e),
         }
     }
 
