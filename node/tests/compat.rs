@@ -1,6 +1,7 @@
 //! The compatibility script (`tests/compat/streams_compat.py`, Python `redis` package and
 //! redis-cli) run against redis-server and against a bus cluster: the replies must be the
-//! same, stream IDs and times aside. Needs python3 with venv, pip access to PyPI (once;
+//! same, stream IDs and times aside. The same for a consumer-group session through
+//! redis-rs's typed stream API ([`redis_rs_session`]). Needs python3 with venv, pip access to PyPI (once;
 //! the virtualenv is kept in the target directory), redis-server and redis-cli; without
 //! them the test fails naming what is missing, unless `RAFTBUS_ALLOW_SKIP=1`.
 
@@ -82,6 +83,231 @@ fn run_script(python: &Path, port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Replaces stream ids (`<ms>-<seq>`; the bus's are `<offset>-0`) by their order of first
+/// appearance, `#1`, `#2`...; `0-0` (a cursor at its end) stays.
+fn normalize_ids(text: &str) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    let mut out = String::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let ms = i - start;
+        if ms > 0 && i < bytes.len() && bytes[i] == b'-' {
+            let mut j = i + 1;
+            while j < bytes.len() && bytes[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j > i + 1 && &text[start..j] != "0-0" {
+                let id = &text[start..j];
+                let n = match seen.iter().position(|s| s == id) {
+                    Some(n) => n,
+                    None => {
+                        seen.push(id.to_string());
+                        seen.len() - 1
+                    }
+                };
+                out.push_str(&format!("#{}", n + 1));
+                i = j;
+                continue;
+            }
+        }
+        if ms > 0 {
+            out.push_str(&text[start..i]);
+        } else {
+            out.push(bytes[i] as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A consumer-group session through redis-rs's typed stream API, one line per reply
+/// (times left out; ids normalized by the caller).
+async fn redis_rs_session(url: &str) -> anyhow::Result<Vec<String>> {
+    use redis::streams::{
+        StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimReply, StreamInfoGroupsReply,
+        StreamPendingCountReply, StreamPendingReply, StreamReadOptions, StreamReadReply,
+    };
+    use redis::AsyncCommands;
+
+    let client = redis::Client::open(url)?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let mut out = Vec::new();
+    let created: String = c.xgroup_create_mkstream("jobs", "workers", "$").await?;
+    out.push(format!("create {created}"));
+    let busy: redis::RedisResult<String> = c.xgroup_create_mkstream("jobs", "workers", "$").await;
+    out.push(format!(
+        "create again: {:?}",
+        busy.map_err(|e| e.code().unwrap_or("?").to_string())
+    ));
+    let mut ids = Vec::new();
+    for n in 1..=4 {
+        let id: String = c.xadd("jobs", "*", &[("n", n)]).await?;
+        ids.push(id);
+    }
+    let read = |consumer: &str, count| {
+        StreamReadOptions::default()
+            .group("workers", consumer)
+            .count(count)
+    };
+    let r: StreamReadReply = c
+        .xread_options(&["jobs"], &[">"], &read("alice", 2))
+        .await?;
+    let got = |r: &StreamReadReply| -> Vec<String> {
+        r.keys
+            .iter()
+            .flat_map(|k| k.ids.iter())
+            .map(|e| format!("{} n={:?}", e.id, e.get::<i64>("n")))
+            .collect()
+    };
+    out.push(format!("alice reads {:?}", got(&r)));
+    let r: StreamReadReply = c.xread_options(&["jobs"], &[">"], &read("bob", 10)).await?;
+    out.push(format!("bob reads {:?}", got(&r)));
+    let acked: usize = c.xack("jobs", "workers", &[&ids[0]]).await?;
+    out.push(format!("alice acks {} -> {acked}", ids[0]));
+    let p: StreamPendingReply = c.xpending("jobs", "workers").await?;
+    match p {
+        StreamPendingReply::Data(d) => out.push(format!(
+            "pending {} from {} to {}, {:?}",
+            d.count,
+            d.start_id,
+            d.end_id,
+            d.consumers
+                .iter()
+                .map(|x| (x.name.clone(), x.pending))
+                .collect::<Vec<_>>()
+        )),
+        StreamPendingReply::Empty => out.push("pending none".into()),
+    }
+    let p: StreamPendingCountReply = c.xpending_count("jobs", "workers", "-", "+", 10).await?;
+    out.push(format!(
+        "pending list {:?}",
+        p.ids
+            .iter()
+            .map(|i| (i.id.clone(), i.consumer.clone(), i.times_delivered))
+            .collect::<Vec<_>>()
+    ));
+    // Alice "dies": bob claims what she holds.
+    let claimed: StreamClaimReply = c.xclaim("jobs", "workers", "bob", 0, &[&ids[1]]).await?;
+    out.push(format!(
+        "bob claims {:?}",
+        claimed.ids.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+    ));
+    let auto: StreamAutoClaimReply = c
+        .xautoclaim_options(
+            "jobs",
+            "workers",
+            "carol",
+            0,
+            "0-0",
+            StreamAutoClaimOptions::default().count(10),
+        )
+        .await?;
+    out.push(format!(
+        "carol autoclaims {:?} next {} deleted {:?}",
+        auto.claimed
+            .iter()
+            .map(|e| e.id.clone())
+            .collect::<Vec<_>>(),
+        auto.next_stream_id,
+        auto.deleted_ids
+    ));
+    let (added, len): (String, usize) = redis::pipe()
+        .atomic()
+        .xadd("jobs", "*", &[("n", 5)])
+        .xlen("jobs")
+        .query_async(&mut c)
+        .await?;
+    out.push(format!("transaction adds {added}, len {len}"));
+    let g: StreamInfoGroupsReply = c.xinfo_groups("jobs").await?;
+    out.push(format!(
+        "groups {:?}",
+        g.groups
+            .iter()
+            .map(|g| (
+                g.name.clone(),
+                g.consumers,
+                g.pending,
+                g.last_delivered_id.clone()
+            ))
+            .collect::<Vec<_>>()
+    ));
+    let acked: usize = c.xack("jobs", "workers", &ids[1..]).await?;
+    out.push(format!("ack the rest -> {acked}"));
+    let trimmed: usize = c
+        .xtrim("jobs", redis::streams::StreamMaxlen::Equals(2))
+        .await?;
+    let len: usize = c.xlen("jobs").await?;
+    out.push(format!("trim to 2 removed {trimmed}, len {len}"));
+    let kind: String = redis::cmd("TYPE").arg("jobs").query_async(&mut c).await?;
+    let exists: usize = c.exists("jobs").await?;
+    let deleted: usize = c.del("jobs").await?;
+    let after: usize = c.exists("jobs").await?;
+    out.push(format!(
+        "type {kind}, exists {exists}, del {deleted}, exists {after}"
+    ));
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rs_consumer_groups_get_the_same_replies_from_the_bus_and_redis() -> anyhow::Result<()>
+{
+    if !on_path("redis-server") && missing("redis-server on PATH") {
+        return Ok(());
+    }
+    let (_redis, port) = start_redis()?;
+    let from_redis = redis_rs_session(&format!("redis://127.0.0.1:{port}/")).await?;
+    let cluster = Cluster::start(3)?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let from_bus = redis_rs_session(&cluster.url((leader + 1) % 3)).await?;
+    let (a, b) = (
+        normalize_ids(&from_redis.join("\n")),
+        normalize_ids(&from_bus.join("\n")),
+    );
+    assert_eq!(
+        a, b,
+        "redis-rs sees different replies from redis-server (left) and the bus (right)"
+    );
+    assert!(
+        a.contains("BUSYGROUP") && a.contains("carol autoclaims"),
+        "{a}"
+    );
+    Ok(())
+}
+
+#[test]
+fn ids_are_normalized_in_order_of_first_appearance() {
+    assert_eq!(
+        normalize_ids("1796276717144-0 then 1796276717144-1, 1796276717144-0, 42-0, 0-0"),
+        "#1 then #2, #1, #3, 0-0"
+    );
+}
+
+/// A throwaway redis-server on a free port, without persistence.
+fn start_redis() -> anyhow::Result<(Redis, u16)> {
+    let port = free_addrs(1)[0].port();
+    let redis = Redis(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((redis, port))
+}
+
 struct Redis(Child);
 
 impl Drop for Redis {
@@ -107,22 +333,7 @@ async fn python_redis_and_redis_cli_get_the_same_replies_from_the_bus_and_redis(
         }
     };
 
-    let port = free_addrs(1)[0].port();
-    let _redis = Redis(
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_redis, port) = start_redis()?;
     let from_redis = run_script(&python, port);
 
     let cluster = Cluster::start(3)?;
