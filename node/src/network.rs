@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use openraft::{BasicNode, OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -30,7 +29,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::bus::Bus;
 use crate::shutdown::Shutdown;
-use crate::types::{Append, NodeId, Raft, TypeConfig};
+use crate::types::{Append, NodeId, Raft, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 
 /// Largest frame between peers; snapshot chunks are sized well below it.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -42,8 +41,10 @@ pub enum PeerRequest {
         secret: Option<String>,
     },
     AppendEntries(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    /// One piece of a snapshot the leader sends; the receiver collects the pieces of one
+    /// transfer (per sender) and installs the snapshot when the last one arrives.
+    SnapshotChunk(SnapshotChunk),
     /// Client appends that arrived at a follower, to be proposed by the leader in this
     /// order.
     Forward(Vec<Append>),
@@ -52,15 +53,31 @@ pub enum PeerRequest {
     ReadIndex,
 }
 
+/// A piece of a snapshot in transfer (see [`PeerRequest::SnapshotChunk`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The sending leader's vote; checked by Raft when the snapshot is installed.
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    /// Identifies one transfer; a transfer starts at offset 0.
+    pub transfer: u64,
+    /// Where `data` starts in the snapshot.
+    pub offset: u64,
+    pub data: Vec<u8>,
+    /// This is the last piece: install the snapshot.
+    pub done: bool,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerResponse {
     Welcome,
     Refused(String),
-    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
-    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(
-        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-    ),
+    /// Raft's answer, or why the receiving Raft could not give one (it stopped).
+    AppendEntries(Result<AppendEntriesResponse<TypeConfig>, String>),
+    Vote(Result<VoteResponse<TypeConfig>, String>),
+    /// A non-final chunk was stored (`Ok(None)`), the snapshot was installed (`Ok(Some)`,
+    /// with the receiver's vote), or the transfer failed and must start over.
+    SnapshotChunk(Result<Option<SnapshotResponse<TypeConfig>>, String>),
     /// One result per forwarded append, in order: its offset, or why it was not stored.
     Forwarded(Vec<Result<u64, ForwardError>>),
     /// The leader's read index, or why it could not confirm one (e.g. not the leader).
@@ -408,24 +425,43 @@ pub struct PeerNetwork {
     client: Option<Arc<PeerClient>>,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> =
-    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+/// Snapshot pieces are at most this large unless openraft asks for smaller ones.
+const SNAPSHOT_CHUNK: usize = MAX_FRAME / 16;
+
+/// Tells snapshot transfers apart (a new transfer from one leader restarts the receiver).
+static NEXT_TRANSFER: AtomicU64 = AtomicU64::new(1);
 
 impl PeerNetwork {
-    async fn call<E: std::error::Error>(
+    fn client(&self) -> Result<&Arc<PeerClient>, Unreachable<TypeConfig>> {
+        self.client.as_ref().ok_or_else(|| {
+            let e = std::io::Error::other(format!("node {} is not in --peers", self.target));
+            Unreachable::new(&e)
+        })
+    }
+
+    async fn call(
         &self,
         body: PeerRequest,
-        option: &RPCOption,
-    ) -> Result<PeerResponse, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
-        let Some(client) = &self.client else {
-            let e = std::io::Error::other(format!("node {} is not in --peers", self.target));
-            return Err(RPCError::Unreachable(Unreachable::new(&e)));
-        };
-        let ttl = option.hard_ttl();
-        client.call(body, ttl).await.map_err(|e| match e {
+        action: openraft::RPCTypes,
+        ttl: Duration,
+    ) -> Result<PeerResponse, RPCError<TypeConfig>> {
+        let client = self.client()?;
+        client
+            .call(body, ttl)
+            .await
+            .map_err(|e| self.rpc_error(e, action, ttl))
+    }
+
+    fn rpc_error(
+        &self,
+        e: PeerError,
+        action: openraft::RPCTypes,
+        ttl: Duration,
+    ) -> RPCError<TypeConfig> {
+        match e {
             PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
-                action: openraft::RPCTypes::AppendEntries,
-                id: 0,
+                action,
+                id: self.client.as_ref().map_or(0, |c| c.me),
                 target: self.target,
                 timeout: ttl,
             }),
@@ -434,58 +470,126 @@ impl PeerNetwork {
             | PeerError::Refused { .. }
             | PeerError::NotSent { .. } => RPCError::Unreachable(Unreachable::new(&e)),
             _ => RPCError::Network(NetworkError::new(&e)),
-        })
+        }
     }
 
-    fn unexpected<E: std::error::Error>(
-        &self,
-    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    /// A remote Raft that could not answer (it stopped) is as good as unreachable.
+    fn remote_failed(&self, reason: String) -> RPCError<TypeConfig> {
+        RPCError::Unreachable(Unreachable::from_string(format!(
+            "node {}: {reason}",
+            self.target
+        )))
+    }
+
+    fn unexpected(&self) -> RPCError<TypeConfig> {
         RPCError::Network(NetworkError::new(&PeerError::Unexpected {
             target: self.target,
         }))
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerNetwork {
+impl RaftNetworkV2<TypeConfig> for PeerNetwork {
+    type SnapshotData = SnapshotData;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        match self.call(PeerRequest::AppendEntries(rpc), &option).await? {
-            PeerResponse::AppendEntries(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            _ => Err(self.unexpected()),
-        }
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        match self
-            .call(PeerRequest::InstallSnapshot(rpc), &option)
-            .await?
-        {
-            PeerResponse::InstallSnapshot(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let reply = self
+            .call(
+                PeerRequest::AppendEntries(rpc),
+                openraft::RPCTypes::AppendEntries,
+                option.hard_ttl(),
+            )
+            .await?;
+        match reply {
+            PeerResponse::AppendEntries(r) => r.map_err(|e| self.remote_failed(e)),
             _ => Err(self.unexpected()),
         }
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<VoteResponse<NodeId>> {
-        match self.call(PeerRequest::Vote(rpc), &option).await? {
-            PeerResponse::Vote(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let reply = self
+            .call(
+                PeerRequest::Vote(rpc),
+                openraft::RPCTypes::Vote,
+                option.hard_ttl(),
+            )
+            .await?;
+        match reply {
+            PeerResponse::Vote(r) => r.map_err(|e| self.remote_failed(e)),
             _ => Err(self.unexpected()),
+        }
+    }
+
+    /// Sends the snapshot in pieces of at most `snapshot_max_chunk_size` bytes (a frame holds
+    /// at most [`MAX_FRAME`]), one at a time, each within the RPC timeout; the receiver
+    /// installs it when the last piece arrives.
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::Snapshot<crate::types::LeaderId, NodeId, BasicNode, Self::SnapshotData>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let client = self.client()?.clone();
+        let ttl = option.hard_ttl();
+        let chunk = option
+            .snapshot_chunk_size()
+            .unwrap_or(SNAPSHOT_CHUNK)
+            .clamp(1, SNAPSHOT_CHUNK);
+        let meta = snapshot.meta;
+        let data = snapshot.snapshot.into_inner();
+        let transfer = NEXT_TRANSFER.fetch_add(1, Ordering::Relaxed);
+        let mut cancel = std::pin::pin!(cancel);
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + chunk).min(data.len());
+            let done = end == data.len();
+            let body = PeerRequest::SnapshotChunk(SnapshotChunk {
+                vote,
+                meta: meta.clone(),
+                transfer,
+                offset: offset as u64,
+                data: data[offset..end].to_vec(),
+                done,
+            });
+            let reply = tokio::select! {
+                reply = client.call(body, ttl) => reply,
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+            };
+            let reply = reply.map_err(|e| {
+                match self.rpc_error(e, openraft::RPCTypes::InstallSnapshot, ttl) {
+                    RPCError::Timeout(t) => StreamingError::Timeout(t),
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    RPCError::Network(n) => StreamingError::Network(n),
+                    RPCError::RemoteError(r) => {
+                        StreamingError::Network(NetworkError::from_string(r.to_string()))
+                    }
+                }
+            })?;
+            match reply {
+                PeerResponse::SnapshotChunk(Ok(Some(resp))) if done => return Ok(resp),
+                PeerResponse::SnapshotChunk(Ok(None)) if !done => offset = end,
+                PeerResponse::SnapshotChunk(Err(reason)) => {
+                    return Err(StreamingError::Network(NetworkError::from_string(format!(
+                        "node {} refused snapshot piece at {offset}: {reason}",
+                        self.target
+                    ))))
+                }
+                _ => {
+                    return Err(StreamingError::Network(NetworkError::new(
+                        &PeerError::Unexpected {
+                            target: self.target,
+                        },
+                    )))
+                }
+            }
         }
     }
 }
@@ -578,6 +682,8 @@ async fn serve_peer(
 
     let (mut sink, mut stream) = framed.split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
+    // A snapshot in transfer from this peer (its pieces come one at a time).
+    let incoming: Arc<tokio::sync::Mutex<Option<Incoming>>> = Arc::default();
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             if sink.send(frame).await.is_err() {
@@ -604,8 +710,9 @@ async fn serve_peer(
             PeerRequest::Forward(appends) => appends,
             other => {
                 let raft = bus.raft.clone();
+                let incoming = incoming.clone();
                 tokio::spawn(async move {
-                    let body = handle(&raft, other).await;
+                    let body = handle(&raft, &incoming, other).await;
                     let _ = tx.send(encode(&Envelope { id: env.id, body })).await;
                 });
                 continue;
@@ -634,22 +741,72 @@ async fn serve_peer(
     Ok(())
 }
 
-async fn handle(raft: &Raft, req: PeerRequest) -> PeerResponse {
+/// The pieces of one snapshot received so far.
+struct Incoming {
+    transfer: u64,
+    data: Vec<u8>,
+}
+
+async fn handle(
+    raft: &Raft,
+    incoming: &tokio::sync::Mutex<Option<Incoming>>,
+    req: PeerRequest,
+) -> PeerResponse {
     match req {
         PeerRequest::Hello { .. } => PeerResponse::Refused("hello sent twice".into()),
-        PeerRequest::AppendEntries(r) => PeerResponse::AppendEntries(raft.append_entries(r).await),
-        PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await),
-        PeerRequest::InstallSnapshot(r) => {
-            PeerResponse::InstallSnapshot(raft.install_snapshot(r).await)
+        PeerRequest::AppendEntries(r) => {
+            PeerResponse::AppendEntries(raft.append_entries(r).await.map_err(|e| e.to_string()))
+        }
+        PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
+        PeerRequest::SnapshotChunk(chunk) => {
+            PeerResponse::SnapshotChunk(receive_chunk(raft, incoming, chunk).await)
         }
         PeerRequest::Forward(_) => PeerResponse::Refused("forwards are queued, not handled".into()),
         PeerRequest::ReadIndex => PeerResponse::ReadIndex(
-            raft.get_read_log_id()
+            crate::bus::leader_read_index(raft)
                 .await
-                .map(|(read, _)| read.map_or(0, |l| l.index))
                 .map_err(|e| e.to_string()),
         ),
     }
+}
+
+/// Adds a snapshot piece to the transfer in progress; installs the snapshot with the last.
+async fn receive_chunk(
+    raft: &Raft,
+    incoming: &tokio::sync::Mutex<Option<Incoming>>,
+    chunk: SnapshotChunk,
+) -> Result<Option<SnapshotResponse<TypeConfig>>, String> {
+    let mut slot = incoming.lock().await;
+    if chunk.offset == 0 {
+        *slot = Some(Incoming {
+            transfer: chunk.transfer,
+            data: Vec::new(),
+        });
+    }
+    let Some(current) = slot
+        .as_mut()
+        .filter(|c| c.transfer == chunk.transfer && c.data.len() as u64 == chunk.offset)
+    else {
+        *slot = None;
+        return Err(format!(
+            "piece at {} of snapshot transfer {} does not continue what was received",
+            chunk.offset, chunk.transfer
+        ));
+    };
+    current.data.extend_from_slice(&chunk.data);
+    if !chunk.done {
+        return Ok(None);
+    }
+    let data = slot.take().map(|c| c.data).unwrap_or_default();
+    drop(slot);
+    let snapshot = openraft::Snapshot {
+        meta: chunk.meta,
+        snapshot: std::io::Cursor::new(data),
+    };
+    raft.install_full_snapshot(chunk.vote, snapshot)
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
