@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
+    VoteResponse,
 };
 use openraft::{BasicNode, OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,9 @@ pub enum PeerRequest {
     },
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
+    /// AppendEntries of a replication stream: the receiver hands these to Raft in arrival
+    /// order and answers in that order, so the leader may have several in flight.
+    StreamAppend(AppendEntriesRequest<TypeConfig>),
     /// One piece of a snapshot the leader sends; the receiver collects the pieces of one
     /// transfer (per sender) and installs the snapshot when the last one arrives.
     SnapshotChunk(SnapshotChunk),
@@ -75,6 +80,10 @@ pub enum PeerResponse {
     /// Raft's answer, or why the receiving Raft could not give one (it stopped).
     AppendEntries(Result<AppendEntriesResponse<TypeConfig>, String>),
     Vote(Result<VoteResponse<TypeConfig>, String>),
+    /// The follower's answer to one [`PeerRequest::StreamAppend`]: the last log id it
+    /// stored (flushed), a conflict or a higher vote; `Err` when it could not answer (its
+    /// Raft stopped, or an earlier request of the stream failed).
+    StreamAppend(Result<StreamAppendResult<TypeConfig>, String>),
     /// A non-final chunk was stored (`Ok(None)`), the snapshot was installed (`Ok(Some)`,
     /// with the receiver's vote), or the transfer failed and must start over.
     SnapshotChunk(Result<Option<SnapshotResponse<TypeConfig>>, String>),
@@ -458,18 +467,17 @@ impl PeerNetwork {
         action: openraft::RPCTypes,
         ttl: Duration,
     ) -> RPCError<TypeConfig> {
-        match e {
-            PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
-                action,
-                id: self.client.as_ref().map_or(0, |c| c.me),
-                target: self.target,
-                timeout: ttl,
-            }),
-            PeerError::Connect { .. }
-            | PeerError::Backoff { .. }
-            | PeerError::Refused { .. }
-            | PeerError::NotSent { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-            _ => RPCError::Network(NetworkError::new(&e)),
+        let errors = StreamErrors {
+            target: self.target,
+            me: self.client.as_ref().map_or(0, |c| c.me),
+            ttl,
+        };
+        match errors.rpc_error(e) {
+            RPCError::Timeout(mut t) => {
+                t.action = action;
+                RPCError::Timeout(t)
+            }
+            other => other,
         }
     }
 
@@ -485,6 +493,46 @@ impl PeerNetwork {
         RPCError::Network(NetworkError::new(&PeerError::Unexpected {
             target: self.target,
         }))
+    }
+}
+
+/// At most this many AppendEntries of one replication stream await their answers.
+const PIPELINE_DEPTH: usize = 8;
+
+type PendingReply =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PeerResponse, PeerError>> + Send>>;
+
+/// Aborts the task when dropped (a replication stream's sender ends with the stream).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a replication stream needs to turn transport errors into openraft's.
+struct StreamErrors {
+    target: NodeId,
+    me: NodeId,
+    ttl: Duration,
+}
+
+impl StreamErrors {
+    fn rpc_error(&self, e: PeerError) -> RPCError<TypeConfig> {
+        match e {
+            PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
+                action: openraft::RPCTypes::AppendEntries,
+                id: self.me,
+                target: self.target,
+                timeout: self.ttl,
+            }),
+            PeerError::Connect { .. }
+            | PeerError::Backoff { .. }
+            | PeerError::Refused { .. }
+            | PeerError::NotSent { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            _ => RPCError::Network(NetworkError::new(&e)),
+        }
     }
 }
 
@@ -507,6 +555,74 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
             PeerResponse::AppendEntries(r) => r.map_err(|e| self.remote_failed(e)),
             _ => Err(self.unexpected()),
         }
+    }
+
+    /// Pipelined replication: requests are put on the wire as openraft produces them, up to
+    /// [`PIPELINE_DEPTH`] awaiting their answers, which come back in order (the receiver
+    /// feeds them to its Raft in order, see [`PeerRequest::StreamAppend`]). The stream ends
+    /// after the first failure; openraft then starts a new one from what was confirmed.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
+    {
+        Box::pin(async move {
+            let client = self.client()?.clone();
+            let ttl = option.hard_ttl();
+            let (tx, rx) = mpsc::channel::<Result<PendingReply, PeerError>>(PIPELINE_DEPTH);
+            let sender = tokio::spawn(async move {
+                let mut input = input;
+                while let Some(req) = input.next().await {
+                    let sent = client.start_call(PeerRequest::StreamAppend(req), ttl).await;
+                    let failed = sent.is_err();
+                    let sent = sent.map(|wait| Box::pin(wait) as PendingReply);
+                    if tx.send(sent).await.is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            let this = StreamErrors {
+                target: self.target,
+                me: self.client.as_ref().map_or(0, |c| c.me),
+                ttl,
+            };
+            let state = (rx, AbortOnDrop(sender), this);
+            let strm = futures::stream::unfold(Some(state), |state| async move {
+                let (mut rx, guard, this) = state?;
+                let reply = match rx.recv().await? {
+                    Ok(wait) => wait.await,
+                    Err(e) => Err(e),
+                };
+                let item = match reply {
+                    Ok(PeerResponse::StreamAppend(Ok(result))) => Ok(result),
+                    Ok(PeerResponse::StreamAppend(Err(reason))) => Err(RPCError::Unreachable(
+                        Unreachable::from_string(format!("node {}: {reason}", this.target)),
+                    )),
+                    Ok(_) => Err(RPCError::Network(NetworkError::new(
+                        &PeerError::Unexpected {
+                            target: this.target,
+                        },
+                    ))),
+                    Err(e) => Err(this.rpc_error(e)),
+                };
+                let go_on = matches!(item, Ok(Ok(_)));
+                Some((item, go_on.then_some((rx, guard, this))))
+            });
+            let strm: BoxStream<'s, _> = Box::pin(strm);
+            Ok(strm)
+        })
     }
 
     async fn vote(
@@ -684,6 +800,8 @@ async fn serve_peer(
     let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
     // A snapshot in transfer from this peer (its pieces come one at a time).
     let incoming: Arc<tokio::sync::Mutex<Option<Incoming>>> = Arc::default();
+    // Pipelined AppendEntries from this peer, handed to Raft in arrival order.
+    let mut append_pipe: Option<mpsc::Sender<(u64, AppendEntriesRequest<TypeConfig>)>> = None;
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             if sink.send(frame).await.is_err() {
@@ -707,6 +825,20 @@ async fn serve_peer(
         });
         let tx = tx.clone();
         let body = match env.body {
+            PeerRequest::StreamAppend(req) => {
+                let pipe = append_pipe.get_or_insert_with(|| start_append_pipe(&bus.raft, &tx));
+                if let Err(e) = pipe.try_send((env.id, req)) {
+                    // Not handed to Raft: the leader's stream fails and starts over.
+                    append_pipe = None;
+                    let (id, _) = match e {
+                        mpsc::error::TrySendError::Full(x)
+                        | mpsc::error::TrySendError::Closed(x) => x,
+                    };
+                    let body = PeerResponse::StreamAppend(Err("replication pipe overflow".into()));
+                    let _ = tx.send(encode(&Envelope { id, body })).await;
+                }
+                continue;
+            }
             PeerRequest::Forward(appends) => appends,
             other => {
                 let raft = bus.raft.clone();
@@ -741,6 +873,72 @@ async fn serve_peer(
     Ok(())
 }
 
+/// Feeds a peer's pipelined AppendEntries to Raft in arrival order (`Raft::stream_append`)
+/// and sends the answers back in the same order. After a failed answer Raft's stream ends;
+/// requests queued behind it are answered with an error (the leader starts a new stream) and
+/// a new stream takes what follows.
+fn start_append_pipe(
+    raft: &Raft,
+    out: &mpsc::Sender<Bytes>,
+) -> mpsc::Sender<(u64, AppendEntriesRequest<TypeConfig>)> {
+    let (tx, mut rx) = mpsc::channel::<(u64, AppendEntriesRequest<TypeConfig>)>(256);
+    let raft = raft.clone();
+    let out = out.clone();
+    tokio::spawn(async move {
+        let reply = |id: u64, body: PeerResponse| {
+            let out = out.clone();
+            async move { out.send(encode(&Envelope { id, body })).await.is_ok() }
+        };
+        let mut open = true;
+        while open {
+            let (req_tx, req_rx) = mpsc::channel::<AppendEntriesRequest<TypeConfig>>(256);
+            let input = futures::stream::unfold(req_rx, |mut rx| async move {
+                rx.recv().await.map(|req| (req, rx))
+            });
+            let mut answers = Box::pin(raft.stream_append(input));
+            let mut ids = std::collections::VecDeque::new();
+            loop {
+                tokio::select! {
+                    next = rx.recv(), if open => match next {
+                        Some((id, req)) => {
+                            if req_tx.try_send(req).is_err() {
+                                let body = PeerResponse::StreamAppend(Err("replication pipe overflow".into()));
+                                if !reply(id, body).await { return; }
+                            } else {
+                                ids.push_back(id);
+                            }
+                        }
+                        None => open = false,
+                    },
+                    answer = answers.next(), if !ids.is_empty() => {
+                        let id = ids.pop_front().expect("an answer is awaited");
+                        let (body, ok) = match answer {
+                            Some(Ok(result)) => {
+                                let ok = result.is_ok();
+                                (PeerResponse::StreamAppend(Ok(result)), ok)
+                            }
+                            Some(Err(fatal)) => (PeerResponse::StreamAppend(Err(fatal.to_string())), false),
+                            None => (PeerResponse::StreamAppend(Err("raft stopped".into())), false),
+                        };
+                        if !reply(id, body).await { return; }
+                        if !ok {
+                            for id in ids.drain(..) {
+                                let body = PeerResponse::StreamAppend(Err("an earlier append of the stream failed".into()));
+                                if !reply(id, body).await { return; }
+                            }
+                            break;
+                        }
+                    }
+                }
+                if !open && ids.is_empty() {
+                    return;
+                }
+            }
+        }
+    });
+    tx
+}
+
 /// The pieces of one snapshot received so far.
 struct Incoming {
     transfer: u64,
@@ -762,6 +960,9 @@ async fn handle(
             PeerResponse::SnapshotChunk(receive_chunk(raft, incoming, chunk).await)
         }
         PeerRequest::Forward(_) => PeerResponse::Refused("forwards are queued, not handled".into()),
+        PeerRequest::StreamAppend(_) => {
+            PeerResponse::Refused("stream appends are piped, not handled".into())
+        }
         PeerRequest::ReadIndex => PeerResponse::ReadIndex(
             crate::bus::leader_read_index(raft)
                 .await
