@@ -1038,10 +1038,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// Queues the entries for the flusher and returns at once; `callback` runs on the
-    /// flusher thread once they are durable (after `sync_data`). openraft 0.10 does not
-    /// wait for it before replicating: on the leader the callback is what makes its own
-    /// copy count towards the commit quorum, on a follower it is what releases the
-    /// AppendEntries reply. Either way nothing counts as stored before it is fsynced.
+    /// flusher thread once they are durable (after `sync_data`), or with the error that
+    /// stopped them.
+    ///
+    /// # Why an acknowledged write is still fsynced on a majority
+    ///
+    /// openraft 0.10 does not wait for this callback before it replicates (0.9 did, which
+    /// put the leader's fsync in series with the followers'). That is safe because the
+    /// callback is still the only way an entry counts as stored anywhere:
+    ///
+    /// - On the leader, `RaftCore` moves its *own* matching log id only on the
+    ///   `LocalIO` notification the callback sends (`handle_local_io` →
+    ///   `update_local_progress`); until then the leader is simply not one of the voters
+    ///   that hold the entry.
+    /// - On a follower, the AppendEntries reply is a `Command::Respond` conditioned on
+    ///   `IOFlushed` of that append (`Engine::handle_append_entries`), so a follower's
+    ///   "success" — the only thing that moves its matching on the leader — comes after its
+    ///   fsync.
+    /// - An entry is committed only when the quorum of matching log ids reaches it
+    ///   (`ReplicationHandler::update_matching` → `try_commit_quorum_accepted`), and the bus
+    ///   acknowledges a write only after it is committed and applied on the leader
+    ///   (`bus::Router::propose`).
+    ///
+    /// So acknowledged ⇒ committed ⇒ a majority of voters ran `sync_data` over it; the
+    /// leader may or may not be one of them. The leader may *apply* an entry before its own
+    /// copy is durable (it reads it from the in-memory cache, which keeps every unflushed
+    /// entry), which is fine: a crash loses only the leader's copy, the new leader comes from
+    /// the majority that has it. The committed log id this store persists lags the flushed
+    /// log (it is written after the sync of the batch it arrived with, see the flusher module), so a
+    /// restarted leader never claims a commit beyond its durable log. The test
+    /// `failpoints::killing_the_leader_before_its_own_log_write_loses_no_acknowledged_write`
+    /// kills a leader whose log writes are stalled while acknowledgements continue.
     async fn append<I>(
         &mut self,
         entries: I,
