@@ -1,15 +1,19 @@
 //! Applying committed entries to the state machine: the per-entry cost every node pays.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, EntryPayload};
 use raftbus_node::state_machine::{Retention, StateMachine};
-use raftbus_node::types::{Entry, LogId, Request};
+use raftbus_node::types::{Entry, EntryPayload, LeaderId, LogId, Request};
 
 fn batch(start: u64, n: u64, channels: u64) -> Vec<Entry> {
     (start..start + n)
         .map(|i| Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            log_id: LogId::new(
+                LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                i,
+            ),
             payload: EntryPayload::Normal(Request::Append {
                 channel: format!("ch{}", i % channels),
                 fields: vec![(b"m".to_vec(), vec![b'x'; 100])],
@@ -42,7 +46,7 @@ fn apply(c: &mut Criterion) {
                     next += size;
                     entries
                 },
-                |entries| rt.block_on(sm.apply(entries)).unwrap(),
+                |entries| rt.block_on(sm.apply_entries(entries)).unwrap(),
                 BatchSize::SmallInput,
             )
         });

@@ -10,14 +10,12 @@ use std::sync::mpsc;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, EntryPayload};
 use raftbus_node::command::Command;
 use raftbus_node::log_store::{LogStore, LogStoreConfig};
 use raftbus_node::resp::{Limits, RequestDecoder};
 use raftbus_node::server::xadd_append;
 use raftbus_node::state_machine::{Retention, StateMachine};
-use raftbus_node::types::{Append, Entry, LogId, Request};
+use raftbus_node::types::{Append, Entry, EntryPayload, LeaderId, LogId, Request};
 
 const MESSAGES: usize = 100;
 const PAYLOAD: usize = 100;
@@ -55,7 +53,13 @@ fn appends(input: &[u8]) -> Vec<Append> {
 
 fn entry(index: u64, request: Request) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: LogId::new(
+            LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            index,
+        ),
         payload: EntryPayload::Normal(request),
     }
 }
@@ -121,7 +125,7 @@ fn write_path(c: &mut Criterion) {
                         })
                         .unwrap();
                         wait.recv().unwrap().unwrap();
-                        rt.block_on(sm.apply(entries)).unwrap()
+                        rt.block_on(sm.apply_entries(entries)).unwrap()
                     },
                     BatchSize::SmallInput,
                 )

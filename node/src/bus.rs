@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -143,12 +144,7 @@ impl Bus {
                     {
                         Ok(self.state.applied_index())
                     }
-                    Some(leader) if leader == self.id => self
-                        .raft
-                        .get_read_log_id()
-                        .await
-                        .map(|(read, _)| read.map_or(0, |l| l.index))
-                        .map_err(|e| e.to_string()),
+                    Some(leader) if leader == self.id => leader_read_index(&self.raft).await,
                     Some(leader) => {
                         let peer = self
                             .peers
@@ -201,18 +197,23 @@ impl Bus {
     /// Resolves once this node's view of the leader is no longer `leader`.
     async fn leader_replaced(&self, leader: NodeId) {
         let mut metrics = self.raft.metrics();
-        if metrics
-            .wait_for(|m| m.current_leader.is_some_and(|l| l != leader))
-            .await
-            .is_err()
-        {
-            // Raft is shutting down: the call's own timeout decides.
-            std::future::pending::<()>().await;
+        loop {
+            let replaced = metrics
+                .borrow_watched()
+                .current_leader
+                .is_some_and(|l| l != leader);
+            if replaced {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                // Raft is shutting down: the call's own timeout decides.
+                std::future::pending::<()>().await;
+            }
         }
     }
 
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.metrics().borrow_watched().current_leader
     }
 
     /// The clients of the other nodes (for [`crate::transaction::exec`]).
@@ -286,7 +287,7 @@ impl Bus {
                     .any(|s| s == name || s == "all" || s == "everything" || s == "default")
         };
         let mut out = String::new();
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let idx = |l: Option<u64>| l.map_or(String::from("0"), |i| i.to_string());
         if want("server") {
             let stats = &self.server_stats;
@@ -377,6 +378,16 @@ impl Bus {
     }
 }
 
+/// The read index on this node as leader: its commit index (at least its first entry of
+/// the term), after a heartbeat round sent after this call was acknowledged by a quorum
+/// (ReadIndex: no lease is trusted). Fails when this node is not, or no longer, the leader.
+pub(crate) async fn leader_read_index(raft: &Raft) -> Result<u64, String> {
+    raft.get_read_log_id(openraft::ReadPolicy::ReadIndex)
+        .await
+        .map(|(read, _)| read.index())
+        .map_err(|e| e.to_string())
+}
+
 /// Turns queued appends into Raft proposals: batches whatever has queued up while earlier
 /// proposals are in flight (group commit), proposes them here when this node leads, and
 /// forwards them to the leader otherwise. Appends that certainly were not proposed are
@@ -427,7 +438,7 @@ impl Router {
             if live.is_empty() {
                 continue;
             }
-            let leader = self.raft.metrics().borrow().current_leader;
+            let leader = self.raft.metrics().borrow_watched().current_leader;
             match leader {
                 Some(leader) if leader == self.id => self.propose(live, permit).await,
                 Some(leader) => {
@@ -463,8 +474,9 @@ impl Router {
     async fn propose(&self, mut ops: Vec<Op>, permit: OwnedSemaphorePermit) {
         use openraft::error::ClientWriteError;
         let request = Request::Batch(ops.iter().map(|op| op.append.clone()).collect());
-        let waiting = match self.raft.client_write_ff(request).await {
-            Ok(rx) => rx,
+        let (responder, waiting) = openraft::impls::ProgressResponder::complete_only();
+        match self.raft.client_write_ff(request, Some(responder)).await {
+            Ok(()) => {}
             Err(fatal) => {
                 for op in ops {
                     op.finish(Err(ForwardError::Rejected(format!(
@@ -473,7 +485,7 @@ impl Router {
                 }
                 return;
             }
-        };
+        }
         for op in &mut ops {
             op.maybe_sent = true;
         }

@@ -14,6 +14,7 @@
 //!
 //! | name | where | `return` means |
 //! |---|---|---|
+//! | `log.before_write` | the log writing an append's records to its segment file (before the page cache has them) | the write fails (the log store fails) |
 //! | `log.before_fsync` / `log.after_fsync` | the log's group-commit fsync | the fsync fails (the log store fails) |
 //! | `log.vote_write` | storing the vote | the vote write fails |
 //! | `sm.before_apply` / `sm.after_apply` | applying committed entries | apply fails (Raft stops) |
@@ -80,6 +81,10 @@ pub(crate) use point;
 
 /// Every named point, with what it is for (for `NAMES` and validation).
 pub const POINTS: &[(&str, &str)] = &[
+    (
+        "log.before_write",
+        "before the log writes an append's records to its segment file",
+    ),
     ("log.before_fsync", "before the log's group-commit fsync"),
     ("log.after_fsync", "after the log's group-commit fsync"),
     ("log.vote_write", "storing the vote"),

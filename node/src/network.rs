@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
+    VoteResponse,
 };
-use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use openraft::{BasicNode, OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -30,7 +31,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::bus::Bus;
 use crate::shutdown::Shutdown;
-use crate::types::{Append, NodeId, Raft, TypeConfig};
+use crate::types::{Append, NodeId, Raft, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 
 /// Largest frame between peers; snapshot chunks are sized well below it.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -42,8 +43,13 @@ pub enum PeerRequest {
         secret: Option<String>,
     },
     AppendEntries(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    /// AppendEntries of a replication stream: the receiver hands these to Raft in arrival
+    /// order and answers in that order, so the leader may have several in flight.
+    StreamAppend(AppendEntriesRequest<TypeConfig>),
+    /// One piece of a snapshot the leader sends; the receiver collects the pieces of one
+    /// transfer (per sender) and installs the snapshot when the last one arrives.
+    SnapshotChunk(SnapshotChunk),
     /// Client appends that arrived at a follower, to be proposed by the leader in this
     /// order.
     Forward(Vec<Append>),
@@ -55,15 +61,35 @@ pub enum PeerRequest {
     ReadIndex,
 }
 
+/// A piece of a snapshot in transfer (see [`PeerRequest::SnapshotChunk`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The sending leader's vote; checked by Raft when the snapshot is installed.
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    /// Identifies one transfer; a transfer starts at offset 0.
+    pub transfer: u64,
+    /// Where `data` starts in the snapshot.
+    pub offset: u64,
+    pub data: Vec<u8>,
+    /// This is the last piece: install the snapshot.
+    pub done: bool,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerResponse {
     Welcome,
     Refused(String),
-    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
-    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(
-        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-    ),
+    /// Raft's answer, or why the receiving Raft could not give one (it stopped).
+    AppendEntries(Result<AppendEntriesResponse<TypeConfig>, String>),
+    Vote(Result<VoteResponse<TypeConfig>, String>),
+    /// The follower's answer to one [`PeerRequest::StreamAppend`]: the last log id it
+    /// stored (flushed), a conflict or a higher vote; `Err` when it could not answer (its
+    /// Raft stopped, or an earlier request of the stream failed).
+    StreamAppend(Result<StreamAppendResult<TypeConfig>, String>),
+    /// A non-final chunk was stored (`Ok(None)`), the snapshot was installed (`Ok(Some)`,
+    /// with the receiver's vote), or the transfer failed and must start over.
+    SnapshotChunk(Result<Option<SnapshotResponse<TypeConfig>>, String>),
     /// One result per forwarded append, in order: its offset, or why it was not stored.
     Forwarded(Vec<Result<u64, ForwardError>>),
     /// The replies of a forwarded [`PeerRequest::Exec`], or why it was not applied.
@@ -413,84 +439,278 @@ pub struct PeerNetwork {
     client: Option<Arc<PeerClient>>,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> =
-    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+/// Snapshot pieces are at most this large unless openraft asks for smaller ones.
+const SNAPSHOT_CHUNK: usize = MAX_FRAME / 16;
+
+/// Tells snapshot transfers apart (a new transfer from one leader restarts the receiver).
+static NEXT_TRANSFER: AtomicU64 = AtomicU64::new(1);
 
 impl PeerNetwork {
-    async fn call<E: std::error::Error>(
-        &self,
-        body: PeerRequest,
-        option: &RPCOption,
-    ) -> Result<PeerResponse, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
-        let Some(client) = &self.client else {
+    fn client(&self) -> Result<&Arc<PeerClient>, Unreachable<TypeConfig>> {
+        self.client.as_ref().ok_or_else(|| {
             let e = std::io::Error::other(format!("node {} is not in --peers", self.target));
-            return Err(RPCError::Unreachable(Unreachable::new(&e)));
-        };
-        let ttl = option.hard_ttl();
-        client.call(body, ttl).await.map_err(|e| match e {
-            PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
-                action: openraft::RPCTypes::AppendEntries,
-                id: 0,
-                target: self.target,
-                timeout: ttl,
-            }),
-            PeerError::Connect { .. }
-            | PeerError::Backoff { .. }
-            | PeerError::Refused { .. }
-            | PeerError::NotSent { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-            _ => RPCError::Network(NetworkError::new(&e)),
+            Unreachable::new(&e)
         })
     }
 
-    fn unexpected<E: std::error::Error>(
+    async fn call(
         &self,
-    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        body: PeerRequest,
+        action: openraft::RPCTypes,
+        ttl: Duration,
+    ) -> Result<PeerResponse, RPCError<TypeConfig>> {
+        let client = self.client()?;
+        client
+            .call(body, ttl)
+            .await
+            .map_err(|e| self.rpc_error(e, action, ttl))
+    }
+
+    fn rpc_error(
+        &self,
+        e: PeerError,
+        action: openraft::RPCTypes,
+        ttl: Duration,
+    ) -> RPCError<TypeConfig> {
+        let errors = StreamErrors {
+            target: self.target,
+            me: self.client.as_ref().map_or(0, |c| c.me),
+            ttl,
+        };
+        match errors.rpc_error(e) {
+            RPCError::Timeout(mut t) => {
+                t.action = action;
+                RPCError::Timeout(t)
+            }
+            other => other,
+        }
+    }
+
+    /// A remote Raft that could not answer (it stopped) is as good as unreachable.
+    fn remote_failed(&self, reason: String) -> RPCError<TypeConfig> {
+        RPCError::Unreachable(Unreachable::from_string(format!(
+            "node {}: {reason}",
+            self.target
+        )))
+    }
+
+    fn unexpected(&self) -> RPCError<TypeConfig> {
         RPCError::Network(NetworkError::new(&PeerError::Unexpected {
             target: self.target,
         }))
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerNetwork {
+/// At most this many AppendEntries of one replication stream await their answers.
+const PIPELINE_DEPTH: usize = 8;
+
+type PendingReply =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PeerResponse, PeerError>> + Send>>;
+
+/// Aborts the task when dropped (a replication stream's sender ends with the stream).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a replication stream needs to turn transport errors into openraft's.
+struct StreamErrors {
+    target: NodeId,
+    me: NodeId,
+    ttl: Duration,
+}
+
+impl StreamErrors {
+    fn rpc_error(&self, e: PeerError) -> RPCError<TypeConfig> {
+        match e {
+            PeerError::Timeout { .. } => RPCError::Timeout(Timeout {
+                action: openraft::RPCTypes::AppendEntries,
+                id: self.me,
+                target: self.target,
+                timeout: self.ttl,
+            }),
+            PeerError::Connect { .. }
+            | PeerError::Backoff { .. }
+            | PeerError::Refused { .. }
+            | PeerError::NotSent { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            _ => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerNetwork {
+    type SnapshotData = SnapshotData;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        match self.call(PeerRequest::AppendEntries(rpc), &option).await? {
-            PeerResponse::AppendEntries(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let reply = self
+            .call(
+                PeerRequest::AppendEntries(rpc),
+                openraft::RPCTypes::AppendEntries,
+                option.hard_ttl(),
+            )
+            .await?;
+        match reply {
+            PeerResponse::AppendEntries(r) => r.map_err(|e| self.remote_failed(e)),
             _ => Err(self.unexpected()),
         }
     }
 
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+    /// Pipelined replication: requests are put on the wire as openraft produces them, up to
+    /// [`PIPELINE_DEPTH`] awaiting their answers, which come back in order (the receiver
+    /// feeds them to its Raft in order, see [`PeerRequest::StreamAppend`]). The stream ends
+    /// after the first failure; openraft then starts a new one from what was confirmed.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
         option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        match self
-            .call(PeerRequest::InstallSnapshot(rpc), &option)
-            .await?
-        {
-            PeerResponse::InstallSnapshot(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            _ => Err(self.unexpected()),
-        }
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
+    {
+        Box::pin(async move {
+            let client = self.client()?.clone();
+            let ttl = option.hard_ttl();
+            let (tx, rx) = mpsc::channel::<Result<PendingReply, PeerError>>(PIPELINE_DEPTH);
+            let sender = tokio::spawn(async move {
+                let mut input = input;
+                while let Some(req) = input.next().await {
+                    let sent = client.start_call(PeerRequest::StreamAppend(req), ttl).await;
+                    let failed = sent.is_err();
+                    let sent = sent.map(|wait| Box::pin(wait) as PendingReply);
+                    if tx.send(sent).await.is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            let this = StreamErrors {
+                target: self.target,
+                me: self.client.as_ref().map_or(0, |c| c.me),
+                ttl,
+            };
+            let state = (rx, AbortOnDrop(sender), this);
+            let strm = futures::stream::unfold(Some(state), |state| async move {
+                let (mut rx, guard, this) = state?;
+                let reply = match rx.recv().await? {
+                    Ok(wait) => wait.await,
+                    Err(e) => Err(e),
+                };
+                let item = match reply {
+                    Ok(PeerResponse::StreamAppend(Ok(result))) => Ok(result),
+                    Ok(PeerResponse::StreamAppend(Err(reason))) => Err(RPCError::Unreachable(
+                        Unreachable::from_string(format!("node {}: {reason}", this.target)),
+                    )),
+                    Ok(_) => Err(RPCError::Network(NetworkError::new(
+                        &PeerError::Unexpected {
+                            target: this.target,
+                        },
+                    ))),
+                    Err(e) => Err(this.rpc_error(e)),
+                };
+                let go_on = matches!(item, Ok(Ok(_)));
+                Some((item, go_on.then_some((rx, guard, this))))
+            });
+            let strm: BoxStream<'s, _> = Box::pin(strm);
+            Ok(strm)
+        })
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<VoteResponse<NodeId>> {
-        match self.call(PeerRequest::Vote(rpc), &option).await? {
-            PeerResponse::Vote(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let reply = self
+            .call(
+                PeerRequest::Vote(rpc),
+                openraft::RPCTypes::Vote,
+                option.hard_ttl(),
+            )
+            .await?;
+        match reply {
+            PeerResponse::Vote(r) => r.map_err(|e| self.remote_failed(e)),
             _ => Err(self.unexpected()),
+        }
+    }
+
+    /// Sends the snapshot in pieces of at most `snapshot_max_chunk_size` bytes (a frame holds
+    /// at most [`MAX_FRAME`]), one at a time, each within the RPC timeout; the receiver
+    /// installs it when the last piece arrives.
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::Snapshot<crate::types::LeaderId, NodeId, BasicNode, Self::SnapshotData>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let client = self.client()?.clone();
+        let ttl = option.hard_ttl();
+        let chunk = option
+            .snapshot_chunk_size()
+            .unwrap_or(SNAPSHOT_CHUNK)
+            .clamp(1, SNAPSHOT_CHUNK);
+        let meta = snapshot.meta;
+        let data = snapshot.snapshot.into_inner();
+        let transfer = NEXT_TRANSFER.fetch_add(1, Ordering::Relaxed);
+        let mut cancel = std::pin::pin!(cancel);
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + chunk).min(data.len());
+            let done = end == data.len();
+            let body = PeerRequest::SnapshotChunk(SnapshotChunk {
+                vote,
+                meta: meta.clone(),
+                transfer,
+                offset: offset as u64,
+                data: data[offset..end].to_vec(),
+                done,
+            });
+            let reply = tokio::select! {
+                reply = client.call(body, ttl) => reply,
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+            };
+            let reply = reply.map_err(|e| {
+                match self.rpc_error(e, openraft::RPCTypes::InstallSnapshot, ttl) {
+                    RPCError::Timeout(t) => StreamingError::Timeout(t),
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    RPCError::Network(n) => StreamingError::Network(n),
+                    RPCError::RemoteError(r) => {
+                        StreamingError::Network(NetworkError::from_string(r.to_string()))
+                    }
+                }
+            })?;
+            match reply {
+                PeerResponse::SnapshotChunk(Ok(Some(resp))) if done => return Ok(resp),
+                PeerResponse::SnapshotChunk(Ok(None)) if !done => offset = end,
+                PeerResponse::SnapshotChunk(Err(reason)) => {
+                    return Err(StreamingError::Network(NetworkError::from_string(format!(
+                        "node {} refused snapshot piece at {offset}: {reason}",
+                        self.target
+                    ))))
+                }
+                _ => {
+                    return Err(StreamingError::Network(NetworkError::new(
+                        &PeerError::Unexpected {
+                            target: self.target,
+                        },
+                    )))
+                }
+            }
         }
     }
 }
@@ -583,6 +803,10 @@ async fn serve_peer(
 
     let (mut sink, mut stream) = framed.split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
+    // A snapshot in transfer from this peer (its pieces come one at a time).
+    let incoming: Arc<tokio::sync::Mutex<Option<Incoming>>> = Arc::default();
+    // Pipelined AppendEntries from this peer, handed to Raft in arrival order.
+    let mut append_pipe: Option<mpsc::Sender<(u64, AppendEntriesRequest<TypeConfig>)>> = None;
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             if sink.send(frame).await.is_err() {
@@ -606,11 +830,26 @@ async fn serve_peer(
         });
         let tx = tx.clone();
         let body = match env.body {
+            PeerRequest::StreamAppend(req) => {
+                let pipe = append_pipe.get_or_insert_with(|| start_append_pipe(&bus.raft, &tx));
+                if let Err(e) = pipe.try_send((env.id, req)) {
+                    // Not handed to Raft: the leader's stream fails and starts over.
+                    append_pipe = None;
+                    let (id, _) = match e {
+                        mpsc::error::TrySendError::Full(x)
+                        | mpsc::error::TrySendError::Closed(x) => x,
+                    };
+                    let body = PeerResponse::StreamAppend(Err("replication pipe overflow".into()));
+                    let _ = tx.send(encode(&Envelope { id, body })).await;
+                }
+                continue;
+            }
             PeerRequest::Forward(appends) => appends,
             other => {
                 let raft = bus.raft.clone();
+                let incoming = incoming.clone();
                 tokio::spawn(async move {
-                    let body = handle(&raft, other).await;
+                    let body = handle(&raft, &incoming, other).await;
                     let _ = tx.send(encode(&Envelope { id: env.id, body })).await;
                 });
                 continue;
@@ -639,25 +878,144 @@ async fn serve_peer(
     Ok(())
 }
 
-async fn handle(raft: &Raft, req: PeerRequest) -> PeerResponse {
+/// Feeds a peer's pipelined AppendEntries to Raft in arrival order (`Raft::stream_append`)
+/// and sends the answers back in the same order. After a failed answer Raft's stream ends;
+/// requests queued behind it are answered with an error (the leader starts a new stream) and
+/// a new stream takes what follows.
+fn start_append_pipe(
+    raft: &Raft,
+    out: &mpsc::Sender<Bytes>,
+) -> mpsc::Sender<(u64, AppendEntriesRequest<TypeConfig>)> {
+    let (tx, mut rx) = mpsc::channel::<(u64, AppendEntriesRequest<TypeConfig>)>(256);
+    let raft = raft.clone();
+    let out = out.clone();
+    tokio::spawn(async move {
+        let reply = |id: u64, body: PeerResponse| {
+            let out = out.clone();
+            async move { out.send(encode(&Envelope { id, body })).await.is_ok() }
+        };
+        let mut open = true;
+        while open {
+            let (req_tx, req_rx) = mpsc::channel::<AppendEntriesRequest<TypeConfig>>(256);
+            let input = futures::stream::unfold(req_rx, |mut rx| async move {
+                rx.recv().await.map(|req| (req, rx))
+            });
+            let mut answers = Box::pin(raft.stream_append(input));
+            let mut ids = std::collections::VecDeque::new();
+            loop {
+                tokio::select! {
+                    next = rx.recv(), if open => match next {
+                        Some((id, req)) => {
+                            if req_tx.try_send(req).is_err() {
+                                let body = PeerResponse::StreamAppend(Err("replication pipe overflow".into()));
+                                if !reply(id, body).await { return; }
+                            } else {
+                                ids.push_back(id);
+                            }
+                        }
+                        None => open = false,
+                    },
+                    answer = answers.next(), if !ids.is_empty() => {
+                        let id = ids.pop_front().expect("an answer is awaited");
+                        let (body, ok) = match answer {
+                            Some(Ok(result)) => {
+                                let ok = result.is_ok();
+                                (PeerResponse::StreamAppend(Ok(result)), ok)
+                            }
+                            Some(Err(fatal)) => (PeerResponse::StreamAppend(Err(fatal.to_string())), false),
+                            None => (PeerResponse::StreamAppend(Err("raft stopped".into())), false),
+                        };
+                        if !reply(id, body).await { return; }
+                        if !ok {
+                            for id in ids.drain(..) {
+                                let body = PeerResponse::StreamAppend(Err("an earlier append of the stream failed".into()));
+                                if !reply(id, body).await { return; }
+                            }
+                            break;
+                        }
+                    }
+                }
+                if !open && ids.is_empty() {
+                    return;
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// The pieces of one snapshot received so far.
+struct Incoming {
+    transfer: u64,
+    data: Vec<u8>,
+}
+
+async fn handle(
+    raft: &Raft,
+    incoming: &tokio::sync::Mutex<Option<Incoming>>,
+    req: PeerRequest,
+) -> PeerResponse {
     match req {
         PeerRequest::Hello { .. } => PeerResponse::Refused("hello sent twice".into()),
-        PeerRequest::AppendEntries(r) => PeerResponse::AppendEntries(raft.append_entries(r).await),
-        PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await),
-        PeerRequest::InstallSnapshot(r) => {
-            PeerResponse::InstallSnapshot(raft.install_snapshot(r).await)
+        PeerRequest::AppendEntries(r) => {
+            PeerResponse::AppendEntries(raft.append_entries(r).await.map_err(|e| e.to_string()))
+        }
+        PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
+        PeerRequest::SnapshotChunk(chunk) => {
+            PeerResponse::SnapshotChunk(receive_chunk(raft, incoming, chunk).await)
         }
         PeerRequest::Forward(_) => PeerResponse::Refused("forwards are queued, not handled".into()),
         PeerRequest::Exec(exec) => {
             PeerResponse::Exec(crate::transaction::propose_here(raft, exec).await)
         }
+        PeerRequest::StreamAppend(_) => {
+            PeerResponse::Refused("stream appends are piped, not handled".into())
+        }
         PeerRequest::ReadIndex => PeerResponse::ReadIndex(
-            raft.get_read_log_id()
+            crate::bus::leader_read_index(raft)
                 .await
-                .map(|(read, _)| read.map_or(0, |l| l.index))
                 .map_err(|e| e.to_string()),
         ),
     }
+}
+
+/// Adds a snapshot piece to the transfer in progress; installs the snapshot with the last.
+async fn receive_chunk(
+    raft: &Raft,
+    incoming: &tokio::sync::Mutex<Option<Incoming>>,
+    chunk: SnapshotChunk,
+) -> Result<Option<SnapshotResponse<TypeConfig>>, String> {
+    let mut slot = incoming.lock().await;
+    if chunk.offset == 0 {
+        *slot = Some(Incoming {
+            transfer: chunk.transfer,
+            data: Vec::new(),
+        });
+    }
+    let Some(current) = slot
+        .as_mut()
+        .filter(|c| c.transfer == chunk.transfer && c.data.len() as u64 == chunk.offset)
+    else {
+        *slot = None;
+        return Err(format!(
+            "piece at {} of snapshot transfer {} does not continue what was received",
+            chunk.offset, chunk.transfer
+        ));
+    };
+    current.data.extend_from_slice(&chunk.data);
+    if !chunk.done {
+        return Ok(None);
+    }
+    let data = slot.take().map(|c| c.data).unwrap_or_default();
+    drop(slot);
+    let snapshot = openraft::Snapshot {
+        meta: chunk.meta,
+        snapshot: std::io::Cursor::new(data),
+    };
+    raft.install_full_snapshot(chunk.vote, snapshot)
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::BasicNode;
 use tokio::net::TcpListener;
 
@@ -182,7 +183,7 @@ pub async fn wait_for_leader(raft: &Raft, timeout: Duration) -> Option<u64> {
     let mut metrics = raft.metrics();
     tokio::time::timeout(timeout, async {
         loop {
-            if let Some(l) = metrics.borrow().current_leader {
+            if let Some(l) = metrics.borrow_watched().current_leader {
                 return l;
             }
             if metrics.changed().await.is_err() {

@@ -6,16 +6,14 @@
 //! committed log after it, so applying must be deterministic: it depends only on the
 //! entries and on [`Retention`], which every node must be configured with alike.
 
-// openraft's StorageError is large, and the trait methods must return it anyway.
-#![allow(clippy::result_large_err)]
-
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Cursor;
+use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
@@ -23,8 +21,8 @@ use crate::durable_file;
 use crate::groups::Groups;
 use crate::transaction;
 use crate::types::{
-    Entry, LogId, Request, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
+    Entry, EntryPayload, LogId, Request, Response, Snapshot, SnapshotData, SnapshotMeta,
+    StoredMembership, TypeConfig,
 };
 
 /// Field/value pairs of one entry, owned.
@@ -380,17 +378,17 @@ async fn store_snapshot(
     slot: &SnapshotSlot,
     dir: &Path,
     stored: &StoredSnapshot,
-) -> Result<bool, StorageError> {
+) -> Result<bool, io::Error> {
     let mut file = slot.lock().await;
     if file.last_log_id.is_some() && file.last_log_id >= stored.meta.last_log_id {
         return Ok(false);
     }
-    let bytes = bincode::serialize(stored).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
+    let bytes = bincode::serialize(stored).map_err(io_err)?;
     let path = dir.join(SNAPSHOT_FILE);
     tokio::task::spawn_blocking(move || durable_file::write_atomic(&path, &bytes))
         .await
-        .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?
-        .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
+        .map_err(io_err)?
+        .map_err(io_err)?;
     file.last_log_id = stored.meta.last_log_id;
     Ok(true)
 }
@@ -404,19 +402,13 @@ pub struct StateMachine {
     shared: Arc<SharedState>,
     retention: Retention,
     dir: PathBuf,
-    snapshot_seq: u64,
     snapshot_file: SnapshotSlot,
     #[cfg(test)]
     build_gate: BuildGate,
 }
 
-fn io_err(e: impl std::fmt::Display, verb: openraft::ErrorVerb) -> StorageError {
-    StorageIOError::new(
-        openraft::ErrorSubject::StateMachine,
-        verb,
-        openraft::AnyError::error(e.to_string()),
-    )
-    .into()
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
 }
 
 impl StateMachine {
@@ -425,16 +417,14 @@ impl StateMachine {
         dir: &Path,
         retention: Retention,
         fanout_capacity: usize,
-    ) -> Result<(Self, Arc<SharedState>), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
+    ) -> Result<(Self, Arc<SharedState>), io::Error> {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
         let shared = SharedState::new(fanout_capacity);
-        durable_file::remove_temps(&dir.join(SNAPSHOT_FILE))
-            .map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
+        durable_file::remove_temps(&dir.join(SNAPSHOT_FILE)).map_err(io_err)?;
         let mut sm = StateMachine {
             shared: shared.clone(),
             retention,
             dir: dir.to_path_buf(),
-            snapshot_seq: 0,
             snapshot_file: SnapshotSlot::default(),
             #[cfg(test)]
             build_gate: None,
@@ -452,22 +442,20 @@ impl StateMachine {
         Ok((sm, shared))
     }
 
-    fn read_snapshot_file(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+    fn read_snapshot_file(&self) -> Result<Option<StoredSnapshot>, io::Error> {
         let path = self.dir.join(SNAPSHOT_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => bincode::deserialize(&bytes)
-                .map(Some)
-                .map_err(|e| io_err(e, openraft::ErrorVerb::Read)),
+            Ok(bytes) => bincode::deserialize(&bytes).map(Some).map_err(io_err),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(e, openraft::ErrorVerb::Read)),
+            Err(e) => Err(io_err(e)),
         }
     }
 
     /// Replaces the whole state with a snapshot body. With `announce`, what is new to this
     /// node is handed to local subscribers: entries it had not applied, in offset order per
     /// channel, and a [`ChannelEvent::Trimmed`] for those the snapshot no longer holds.
-    fn restore(&mut self, data: &[u8], announce: bool) -> Result<(), StorageError> {
-        let body = SnapshotBody::decode(data).map_err(|e| io_err(e, openraft::ErrorVerb::Read))?;
+    fn restore(&mut self, data: &[u8], announce: bool) -> Result<(), io::Error> {
+        let body = SnapshotBody::decode(data).map_err(io_err)?;
         let index = index_of(body.last_applied);
         let mut state = self.shared.state.write().expect("state lock poisoned");
         let mut channels = BTreeMap::new();
@@ -564,23 +552,13 @@ impl StateMachine {
     }
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = SnapshotBuilder;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let state = self.shared.state.read().expect("state lock poisoned");
-        Ok((state.last_applied, state.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
-    where
-        I: IntoIterator<Item = Entry> + Send,
-        I::IntoIter: Send,
-    {
-        crate::failpoint::point!("sm.before_apply", |msg| Err(io_err(
-            msg,
-            openraft::ErrorVerb::Write
-        )));
+impl StateMachine {
+    /// Applies committed entries in order; one response per entry.
+    pub async fn apply_entries(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Vec<Response>, io::Error> {
+        crate::failpoint::point!("sm.before_apply", |msg| Err(io_err(msg)));
         let mut replies = Vec::new();
         {
             let mut state = self.shared.state.write().expect("state lock poisoned");
@@ -641,38 +619,58 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         self.shared.applied_tx.send_modify(|n| *n += 1);
-        crate::failpoint::point!("sm.after_apply", |msg| Err(io_err(
-            msg,
-            openraft::ErrorVerb::Write
-        )));
+        crate::failpoint::point!("sm.after_apply", |msg| Err(io_err(msg)));
         Ok(replies)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let state = self.shared.state.read().expect("state lock poisoned");
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    /// Takes every entry openraft hands over in this call, applies them under one state
+    /// lock, then answers the waiting proposers (on the leader).
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut batch = Vec::new();
+        let mut responders = Vec::new();
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            batch.push(entry);
+            responders.push(responder);
+        }
+        let replies = self.apply_entries(batch).await?;
+        for (responder, reply) in responders.into_iter().zip(replies) {
+            if let Some(responder) = responder {
+                responder.send(reply);
+            }
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        self.snapshot_seq += 1;
         SnapshotBuilder {
             shared: self.shared.clone(),
             dir: self.dir.clone(),
-            seq: self.snapshot_seq,
             file: self.snapshot_file.clone(),
             #[cfg(test)]
             gate: self.build_gate.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        crate::failpoint::point!("sm.snapshot_install", |msg| Err(io_err(
-            msg,
-            openraft::ErrorVerb::Write
-        )));
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        crate::failpoint::point!("sm.snapshot_install", |msg| Err(io_err(msg)));
         let data = snapshot.into_inner();
         self.restore(&data, true)?;
         let stored = StoredSnapshot {
@@ -686,10 +684,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         Ok(self.read_snapshot_file()?.map(|s| Snapshot {
             meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+            snapshot: Cursor::new(s.data),
         }))
     }
 }
@@ -698,18 +696,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub struct SnapshotBuilder {
     shared: Arc<SharedState>,
     dir: PathBuf,
-    seq: u64,
     file: SnapshotSlot,
     #[cfg(test)]
     gate: BuildGate,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        crate::failpoint::point!("sm.snapshot_build", |msg| Err(io_err(
-            msg,
-            openraft::ErrorVerb::Write
-        )));
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        crate::failpoint::point!("sm.snapshot_build", |msg| Err(io_err(msg)));
         // Copy the Arc'd entries under the lock, serialize outside it, so applying is
         // blocked only for the copy.
         let (last_applied, membership, channels, extras) = {
@@ -757,15 +753,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 .collect(),
             extras: &extras,
         };
-        let data = bincode::serialize(&view).map_err(|e| io_err(e, openraft::ErrorVerb::Write))?;
-        let snapshot_id = match last_applied {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.seq),
-            None => format!("0-0-{}", self.seq),
-        };
+        let data = bincode::serialize(&view).map_err(io_err)?;
         let meta = SnapshotMeta {
             last_log_id: last_applied,
             last_membership: membership,
-            snapshot_id,
         };
         let stored = StoredSnapshot { meta, data };
         #[cfg(test)]
@@ -780,7 +771,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         }
         Ok(Snapshot {
             meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Cursor::new(stored.data),
         })
     }
 }
@@ -788,12 +779,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::NodeId;
-    use openraft::{CommittedLeaderId, EntryPayload};
+    use crate::types::{EntryPayload, LeaderId};
 
     fn append(index: u64, channel: &str, msg: &str) -> Entry {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1 as NodeId), index),
+            log_id: LogId::new(
+                LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                index,
+            ),
             payload: EntryPayload::Normal(Request::Append {
                 channel: channel.into(),
                 fields: vec![(b"message".to_vec(), msg.as_bytes().to_vec())],
@@ -811,7 +807,7 @@ mod tests {
         };
         let (mut sm, shared) = StateMachine::open(dir.path(), retention, 64).unwrap();
         let replies = sm
-            .apply(vec![
+            .apply_entries(vec![
                 append(1, "a", "x"),
                 append(2, "b", "y"),
                 append(3, "a", "z"),
@@ -839,7 +835,7 @@ mod tests {
     async fn snapshot_round_trip_restores_state_and_announces_new_entries() {
         let dir = tempfile::tempdir().unwrap();
         let (mut sm, _shared) = StateMachine::open(dir.path(), Retention::default(), 64).unwrap();
-        sm.apply(vec![append(1, "a", "x"), append(2, "a", "y")])
+        sm.apply_entries(vec![append(1, "a", "x"), append(2, "a", "y")])
             .await
             .unwrap();
         let mut builder = sm.get_snapshot_builder().await;
@@ -850,7 +846,7 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let (mut sm2, shared2) =
             StateMachine::open(other.path(), Retention::default(), 64).unwrap();
-        sm2.apply(vec![append(1, "a", "x")]).await.unwrap();
+        sm2.apply_entries(vec![append(1, "a", "x")]).await.unwrap();
         let (mut rx, at) = shared2.subscribe_at();
         assert_eq!(at, 1);
         sm2.install_snapshot(&snap.meta, snap.snapshot)
@@ -886,12 +882,12 @@ mod tests {
         let (mut sm, shared) = StateMachine::open(dir.path(), Retention::default(), 64).unwrap();
         let (mut before, at0) = shared.subscribe_at();
         assert_eq!(at0, 0);
-        sm.apply(vec![append(1, "a", "x"), append(2, "a", "y")])
+        sm.apply_entries(vec![append(1, "a", "x"), append(2, "a", "y")])
             .await
             .unwrap();
         let (mut after, at2) = shared.subscribe_at();
         assert_eq!(at2, 2);
-        sm.apply(vec![append(3, "a", "z")]).await.unwrap();
+        sm.apply_entries(vec![append(3, "a", "z")]).await.unwrap();
         assert_eq!(offsets(&mut before), vec![(1, 1), (2, 2), (3, 3)]);
         assert_eq!(offsets(&mut after), vec![(3, 3)]);
     }
@@ -905,7 +901,7 @@ mod tests {
         };
         let (mut leader, _) = StateMachine::open(dir.path(), retention, 64).unwrap();
         let writes: Vec<Entry> = (1..=5).map(|i| append(i, "a", "m")).collect();
-        leader.apply(writes).await.unwrap();
+        leader.apply_entries(writes).await.unwrap();
         let snap = leader
             .get_snapshot_builder()
             .await
@@ -916,7 +912,10 @@ mod tests {
         // A follower that has offset 1 only: 2 and 3 were trimmed, 4 and 5 are in the snapshot.
         let other = tempfile::tempdir().unwrap();
         let (mut follower, shared) = StateMachine::open(other.path(), retention, 64).unwrap();
-        follower.apply(vec![append(1, "a", "m")]).await.unwrap();
+        follower
+            .apply_entries(vec![append(1, "a", "m")])
+            .await
+            .unwrap();
         let (mut rx, _) = shared.subscribe_at();
         follower
             .install_snapshot(&snap.meta, snap.snapshot)
@@ -936,7 +935,7 @@ mod tests {
         let (mut sm, _) = StateMachine::open(dir.path(), Retention::default(), 64).unwrap();
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         sm.build_gate = Some(gate.clone());
-        sm.apply(vec![append(1, "a", "x"), append(2, "a", "y")])
+        sm.apply_entries(vec![append(1, "a", "x"), append(2, "a", "y")])
             .await
             .unwrap();
         // The build copies the state at index 2, then waits at the gate before storing.
@@ -949,7 +948,7 @@ mod tests {
         let (mut leader, _) =
             StateMachine::open(leader_dir.path(), Retention::default(), 64).unwrap();
         let writes: Vec<Entry> = (1..=4).map(|i| append(i, "a", "m")).collect();
-        leader.apply(writes).await.unwrap();
+        leader.apply_entries(writes).await.unwrap();
         let newer = leader
             .get_snapshot_builder()
             .await

@@ -69,16 +69,41 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
-pub type Snapshot = openraft::Snapshot<TypeConfig>;
+/// The leader part of a log id and of a vote: `(term, node id)`, several leaders per term
+/// allowed (openraft's default "advanced" leader id).
+pub type LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, NodeId>;
+pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
+pub type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
+pub type EntryPayload = openraft::EntryPayload<Request, NodeId, openraft::BasicNode>;
+pub type LogId = openraft::LogId<LeaderId>;
+pub type Vote = openraft::Vote<LeaderId>;
+pub type StoredMembership = openraft::StoredMembership<LeaderId, NodeId, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<LeaderId, NodeId, openraft::BasicNode>;
+/// A snapshot whose data is the serialized state, in memory.
+pub type Snapshot = openraft::Snapshot<LeaderId, NodeId, openraft::BasicNode, SnapshotData>;
+pub type SnapshotData = Cursor<Vec<u8>>;
+
+/// Short form for openraft's logs: never the payload bytes.
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Append { channel, .. } => write!(f, "append to {channel}"),
+            Request::Batch(appends) => write!(f, "batch of {} appends", appends.len()),
+            Request::Exec(exec) => write!(f, "exec of {} commands", exec.ops.len()),
+        }
+    }
+}
+
+impl std::fmt::Display for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Response::Appended { offset } => write!(f, "appended at {offset}"),
+            Response::Batch(offsets) => write!(f, "batch of {} appended", offsets.len()),
+            Response::Exec(replies) => write!(f, "exec of {} replies", replies.len()),
+            Response::None => f.write_str("none"),
+        }
+    }
+}

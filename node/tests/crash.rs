@@ -9,14 +9,14 @@ use crate::util::{wait_stream_len, xrange, Cluster};
 const KEY: &str = "acked";
 
 /// Writes `m<seq>` continuously through any reachable node and records what was acked.
-struct Writer {
+pub(crate) struct Writer {
     acked: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Writer {
-    fn start(urls: Vec<String>) -> Writer {
+    pub(crate) fn start(urls: Vec<String>) -> Writer {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (a, s) = (acked.clone(), stop.clone());
@@ -69,22 +69,28 @@ impl Writer {
         Writer { acked, stop, task }
     }
 
-    fn acked_count(&self) -> usize {
+    pub(crate) fn acked_count(&self) -> usize {
         self.acked.lock().unwrap().len()
     }
 
-    async fn stop(self) -> Vec<String> {
+    /// The messages acknowledged so far, in order.
+    #[cfg(feature = "failpoints")]
+    pub(crate) fn acked(&self) -> Vec<String> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    pub(crate) async fn stop(self) -> Vec<String> {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
         Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
     }
 }
 
-fn urls(cluster: &Cluster) -> Vec<String> {
+pub(crate) fn urls(cluster: &Cluster) -> Vec<String> {
     (0..cluster.nodes.len()).map(|i| cluster.url(i)).collect()
 }
 
-async fn wait_more_acks(w: &Writer, more: usize) -> anyhow::Result<()> {
+pub(crate) async fn wait_more_acks(w: &Writer, more: usize) -> anyhow::Result<()> {
     let target = w.acked_count() + more;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while w.acked_count() < target {
@@ -98,7 +104,10 @@ async fn wait_more_acks(w: &Writer, more: usize) -> anyhow::Result<()> {
 }
 
 /// Every acked message is on every node, each node holds the same sequence, no duplicates.
-async fn assert_all_acked_everywhere(cluster: &Cluster, acked: &[String]) -> anyhow::Result<()> {
+pub(crate) async fn assert_all_acked_everywhere(
+    cluster: &Cluster,
+    acked: &[String],
+) -> anyhow::Result<()> {
     wait_stream_len(cluster, KEY, acked.len(), Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let reference = xrange(cluster, 0, KEY).await?;

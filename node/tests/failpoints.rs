@@ -132,3 +132,68 @@ async fn a_failpoint_build_arms_fires_and_disarms_points_and_planted_bugs() -> a
     );
     Ok(())
 }
+
+/// The leader's own log write is off the commit path (openraft 0.10 counts the leader's
+/// flush as one vote of the quorum instead of waiting for it before replicating), and that
+/// must not weaken an acknowledgement: with the leader's flusher stalled before it even
+/// writes (`log.before_write`), writes are still acknowledged — on the followers' fsyncs
+/// alone — and when the leader is then SIGKILLed, without those entries anywhere on its
+/// disk, every acknowledged write survives on the new leader and on the restarted old one.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_before_its_own_log_write_loses_no_acknowledged_write(
+) -> anyhow::Result<()> {
+    use crate::crash::{assert_all_acked_everywhere, urls, wait_more_acks, Writer};
+
+    let mut cluster = Cluster::start_with(3, None, Some("s3cret"))?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let writer = Writer::start(urls(&cluster));
+    wait_more_acks(&writer, 100).await?;
+
+    // Every write of the leader's log now sleeps before its records reach the segment file.
+    let armed = admin(
+        &cluster,
+        leader,
+        &["s3cret", "SET", "log.before_write", "sleep(20000)"],
+    )
+    .await?;
+    assert_eq!(armed, "OK");
+    // Let the write under way when the point was armed finish; then the leader's flushed
+    // count stops.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let flushed = |i: usize| {
+        let cluster = &cluster;
+        async move {
+            let mut c = cluster.conn(i).await?;
+            let text: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut c)
+                .await?;
+            let value = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("log_entries_flushed:"))
+                .ok_or_else(|| anyhow::anyhow!("INFO has no log_entries_flushed: {text}"))?;
+            anyhow::Ok(value.parse::<u64>()?)
+        }
+    };
+    let flushed_before = flushed(leader).await?;
+    let acked_before = writer.acked_count();
+    wait_more_acks(&writer, 100).await?;
+    let flushed_after = flushed(leader).await?;
+    assert_eq!(
+        flushed_after, flushed_before,
+        "the leader's log made nothing durable while its writes were stalled"
+    );
+    let acked_while_stalled: Vec<String> = writer.acked()[acked_before..].to_vec();
+    assert!(acked_while_stalled.len() >= 100);
+
+    cluster.kill(leader);
+    let new_leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    assert_ne!(new_leader, leader);
+    wait_more_acks(&writer, 100).await?;
+    cluster.restart(leader)?;
+    wait_more_acks(&writer, 50).await?;
+    let acked = writer.stop().await;
+    // Among them the writes acknowledged while only the followers had them.
+    assert_all_acked_everywhere(&cluster, &acked).await
+}

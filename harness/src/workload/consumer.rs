@@ -30,7 +30,7 @@ use super::resp::{parse_entries, parse_xread, RespConn, StreamEntry, Value};
 use crate::history::{Event, TakenEntry};
 use crate::payload::{self, Decoded};
 use crate::record::{Clock, Recorder};
-use crate::scenario::{ClientPolicy, Scenario};
+use crate::scenario::Scenario;
 use crate::target::check_client_addr;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -215,21 +215,14 @@ impl Consumer {
     async fn connect(&self, ended: usize) -> Result<(String, RespConn), String> {
         let spec = &self.spec;
         let policy = spec.scenario.client.policy;
-        let (node, addr) = if policy == ClientPolicy::Failover && !spec.sentinels.is_empty() {
-            let addr = super::discover::discover(&spec.sentinels, ended, CONNECT_TIMEOUT)
-                .await
-                .map_err(|e| format!("no primary from sentinel: {e}"))?;
-            let node = spec
-                .servers
-                .iter()
-                .find(|(_, a)| *a == addr)
-                .map(|(n, _)| n.clone())
-                .ok_or_else(|| format!("sentinel names {addr}, which is none of the servers"))?;
-            (node, addr)
-        } else {
-            let home = spec.slot();
-            super::next_endpoint(&spec.endpoints, home, policy, ended).clone()
-        };
+        let (node, addr) = super::write_endpoint(
+            &spec.endpoints,
+            &spec.servers,
+            &spec.sentinels,
+            (spec.slot(), policy, ended),
+            ended,
+        )
+        .await?;
         check_client_addr(addr).map_err(|e| e.to_string())?;
         let conn = RespConn::connect(addr, CONNECT_TIMEOUT)
             .await

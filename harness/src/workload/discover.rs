@@ -13,6 +13,10 @@ use std::time::Duration;
 use super::resp::{RespConn, Value};
 use crate::target::{check_client_addr, info, info_field};
 
+/// How long a client waits for a Sentinel or server to answer while it looks for the
+/// primary.
+pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The name the Sentinels monitor the primary under.
 pub const MASTER_NAME: &str = "raftbus";
 

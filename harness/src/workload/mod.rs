@@ -55,6 +55,30 @@ pub(crate) fn next_endpoint(
     &endpoints[(home + moves) % endpoints.len()]
 }
 
+/// Where a writing client's next session goes: under `failover` with Sentinels, the primary
+/// they name (asking from Sentinel `first` on); otherwise [`next_endpoint`] from `home`.
+pub(crate) async fn write_endpoint(
+    endpoints: &[(String, SocketAddr)],
+    servers: &[(String, SocketAddr)],
+    sentinels: &[SocketAddr],
+    (home, policy, ended): (usize, ClientPolicy, usize),
+    first: usize,
+) -> Result<(String, SocketAddr), String> {
+    if policy == ClientPolicy::Failover && !sentinels.is_empty() {
+        let addr = discover::discover(sentinels, first, discover::CLIENT_CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| format!("no primary from sentinel: {e}"))?;
+        let name = servers
+            .iter()
+            .find(|(_, a)| *a == addr)
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| format!("sentinel names {addr}, which is none of the servers"))?;
+        Ok((name, addr))
+    } else {
+        Ok(next_endpoint(endpoints, home, policy, ended).clone())
+    }
+}
+
 /// How long subscribers get to connect before the clock starts.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long subscribers get to catch up after the load stopped.
@@ -500,38 +524,26 @@ async fn record_group_states(node: &str, addr: SocketAddr, s: &Scenario, recorde
         };
         for g in 0..s.queue.groups {
             let group = group_name(g);
-            let event = match &infos {
-                Ok(list) => match list.iter().find(|i| i.name == group) {
-                    Some(i) => Event::GroupState {
-                        node: node.to_string(),
-                        channel: channel.clone(),
-                        group,
-                        ok: true,
-                        pending: i.pending,
-                        last_delivered: i.last_delivered.clone(),
-                        error: None,
-                    },
-                    None => Event::GroupState {
-                        node: node.to_string(),
-                        channel: channel.clone(),
-                        group,
-                        ok: false,
-                        pending: 0,
-                        last_delivered: None,
-                        error: Some("the group does not exist there".into()),
-                    },
-                },
-                Err(e) => Event::GroupState {
+            let read = match &infos {
+                Ok(list) => list
+                    .iter()
+                    .find(|i| i.name == group)
+                    .map(|i| (i.pending, i.last_delivered.clone()))
+                    .ok_or_else(|| "the group does not exist there".to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            let (pending, last_delivered) = read.as_ref().cloned().unwrap_or_default();
+            recorder
+                .record(Event::GroupState {
                     node: node.to_string(),
                     channel: channel.clone(),
                     group,
-                    ok: false,
-                    pending: 0,
-                    last_delivered: None,
-                    error: Some(e.clone()),
-                },
-            };
-            recorder.record(event).await;
+                    ok: read.is_ok(),
+                    pending,
+                    last_delivered,
+                    error: read.err(),
+                })
+                .await;
         }
     }
 }

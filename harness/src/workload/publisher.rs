@@ -223,21 +223,14 @@ fn is_stalled(oldest_wait: Duration, silent_for: Duration, stall: Duration) -> b
 /// after `attempt` moves (bus) or the primary Sentinel names (Redis with Sentinel).
 async fn connect_to(spec: &PublisherSpec, attempt: usize, generation: u64) -> Result<Conn, String> {
     let policy = spec.scenario.client.policy;
-    let (node, addr) = if policy == ClientPolicy::Failover && !spec.sentinels.is_empty() {
-        let first = spec.index as usize + attempt;
-        let addr = super::discover::discover(&spec.sentinels, first, CONNECT_TIMEOUT)
-            .await
-            .map_err(|e| format!("no primary from sentinel: {e}"))?;
-        let name = spec
-            .servers
-            .iter()
-            .find(|(_, a)| *a == addr)
-            .map(|(n, _)| n.clone())
-            .ok_or_else(|| format!("sentinel names {addr}, which is none of the servers"))?;
-        (name, addr)
-    } else {
-        super::next_endpoint(&spec.endpoints, spec.index as usize, policy, attempt).clone()
-    };
+    let (node, addr) = super::write_endpoint(
+        &spec.endpoints,
+        &spec.servers,
+        &spec.sentinels,
+        (spec.index as usize, policy, attempt),
+        spec.index as usize + attempt,
+    )
+    .await?;
     // No reply timeout inside the client: each request has its own (the scenario's).
     connect_with(&node, addr, CONNECT_TIMEOUT, None)
         .await

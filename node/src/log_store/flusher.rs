@@ -241,6 +241,10 @@ impl Flusher {
     }
 
     fn write(&mut self, write: &WriteOp) -> io::Result<()> {
+        // `sleep(ms)` here holds this node's new entries out of even the page cache, so a
+        // SIGKILL meanwhile loses them on this node (a test of acknowledgement without the
+        // leader's own copy).
+        crate::failpoint::point!("log.before_write", |msg| Err(io::Error::other(msg)));
         if self.active.as_ref().map(|(segment, _)| *segment) != Some(write.segment) {
             // A new segment gets no byte before the previous one is durable, so a torn
             // record can only ever be at the end of the last segment.

@@ -38,17 +38,17 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 use serde::Serialize;
 
-use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 use flusher::{Done, Flusher, Op, WriteOp};
 use segment::{Loc, HEADER_LEN};
 
 /// The leader part of a log id; consecutive entries usually share it.
-type LeaderId = openraft::CommittedLeaderId<NodeId>;
+type LeaderId = crate::types::LeaderId;
 
 /// Tuning of a [`LogStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -973,39 +973,47 @@ impl Drop for Inner {
     }
 }
 
-fn read_err(e: LogStoreError) -> StorageError {
-    StorageIOError::read_logs(AnyError::new(&e)).into()
-}
-
-fn write_err(e: LogStoreError) -> StorageError {
-    StorageIOError::write_logs(AnyError::new(&e)).into()
+fn storage_err(e: LogStoreError) -> io::Error {
+    match e {
+        LogStoreError::Io { source, path } => io::Error::new(
+            source.kind(),
+            format!("log store io error on {}: {source}", path.display()),
+        ),
+        other => io::Error::other(other.to_string()),
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = range_to_bounds(&range);
-        self.read_entries(start, end, None).await.map_err(read_err)
+        self.read_entries(start, end, None)
+            .await
+            .map_err(storage_err)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.vote())
     }
 
     async fn limited_get_log_entries(
         &mut self,
         start: u64,
         end: u64,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> Result<Vec<Entry>, io::Error> {
         let limit = self.inner.config.read_batch_bytes;
         self.read_entries(start, end, Some(limit))
             .await
-            .map_err(read_err)
+            .map_err(storage_err)
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let (last_purged_log_id, last_log_id) = self.log_state();
         Ok(LogState {
             last_purged_log_id,
@@ -1017,43 +1025,69 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.store_vote(*vote)
-            .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.store_vote(*vote).await.map_err(storage_err)
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self.vote())
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.store_committed(committed).map_err(storage_err)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.store_committed(committed)
-            .map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         Ok(self.committed())
     }
 
+    /// Queues the entries for the flusher and returns at once; `callback` runs on the
+    /// flusher thread once they are durable (after `sync_data`), or with the error that
+    /// stopped them.
+    ///
+    /// # Why an acknowledged write is still fsynced on a majority
+    ///
+    /// openraft 0.10 does not wait for this callback before it replicates (0.9 did, which
+    /// put the leader's fsync in series with the followers'). That is safe because the
+    /// callback is still the only way an entry counts as stored anywhere:
+    ///
+    /// - On the leader, `RaftCore` moves its *own* matching log id only on the
+    ///   `LocalIO` notification the callback sends (`handle_local_io` →
+    ///   `update_local_progress`); until then the leader is simply not one of the voters
+    ///   that hold the entry.
+    /// - On a follower, the AppendEntries reply is a `Command::Respond` conditioned on
+    ///   `IOFlushed` of that append (`Engine::handle_append_entries`), so a follower's
+    ///   "success" — the only thing that moves its matching on the leader — comes after its
+    ///   fsync.
+    /// - An entry is committed only when the quorum of matching log ids reaches it
+    ///   (`ReplicationHandler::update_matching` → `try_commit_quorum_accepted`), and the bus
+    ///   acknowledges a write only after it is committed and applied on the leader
+    ///   (`bus::Router::propose`).
+    ///
+    /// So acknowledged ⇒ committed ⇒ a majority of voters ran `sync_data` over it; the
+    /// leader may or may not be one of them. The leader may *apply* an entry before its own
+    /// copy is durable (it reads it from the in-memory cache, which keeps every unflushed
+    /// entry), which is fine: a crash loses only the leader's copy, the new leader comes from
+    /// the majority that has it. The committed log id this store persists lags the flushed
+    /// log (it is written after the sync of the batch it arrived with, see the flusher module), so a
+    /// restarted leader never claims a commit beyond its durable log. The test
+    /// `failpoints::killing_the_leader_before_its_own_log_write_loses_no_acknowledged_write`
+    /// kills a leader whose log writes are stalled while acknowledgements continue.
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.append_entries(entries, move |result| callback.log_io_completed(result))
-            .map_err(write_err)
+        self.append_entries(entries, move |result| callback.io_completed(result))
+            .map_err(storage_err)
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.truncate_from(log_id.index).await.map_err(write_err)
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        self.truncate_from(from).await.map_err(storage_err)
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.purge_upto(log_id).await.map_err(write_err)
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        self.purge_upto(log_id).await.map_err(storage_err)
     }
 }

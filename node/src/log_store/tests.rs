@@ -1,23 +1,27 @@
 use std::fs::{self, OpenOptions};
 use std::io::{Cursor, Write};
+
+use futures::{Stream, StreamExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
-use openraft::testing::{StoreBuilder, Suite};
-use openraft::{
-    CommittedLeaderId, EntryPayload, OptionalSend, RaftLogReader, RaftSnapshotBuilder,
-    StoredMembership,
-};
+use openraft::storage::{EntryResponder, RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{OptionalSend, RaftLogReader, RaftSnapshotBuilder};
 use tempfile::TempDir;
 
 use super::segment::{segment_path, HEADER_LEN};
 use super::*;
-use crate::types::{Request, Response, Snapshot, SnapshotMeta};
+use crate::types::{
+    EntryPayload, LeaderId, Request, Response, Snapshot, SnapshotData, SnapshotMeta,
+    StoredMembership,
+};
+
+type StorageError = openraft::StorageError<TypeConfig>;
 
 fn log_id(term: u64, index: u64) -> LogId {
-    LogId::new(CommittedLeaderId::new(term, 0), index)
+    LogId::new(LeaderId { term, node_id: 0 }, index)
 }
 
 fn entry(term: u64, index: u64) -> Entry {
@@ -406,7 +410,7 @@ async fn truncate_and_purge_across_segments() {
     assert!(before.len() >= 5, "{before:?}");
 
     // Truncate in the middle of a segment: later segments go, that one is cut.
-    store.truncate(log_id(1, 14)).await.unwrap();
+    store.truncate_after(Some(log_id(1, 13))).await.unwrap();
     let state = store.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id, Some(log_id(1, 13)));
     assert_eq!(
@@ -427,7 +431,10 @@ async fn truncate_and_purge_across_segments() {
         .iter()
         .find(|&&f| f > 14 && f <= 19)
         .unwrap();
-    store.truncate(log_id(2, boundary)).await.unwrap();
+    store
+        .truncate_after(Some(log_id(2, boundary - 1)))
+        .await
+        .unwrap();
     assert!(!segment_files(dir).contains(&boundary));
     assert_eq!(store.stats().last_index, Some(boundary - 1));
     append(&store, entries(3, boundary..20)).await;
@@ -489,7 +496,7 @@ async fn truncate_everything_then_start_again() {
     let tmp = TempDir::new().unwrap();
     let mut store = LogStore::open_with(tmp.path(), tiny()).unwrap();
     append(&store, entries(1, 0..12)).await;
-    store.truncate(log_id(1, 0)).await.unwrap();
+    store.truncate_after(None).await.unwrap();
     let state = store.get_log_state().await.unwrap();
     assert_eq!((state.last_purged_log_id, state.last_log_id), (None, None));
     assert!(segment_files(tmp.path()).is_empty());
@@ -647,7 +654,7 @@ async fn empty_append_completes_after_earlier_appends() {
 #[derive(Default)]
 struct SmState {
     applied: Option<LogId>,
-    membership: StoredMembership<NodeId, openraft::BasicNode>,
+    membership: StoredMembership,
     snapshot: Option<(SnapshotMeta, Vec<u8>)>,
     snapshots_built: u64,
 }
@@ -656,71 +663,71 @@ struct SmState {
 struct MemSm(Arc<Mutex<SmState>>);
 
 impl RaftSnapshotBuilder<TypeConfig> for MemSm {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let mut sm = self.0.lock().unwrap();
         sm.snapshots_built += 1;
         let data = serde_json::to_vec(&(sm.applied, &sm.membership)).unwrap();
         let meta = SnapshotMeta {
             last_log_id: sm.applied,
             last_membership: sm.membership.clone(),
-            snapshot_id: format!("snap-{}", sm.snapshots_built),
         };
         sm.snapshot = Some((meta.clone(), data.clone()));
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Cursor::new(data),
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for MemSm {
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = MemSm;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership<NodeId, openraft::BasicNode>), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let sm = self.0.lock().unwrap();
         Ok((sm.applied, sm.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
-        let mut sm = self.0.lock().unwrap();
-        let mut out = Vec::new();
-        for entry in entries {
-            sm.applied = Some(entry.log_id);
-            out.push(match entry.payload {
-                EntryPayload::Membership(m) => {
-                    sm.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Response::None
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let response = {
+                let mut sm = self.0.lock().unwrap();
+                sm.applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Membership(m) => {
+                        sm.membership = StoredMembership::new(Some(entry.log_id), m);
+                        Response::None
+                    }
+                    EntryPayload::Normal(_) => Response::Appended {
+                        offset: entry.log_id.index,
+                    },
+                    EntryPayload::Blank => Response::None,
                 }
-                EntryPayload::Normal(_) => Response::Appended {
-                    offset: entry.log_id.index,
-                },
-                EntryPayload::Blank => Response::None,
-            });
+            };
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let (applied, membership): (Option<LogId>, StoredMembership<NodeId, openraft::BasicNode>) =
+        let (applied, membership): (Option<LogId>, StoredMembership) =
             serde_json::from_slice(&data).unwrap();
         let mut sm = self.0.lock().unwrap();
         sm.applied = applied;
@@ -729,11 +736,11 @@ impl RaftStateMachine<TypeConfig> for MemSm {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let sm = self.0.lock().unwrap();
         Ok(sm.snapshot.as_ref().map(|(meta, data)| Snapshot {
             meta: meta.clone(),
-            snapshot: Box::new(Cursor::new(data.clone())),
+            snapshot: Cursor::new(data.clone()),
         }))
     }
 }
@@ -749,7 +756,7 @@ impl StoreBuilder<TypeConfig, LogStore, MemSm, TempDir> for Builder {
 }
 
 /// Like openraft's `run_fut`: each suite test gets a clean runtime.
-fn run_suite_test(test: impl std::future::Future<Output = Result<(), StorageError>>) {
+fn run_suite_test<E: std::fmt::Display>(test: impl std::future::Future<Output = Result<(), E>>) {
     if let Err(e) = tokio::runtime::Runtime::new().unwrap().block_on(test) {
         panic!("storage suite test failed: {e}");
     }
@@ -764,8 +771,8 @@ macro_rules! suite_tests {
             #[test]
             fn $name() {
                 run_suite_test(async {
-                    let (_dir, store, sm) = Builder.build().await?;
-                    RaftSuite::$name(store, sm).await
+                    let (_dir, store, sm) = Builder.build().await.map_err(|e| e.to_string())?;
+                    RaftSuite::$name(store, sm).await.map_err(|e| e.to_string())
                 });
             }
         )*
@@ -789,15 +796,23 @@ mod openraft_suite {
         get_membership_from_log_gt_sm_last_applied_1,
         get_membership_from_log_gt_sm_last_applied_2,
         get_initial_state_without_init,
+        get_initial_state_membership_from_empty_log_and_sm,
+        get_initial_state_membership_from_sm_inlog_is_smaller,
+        get_initial_state_membership_from_log_insm_is_smaller,
         get_initial_state_with_state,
         get_initial_state_last_log_gt_sm,
         get_initial_state_last_log_lt_sm,
+        get_initial_state_inverted_log_order,
+        get_initial_state_conflict_at_same_index,
         get_initial_state_log_ids,
         get_initial_state_re_apply_committed,
         save_vote,
         get_log_entries,
         limited_get_log_entries,
+        leader_bounded_stream,
+        entries_stream,
         try_get_log_entry,
+        log_reader_reads_new_entries,
         initial_logs,
         get_log_state,
         get_log_id,
@@ -806,10 +821,13 @@ mod openraft_suite {
         purge_logs_upto_0,
         purge_logs_upto_5,
         purge_logs_upto_20,
-        delete_logs_since_11,
-        delete_logs_since_0,
+        delete_logs_after_11,
+        delete_logs_after_5,
+        delete_logs_after_0,
+        delete_logs_after_none,
         append_to_log,
         snapshot_meta,
+        snapshot_meta_optional,
         apply_single,
         apply_multiple,
     );
