@@ -460,7 +460,7 @@ pub fn performance_findings(
             let w = m.worsening()?;
             let limit = match m.unit {
                 Unit::Micros => threshold.max(latency_noise.get(label).copied().unwrap_or(0.0)),
-                Unit::PerSecond => threshold,
+                Unit::PerSecond | Unit::CpuSeconds | Unit::Bytes | Unit::Count => threshold,
             };
             if w <= limit {
                 return None;
@@ -512,6 +512,7 @@ pub fn fmt_metric(m: &MetricDelta, v: f64) -> String {
     match m.unit {
         Unit::Micros => fmt_us(v),
         Unit::PerSecond => format!("{v:.0}/s"),
+        Unit::CpuSeconds | Unit::Bytes | Unit::Count => m.fmt(v),
     }
 }
 

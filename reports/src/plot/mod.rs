@@ -5,6 +5,7 @@
 //! - [`throughput_over_time`] — offered vs achieved per second, failed and indeterminate.
 //! - [`percentile_spectrum`] — HdrHistogram-style percentile distribution, log axis.
 //! - [`comparison_bars`] — bus vs Redis grouped bars.
+//! - [`cost_bars`] — bus vs Redis: CPU, peak RSS, disk writes and fsyncs per message.
 //! - [`trend_lines`] — p50/p99/throughput across runs, for `trend`.
 //! - [`sweep_curves`] — latency and achieved rate against offered rate, for `sweep`.
 
@@ -21,6 +22,7 @@ use crate::error::ReportError;
 use crate::model::FaultWindow;
 
 pub mod comparison_bars;
+pub mod cost_bars;
 pub mod latency_over_time;
 pub mod percentile_spectrum;
 pub mod sweep_curves;
