@@ -44,6 +44,21 @@ fn group_label(x: f64, names: &[&str]) -> String {
     }
 }
 
+/// Words in lines of at most `width` characters (a longer word gets its own line).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(l) if l.chars().count() + 1 + word.chars().count() <= width => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
 impl CostBars {
     fn panel<DB: DrawingBackend>(
         &self,
@@ -95,11 +110,15 @@ impl CostBars {
                     )))?;
                 }
                 None => {
-                    chart.draw_series(std::iter::once(Text::new(
-                        (p.absent)(g),
-                        (x - 0.45, y_max * 0.15),
-                        ctx.font(12.0).color(&ctx.palette.warmup),
-                    )))?;
+                    let lines = wrap(&(p.absent)(g), 14);
+                    let n = lines.len();
+                    chart.draw_series(lines.into_iter().enumerate().map(|(li, line)| {
+                        Text::new(
+                            line,
+                            (x - 0.3, y_max * (0.08 + 0.07 * (n - li) as f64)),
+                            ctx.font(12.0).color(&ctx.palette.warmup),
+                        )
+                    }))?;
                 }
             }
         }
@@ -187,6 +206,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn long_words_wrap() {
+        assert_eq!(
+            wrap("not reported by Redis", 14),
+            ["not reported", "by Redis"]
+        );
+        assert_eq!(wrap("unreadable", 4), ["unreadable"]);
+    }
+
+    #[test]
     fn draws_with_absent_figures() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = PlotContext::new(dir.path());
@@ -211,9 +239,15 @@ mod tests {
             ],
         };
         let svg = super::super::render_svg_string(&ctx, &chart).unwrap();
+        // Wrapped in two lines.
         assert!(
-            svg.contains("not reported by Redis"),
+            svg.contains("\nnot reported\n"),
             "absent figure is labelled"
+        );
+        assert!(svg.contains("\nby Redis\n"), "absent figure is labelled");
+        assert!(
+            svg.contains("\nunreadable\n"),
+            "unreadable writes are labelled"
         );
         assert!(svg.contains("fsyncs per 1k acked"));
     }
