@@ -158,8 +158,9 @@ pub fn rows(summaries: &[&Summary]) -> Vec<Row> {
         .collect()
 }
 
-fn process_cells(p: &ProcessCost, absent: &str) -> Vec<String> {
+fn process_cells(target: Target, p: &ProcessCost, absent: &str) -> Vec<String> {
     vec![
+        target_name(target).to_string(),
         p.name.clone(),
         p.role.clone(),
         if p.unsampled_lifetimes > 0 {
@@ -175,7 +176,8 @@ fn process_cells(p: &ProcessCost, absent: &str) -> Vec<String> {
     ]
 }
 
-const PROCESS_COLUMNS: [&str; 8] = [
+const PROCESS_COLUMNS: [&str; 9] = [
+    "target",
     "process",
     "role",
     "lifetimes",
@@ -240,14 +242,14 @@ pub fn markdown(summaries: &[&Summary]) -> String {
     }
     let _ = writeln!(
         out,
-        "\n| {} |\n|---|---|{}",
+        "\n| {} |\n|---|---|---|{}",
         PROCESS_COLUMNS.join(" | "),
-        "---:|".repeat(PROCESS_COLUMNS.len() - 2)
+        "---:|".repeat(PROCESS_COLUMNS.len() - 3)
     );
     for s in summaries {
         let Some(c) = &s.cost else { continue };
         for p in &c.processes {
-            let cells = process_cells(p, &c.fsyncs_absent);
+            let cells = process_cells(s.target, p, &c.fsyncs_absent);
             let _ = writeln!(
                 out,
                 "| {} |",
@@ -300,7 +302,7 @@ pub fn html(summaries: &[&Summary]) -> String {
         PROCESS_COLUMNS
             .iter()
             .enumerate()
-            .map(|(i, c)| if i < 2 {
+            .map(|(i, c)| if i < 3 {
                 format!("<th class=\"l\">{}</th>", esc(c))
             } else {
                 format!("<th>{}</th>", esc(c))
@@ -310,14 +312,14 @@ pub fn html(summaries: &[&Summary]) -> String {
     for s in summaries {
         let Some(c) = &s.cost else { continue };
         for p in &c.processes {
-            let cells = process_cells(p, &c.fsyncs_absent);
+            let cells = process_cells(s.target, p, &c.fsyncs_absent);
             let _ = writeln!(
                 out,
                 "<tr>{}</tr>",
                 cells
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| if i < 2 {
+                    .map(|(i, v)| if i < 3 {
                         format!("<td class=\"l\">{}</td>", esc(v))
                     } else {
                         format!("<td>{}</td>", esc(v))
