@@ -269,6 +269,18 @@ pub fn markdown(summaries: &[&Summary]) -> String {
     out
 }
 
+/// One row of the process table: the first three columns (target, process, role) are text.
+fn html_cells(tag: &str, cells: &[String]) -> String {
+    cells
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let class = if i < 3 { " class=\"l\"" } else { "" };
+            format!("<{tag}{class}>{}</{tag}>", esc(v))
+        })
+        .collect()
+}
+
 /// The cost section of `report.html`; empty when no run measured its cost.
 pub fn html(summaries: &[&Summary]) -> String {
     let rows = rows(summaries);
@@ -296,36 +308,13 @@ pub fn html(summaries: &[&Summary]) -> String {
         );
     }
     let _ = writeln!(out, "</table>");
-    let _ = writeln!(
-        out,
-        "<table><tr>{}</tr>",
-        PROCESS_COLUMNS
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i < 3 {
-                format!("<th class=\"l\">{}</th>", esc(c))
-            } else {
-                format!("<th>{}</th>", esc(c))
-            })
-            .collect::<String>()
-    );
+    let head: Vec<String> = PROCESS_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let _ = writeln!(out, "<table><tr>{}</tr>", html_cells("th", &head));
     for s in summaries {
         let Some(c) = &s.cost else { continue };
         for p in &c.processes {
             let cells = process_cells(s.target, p, &c.fsyncs_absent);
-            let _ = writeln!(
-                out,
-                "<tr>{}</tr>",
-                cells
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| if i < 3 {
-                        format!("<td class=\"l\">{}</td>", esc(v))
-                    } else {
-                        format!("<td>{}</td>", esc(v))
-                    })
-                    .collect::<String>()
-            );
+            let _ = writeln!(out, "<tr>{}</tr>", html_cells("td", &cells));
         }
     }
     let _ = writeln!(out, "</table><ul class=\"sub\">");

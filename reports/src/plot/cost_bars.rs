@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{Chart, DrawResult, PlotContext};
+use super::{category_label, Chart, DrawResult, PlotContext};
 use crate::cost::{fmt_bytes, fmt_cpu};
 
 /// One run's figures (`None`: not reported).
@@ -33,15 +33,6 @@ struct Panel<'a> {
     fmt: &'a dyn Fn(f64) -> String,
     /// What stands where a group's figure is absent.
     absent: &'a dyn Fn(&CostGroup) -> String,
-}
-
-fn group_label(x: f64, names: &[&str]) -> String {
-    let n = x.round();
-    if (x - n).abs() < 1e-6 && n >= 0.0 && (n as usize) < names.len() {
-        names[n as usize].to_string()
-    } else {
-        String::new()
-    }
 }
 
 /// Words in lines of at most `width` characters (a longer word gets its own line).
@@ -90,7 +81,7 @@ impl CostBars {
             .bold_line_style(ctx.palette.grid)
             .light_line_style(ctx.palette.grid.mix(0.4))
             .x_labels(n + 2)
-            .x_label_formatter(&|x| group_label(*x, &names))
+            .x_label_formatter(&|x| category_label(*x, &names))
             .y_labels(5)
             .y_label_formatter(&|v| fmt(*v))
             .label_style(ctx.font(12.0))

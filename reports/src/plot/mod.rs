@@ -355,6 +355,16 @@ pub fn fault_label(f: &FaultWindow) -> String {
     s
 }
 
+/// The label of category `x` on a bar chart's axis of `names` at 0, 1, ..; nothing between.
+pub(crate) fn category_label(x: f64, names: &[&str]) -> String {
+    let n = x.round();
+    if (x - n).abs() < 1e-6 && n >= 0.0 && (n as usize) < names.len() {
+        names[n as usize].to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// Formats microseconds for an axis or a table: `850µs`, `12.5ms`, `3.2s`.
 pub fn fmt_us(us: f64) -> String {
     if us >= 1_000_000.0 {
