@@ -649,6 +649,34 @@ mod tests {
     }
 
     #[test]
+    fn cpu_and_memory_regress_beyond_the_threshold() {
+        let quiet = BTreeMap::new();
+        // CPU per 1k acked up 30%: a regression, however small in absolute terms.
+        let d = vec![delta(
+            "CPU / 1k acked",
+            Unit::CpuSeconds,
+            0.040,
+            0.052,
+            false,
+        )];
+        let f = performance_findings(&d, 0.10, 2000.0, &quiet);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].contains("40.0 ms → 52.0 ms"), "{}", f[0]);
+        // Up 5%: within the threshold. Latency noise does not widen it.
+        let d = vec![delta(
+            "CPU / 1k acked",
+            Unit::CpuSeconds,
+            0.040,
+            0.042,
+            false,
+        )];
+        assert!(performance_findings(&d, 0.10, 2000.0, &quiet).is_empty());
+        let noisy = BTreeMap::from([("bus".to_string(), 0.6)]);
+        let d = vec![delta("peak RSS", Unit::Bytes, 100e6, 130e6, false)];
+        assert_eq!(performance_findings(&d, 0.10, 2000.0, &noisy).len(), 1);
+    }
+
+    #[test]
     fn p99_noise_from_the_time_series() {
         use raftbus_reports::model::SecondRow;
         let dir = tempfile::tempdir().unwrap();
