@@ -368,6 +368,12 @@ async fn run_targets(
             raftbus_reports::durability::text(&raftbus_reports::durability::rows(&refs))
         );
     }
+    let refs: Vec<&Summary> = summaries.iter().collect();
+    let cost = raftbus_reports::cost::text(&refs);
+    if !cost.is_empty() {
+        println!("\ncost of a message (the target's server processes, whole run):");
+        print!("{cost}");
+    }
     // A report that cannot be drawn does not change what the run found.
     match raftbus_reports::render_run(&dir) {
         Ok(r) => println!("report   {}", r.html.display()),
@@ -509,6 +515,7 @@ pub(crate) async fn bench_one(
         .with_queue(plan.queue.clone())
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_cost = stop_rx.clone();
     let load_work = async {
         let r = workload::run(&plan, &clock, recorder).await;
         // The load is over (or failed): the nemesis heals and stops.
@@ -521,7 +528,10 @@ pub(crate) async fn bench_one(
             None => None,
         }
     };
-    let (load, faults) = tokio::join!(load_work, nemesis_work);
+    // CPU, memory and disk writes die with a process: sample them (and the bus's fsyncs)
+    // every second, so that each lifetime a fault ends keeps its last figures.
+    let sampler = target::cost::sample_periodically(shared.clone(), stop_rx_cost);
+    let (load, faults, ()) = tokio::join!(load_work, nemesis_work, sampler);
     let mut cluster = Arc::try_unwrap(shared)
         .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
         .unwrap_or_else(|_| {
@@ -613,8 +623,11 @@ pub(crate) async fn bench_one(
             output.untimed
         ));
     }
+    // The last fsync counts; stopping samples the /proc figures right before each stop.
+    target::cost::final_fsyncs(&mut cluster).await;
     // Stopping waits (briefly) for each process; keep that off the async workers.
     tokio::task::block_in_place(|| cluster.shutdown());
+    let process_costs = cluster.process_costs();
     let network = cluster.network().to_string();
     let (version, mut detail, node_count) = (
         cluster.version.clone(),
@@ -642,6 +655,15 @@ pub(crate) async fn bench_one(
         )?;
         crate::chaos::attribution::lost_per_window(&all.checks.violations, &mut outcome.recovery);
     }
+    let mut cost_notes = Vec::new();
+    if lazy_fs {
+        cost_notes.push(
+            "data dirs are lazy FUSE filesystems: write_bytes counts what reached the page cache, \
+             which FUSE writes may bypass, so disk writes can read low"
+                .to_string(),
+        );
+    }
+    let cost = target::cost::summarize(target, process_costs, outcome.checks.acked, cost_notes);
     let summary = Summary {
         schema: SUMMARY_SCHEMA.to_string(),
         name: s.name.clone(),
@@ -668,6 +690,7 @@ pub(crate) async fn bench_one(
         faults: windows,
         recovery: outcome.recovery,
         environment: environment(network, version, notes),
+        cost: Some(cost),
     };
     summary.write(dir)?;
     TimeSeries {

@@ -1,8 +1,9 @@
 //! `compare A B`: how run B differs from run A, and whether B regressed.
 //!
 //! B regressed when, beyond the threshold (default 10%), its publish→ack p99 is higher or
-//! its achieved throughput lower than A's, or when a correctness check that held in A
-//! fails in B. Other metrics are shown but do not gate. `both` directories are compared
+//! its achieved throughput lower than A's, or — when both runs measured their cost — its
+//! CPU per 1,000 acknowledged messages or its peak RSS is higher, or when a correctness
+//! check that held in A fails in B. Other metrics are shown but do not gate. `both` directories are compared
 //! target by target.
 
 use std::fmt::Write as _;
@@ -22,6 +23,11 @@ pub const DEFAULT_THRESHOLD: f64 = 0.10;
 pub enum Unit {
     Micros,
     PerSecond,
+    /// CPU seconds.
+    CpuSeconds,
+    Bytes,
+    /// A plain count, e.g. fsyncs per 1,000 acknowledged messages.
+    Count,
 }
 
 /// One metric in A and B.
@@ -48,10 +54,14 @@ impl MetricDelta {
             .map(|c| if self.higher_is_better { -c } else { c })
     }
 
-    fn fmt(&self, v: f64) -> String {
+    /// `v` in this metric's unit, for people.
+    pub fn fmt(&self, v: f64) -> String {
         match self.unit {
             Unit::Micros => fmt_us(v),
             Unit::PerSecond => format!("{v:.0}/s"),
+            Unit::CpuSeconds => crate::cost::fmt_cpu(v),
+            Unit::Bytes => crate::cost::fmt_bytes(v),
+            Unit::Count => format!("{v:.1}"),
         }
     }
 
@@ -160,7 +170,7 @@ fn metrics_of(a: &Summary, b: &Summary) -> Vec<MetricDelta> {
         gating,
     };
     let (la, lb) = (&a.latency_us, &b.latency_us);
-    vec![
+    let mut metrics = vec![
         lat("ack p50", la.publish_ack.p50, lb.publish_ack.p50, false),
         lat("ack p99", la.publish_ack.p99, lb.publish_ack.p99, true),
         lat("ack p99.9", la.publish_ack.p999, lb.publish_ack.p999, false),
@@ -182,7 +192,61 @@ fn metrics_of(a: &Summary, b: &Summary) -> Vec<MetricDelta> {
             higher_is_better: true,
             gating: true,
         },
+    ];
+    metrics.extend(cost_metrics(a, b));
+    metrics
+}
+
+/// CPU per 1k acknowledged and peak RSS (gating), disk writes and fsyncs per 1k (shown),
+/// when both runs measured their cost; a figure either run lacks is left out.
+fn cost_metrics(a: &Summary, b: &Summary) -> Vec<MetricDelta> {
+    let (Some(ca), Some(cb)) = (&a.cost, &b.cost) else {
+        return Vec::new();
+    };
+    let (ka, kb) = (ca.per_1k_acked.as_ref(), cb.per_1k_acked.as_ref());
+    let m = |name: &str, fa: Option<f64>, fb: Option<f64>, unit: Unit, gating: bool| {
+        Some(MetricDelta {
+            name: name.to_string(),
+            a: fa?,
+            b: fb?,
+            unit,
+            higher_is_better: false,
+            gating,
+        })
+    };
+    [
+        m(
+            "CPU / 1k acked",
+            ka.map(|k| k.cpu_s),
+            kb.map(|k| k.cpu_s),
+            Unit::CpuSeconds,
+            true,
+        ),
+        m(
+            "peak RSS",
+            Some(ca.total.peak_rss_bytes),
+            Some(cb.total.peak_rss_bytes),
+            Unit::Bytes,
+            true,
+        ),
+        m(
+            "writes / 1k acked",
+            ka.and_then(|k| k.write_bytes),
+            kb.and_then(|k| k.write_bytes),
+            Unit::Bytes,
+            false,
+        ),
+        m(
+            "fsyncs / 1k acked",
+            ka.and_then(|k| k.fsyncs),
+            kb.and_then(|k| k.fsyncs),
+            Unit::Count,
+            false,
+        ),
     ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Spread of the per-second ack p99 after warmup, as a coefficient of variation.
@@ -327,7 +391,7 @@ impl Comparison {
             );
             let _ = writeln!(
                 out,
-                "  {:<14} {:>12} {:>12} {:>9}",
+                "  {:<18} {:>12} {:>12} {:>9}",
                 "metric", "A", "B", "change"
             );
             for m in &r.metrics {
@@ -339,7 +403,7 @@ impl Comparison {
                 };
                 let _ = writeln!(
                     out,
-                    "  {:<14} {:>12} {:>12} {:>9}{flag}",
+                    "  {:<18} {:>12} {:>12} {:>9}{flag}",
                     m.name,
                     m.fmt(m.a),
                     m.fmt(m.b),

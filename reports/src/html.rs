@@ -765,6 +765,7 @@ pub fn run_page(run: &RunData, charts: &[ChartOutput]) -> String {
     stale_reads_section(&mut out, s);
     latency_section(&mut out, s);
     throughput_section(&mut out, s);
+    out.push_str(&crate::cost::html(&[s]));
     charts_section(&mut out, charts);
     faults_section(&mut out, s, &palette);
     recovery_section(&mut out, s);
@@ -870,6 +871,7 @@ pub fn comparison_page(
         );
     }
     let _ = writeln!(out, "</table>");
+    out.push_str(&crate::cost::html(&summaries));
 
     let _ = writeln!(
         out,

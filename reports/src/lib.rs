@@ -8,6 +8,8 @@
 //! - [`plot`] — the charts, one file each, behind [`plot::Chart`]; PNG + SVG.
 //! - [`html`] — the self-contained `report.html` (single run and `both` comparison).
 //! - [`markdown`] — `summary.md` for CI comments.
+//! - [`cost`] — the cost of a message: CPU, RSS, disk writes and fsyncs of the target's
+//!   processes, in total and per 1,000 acknowledged messages; tables and words.
 //! - [`render`] — [`render_run`]: a results directory in, report files out.
 //! - [`mod@compare`] — [`compare()`]: deltas between two runs, `regressed` beyond a threshold.
 //! - [`mod@trend`] — [`trend()`]: every run under a root, `index.html` with trend charts.
@@ -16,6 +18,7 @@
 //! - [`synthetic`] — plausible fake results directories for tests, benches and demos.
 //! - [`error`] — [`ReportError`], the crate's one error type.
 pub mod compare;
+pub mod cost;
 pub mod durability;
 pub mod error;
 pub mod hlog;

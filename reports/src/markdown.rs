@@ -237,6 +237,7 @@ fn stale_reads_table(out: &mut String, r: &StaleReads) {
 pub fn run_markdown(run: &RunData) -> String {
     let mut out = String::new();
     run_body(&mut out, run, "##");
+    out.push_str(&crate::cost::markdown(&[&run.summary]));
     if !run.summary.recovery.is_empty() {
         out.push_str(&crate::durability::markdown(&crate::durability::rows(&[
             &run.summary,
@@ -284,6 +285,7 @@ pub fn comparison_markdown(runs: &[RunData]) -> String {
     out.push_str(&crate::durability::markdown(&crate::durability::rows(
         &summaries,
     )));
+    out.push_str(&crate::cost::markdown(&summaries));
     for r in runs {
         run_body(&mut out, r, "###");
     }

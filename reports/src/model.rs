@@ -369,6 +369,75 @@ pub struct Summary {
     pub faults: Vec<FaultWindow>,
     pub recovery: Vec<Recovery>,
     pub environment: Environment,
+    /// What the target's server processes cost (CPU, memory, disk writes, fsyncs); absent
+    /// in results written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
+}
+
+/// What the target's server processes (bus nodes; redis-server and Sentinels) cost over
+/// the run, in total and per 1,000 acknowledged messages. The harness's own load
+/// generator is not counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// The acknowledged messages the per-1k figures divide by (`checks.acked`).
+    pub acked: u64,
+    /// `sysconf(_SC_CLK_TCK)`: the resolution of the CPU figures.
+    pub clock_ticks_per_s: u64,
+    /// Seconds between the periodic samples that keep the figures of processes which die.
+    pub sample_interval_s: f64,
+    pub processes: Vec<ProcessCost>,
+    /// Over every process: CPU, writes and fsyncs summed; peak RSS the sum of each
+    /// process's peak (an upper bound: the peaks need not coincide); final RSS summed.
+    pub total: CostFigures,
+    /// `total / acked * 1000`; `None` when nothing was acknowledged.
+    pub per_1k_acked: Option<CostFigures>,
+    /// Why `fsyncs` is absent, e.g. `not reported by Redis`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fsyncs_absent: String,
+    /// How the figures were taken and what they leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Cost figures, in total or per 1,000 acknowledged messages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostFigures {
+    /// User + system CPU seconds (`/proc/<pid>/stat`, reaped children included).
+    pub cpu_s: f64,
+    /// `VmHWM`, bytes.
+    pub peak_rss_bytes: f64,
+    /// `VmRSS` at the end of the run, before the process was stopped, bytes.
+    pub final_rss_bytes: f64,
+    /// `/proc/<pid>/io` `write_bytes`: what the process caused to be sent to storage.
+    /// `None` when it could not be read.
+    pub write_bytes: Option<f64>,
+    /// fsyncs the target reports itself (the bus: `log_fsyncs`); `None`: not reported.
+    pub fsyncs: Option<f64>,
+}
+
+/// One server process over all of its lifetimes (a fault may kill and restart it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessCost {
+    /// `n1`.., `s1`.. for Sentinels.
+    pub name: String,
+    /// `bus node`, `redis-server`, `sentinel`.
+    pub role: String,
+    /// How many times it was started.
+    pub lifetimes: u32,
+    /// Summed over the lifetimes.
+    pub cpu_s: f64,
+    /// The highest of the lifetimes.
+    pub peak_rss_bytes: u64,
+    /// The last sample of the last lifetime.
+    pub final_rss_bytes: u64,
+    /// Summed over the lifetimes; `None` when `/proc/<pid>/io` could not be read.
+    pub write_bytes: Option<u64>,
+    /// Summed over the lifetimes; `None` when the process does not report fsyncs.
+    pub fsyncs: Option<u64>,
+    /// Lifetimes too short to be sampled even once (their cost is missing).
+    #[serde(default)]
+    pub unsampled_lifetimes: u32,
 }
 
 /// One second of the run.

@@ -6,6 +6,7 @@ use crate::error::ReportError;
 use crate::html;
 use crate::markdown;
 use crate::plot::comparison_bars::{BarGroup, ComparisonBars};
+use crate::plot::cost_bars::{CostBars, CostGroup};
 use crate::plot::latency_over_time::LatencyOverTime;
 use crate::plot::percentile_spectrum::PercentileSpectrum;
 use crate::plot::throughput_over_time::ThroughputOverTime;
@@ -139,6 +140,29 @@ pub fn render_run(dir: &Path) -> Result<RenderedReport, ReportError> {
                 .collect(),
         },
     )?);
+    let cost_groups: Vec<CostGroup> = runs
+        .iter()
+        .filter_map(|r| {
+            let c = r.summary.cost.as_ref()?;
+            let k = c.per_1k_acked.as_ref()?;
+            Some(CostGroup {
+                label: r.label(),
+                cpu_s_per_1k: k.cpu_s,
+                peak_rss_bytes: c.total.peak_rss_bytes,
+                write_bytes_per_1k: k.write_bytes,
+                fsyncs_per_1k: k.fsyncs,
+                fsyncs_absent: c.fsyncs_absent.clone(),
+            })
+        })
+        .collect();
+    if !cost_groups.is_empty() {
+        charts.push(render(
+            &ctx,
+            &CostBars {
+                groups: cost_groups,
+            },
+        )?);
+    }
     let series: Vec<_> = runs
         .iter()
         .flat_map(|r| r.spectrum(crate::run::target_name(r.summary.target)))

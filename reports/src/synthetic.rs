@@ -11,9 +11,9 @@ use hdrhistogram::Histogram;
 use crate::error::ReportError;
 use crate::hlog::HlogWriter;
 use crate::model::{
-    tags, Checks, Environment, FaultWindow, Latency, Mode, Percentiles, Recovery, SecondRow,
-    Summary, Target, Throughput, TimeSeries, Verdict, ViolationReport, Workload, HLOG_FILE,
-    SUMMARY_SCHEMA,
+    tags, Checks, Cost, Environment, FaultWindow, Latency, Mode, Percentiles, ProcessCost,
+    Recovery, SecondRow, Summary, Target, Throughput, TimeSeries, Verdict, ViolationReport,
+    Workload, HLOG_FILE, SUMMARY_SCHEMA,
 };
 
 /// Parameters of a synthetic run.
@@ -37,6 +37,11 @@ pub struct SyntheticRun {
     pub achieved_fraction: f64,
     pub faults: Vec<FaultWindow>,
     pub violations: Vec<ViolationReport>,
+    /// CPU seconds the target spends per 1,000 acknowledged messages; `None`: the run has
+    /// no cost figures (as results written before they were measured).
+    pub cpu_s_per_1k: Option<f64>,
+    /// Peak RSS of each server process, bytes.
+    pub peak_rss_bytes: u64,
 }
 
 impl Default for SyntheticRun {
@@ -55,6 +60,8 @@ impl Default for SyntheticRun {
             achieved_fraction: 1.0,
             faults: Vec::new(),
             violations: Vec::new(),
+            cpu_s_per_1k: Some(0.04),
+            peak_rss_bytes: 24 << 20,
         }
     }
 }
@@ -106,6 +113,37 @@ fn record(h: &mut Histogram<u64>, v: f64) {
 }
 
 impl SyntheticRun {
+    /// Plausible cost figures: the bus's three nodes share the work and each fsyncs; Redis
+    /// is one process that does not report fsyncs.
+    fn cost(&self, cpu_s_per_1k: f64, acked: u64) -> Cost {
+        let (names, role): (Vec<&str>, &str) = match self.target {
+            Target::Bus => (vec!["n1", "n2", "n3"], "bus node"),
+            Target::Redis => (vec!["n1"], "redis-server"),
+        };
+        let share = names.len() as f64;
+        let processes = names
+            .iter()
+            .map(|n| ProcessCost {
+                name: n.to_string(),
+                role: role.to_string(),
+                lifetimes: 1,
+                cpu_s: cpu_s_per_1k * acked as f64 / 1000.0 / share,
+                peak_rss_bytes: self.peak_rss_bytes,
+                final_rss_bytes: self.peak_rss_bytes * 9 / 10,
+                write_bytes: Some(acked * 4096 / 8),
+                fsyncs: (self.target == Target::Bus).then_some(acked / 8),
+                unsampled_lifetimes: 0,
+            })
+            .collect();
+        let mut cost = crate::cost::tally(processes, acked);
+        cost.clock_ticks_per_s = 100;
+        cost.sample_interval_s = 1.0;
+        if self.target == Target::Redis {
+            cost.fsyncs_absent = crate::cost::REDIS_FSYNCS_ABSENT.to_string();
+        }
+        cost
+    }
+
     /// Writes `summary.json`, `timeseries.json` and `latency.hlog` into `dir` (created if
     /// needed) and returns the summary.
     pub fn write(&self, dir: &Path) -> Result<Summary, ReportError> {
@@ -186,7 +224,7 @@ impl SyntheticRun {
         }
         checks.violations = self.violations.clone();
         let measured = (self.duration_s.saturating_sub(self.warmup_s)).max(1) as f64;
-        let summary = Summary {
+        let mut summary = Summary {
             schema: SUMMARY_SCHEMA.to_string(),
             name: self.name.clone(),
             target: self.target,
@@ -257,7 +295,11 @@ impl SyntheticRun {
                 },
                 notes: vec!["netem: unavailable, userspace delay used".to_string()],
             },
+            cost: None,
         };
+        summary.cost = self
+            .cpu_s_per_1k
+            .map(|k| self.cost(k, summary.checks.acked));
         summary.write(dir)?;
         TimeSeries {
             warmup_s: self.warmup_s as f64,

@@ -1,11 +1,14 @@
 //! `trend ROOT`: every run under ROOT, ordered by start time and grouped by scenario and
 //! target, written as `ROOT/index.html` with one trend chart per group and links to each
-//! run's report.
+//! run's report; its tables show p99, CPU per 1,000 acknowledged messages and peak RSS
+//! against the previous run (the regression gate itself is [`crate::compare()`], which the
+//! nightly runs against the previous night).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::cost::{fmt_bytes, fmt_cpu};
 use crate::error::ReportError;
 use crate::html::{esc, fmt_rate, fmt_unix, inline_svg, rel_href};
 use crate::model::{Summary, Verdict, SUMMARY_FILE};
@@ -163,6 +166,11 @@ pub fn trend(root: &Path) -> Result<TrendReport, ReportError> {
     })
 }
 
+/// CPU seconds per 1,000 acknowledged messages, when the run measured its cost.
+fn cpu_per_1k(s: &Summary) -> Option<f64> {
+    s.cost.as_ref()?.per_1k_acked.as_ref().map(|k| k.cpu_s)
+}
+
 fn pct_change(a: f64, b: f64) -> String {
     if a > 0.0 {
         format!("{:+.1}%", (b - a) / a * 100.0)
@@ -222,7 +230,7 @@ fn index_page(
         let _ = writeln!(body, "<figure>{}</figure>", inline_svg(&svg));
         let _ = writeln!(
             body,
-            "<table><tr><th>#</th><th class=\"l\">started</th><th class=\"l\">verdict</th><th>ack p50</th><th>ack p99</th><th>p99 vs previous</th><th>throughput</th><th class=\"l\">seed</th><th class=\"l\">run</th></tr>"
+            "<table><tr><th>#</th><th class=\"l\">started</th><th class=\"l\">verdict</th><th>ack p50</th><th>ack p99</th><th>p99 vs previous</th><th>throughput</th><th>CPU / 1k acked</th><th>CPU vs previous</th><th>peak RSS</th><th>RSS vs previous</th><th class=\"l\">seed</th><th class=\"l\">run</th></tr>"
         );
         let mut prev: Option<&TrendRun> = None;
         for (i, r) in g.runs.iter().enumerate() {
@@ -240,9 +248,18 @@ fn index_page(
                     )
                 })
                 .unwrap_or_else(|| "–".to_string());
+            let cpu = |r: &TrendRun| cpu_per_1k(&r.summary);
+            let rss = |r: &TrendRun| r.summary.cost.as_ref().map(|c| c.total.peak_rss_bytes);
+            let vs = |f: &dyn Fn(&TrendRun) -> Option<f64>| match (prev.and_then(f), f(r)) {
+                (Some(a), Some(b)) => pct_change(a, b),
+                _ => "–".to_string(),
+            };
+            let (cpu_vs, rss_vs) = (vs(&cpu), vs(&rss));
+            let cpu_text = cpu(r).map_or_else(|| "–".to_string(), fmt_cpu);
+            let rss_text = rss(r).map_or_else(|| "–".to_string(), fmt_bytes);
             let _ = writeln!(
                 body,
-                "<tr{row}><td>#{}</td><td class=\"l\">{}</td><td class=\"l\"><span class=\"pill {class}\">{word}</span></td><td>{}</td><td>{}</td><td>{vs_prev}</td><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\"><a href=\"{}\">{}</a>{}</td></tr>",
+                "<tr{row}><td>#{}</td><td class=\"l\">{}</td><td class=\"l\"><span class=\"pill {class}\">{word}</span></td><td>{}</td><td>{}</td><td>{vs_prev}</td><td>{}</td><td>{cpu_text}</td><td>{cpu_vs}</td><td>{rss_text}</td><td>{rss_vs}</td><td class=\"l\"><code>{}</code></td><td class=\"l\"><a href=\"{}\">{}</a>{}</td></tr>",
                 i + 1,
                 fmt_unix(s.started_at),
                 fmt_us(s.latency_us.publish_ack.p50 as f64),

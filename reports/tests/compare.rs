@@ -128,3 +128,91 @@ fn rejects_a_bad_threshold() {
     ));
     assert!(compare(&a, &a, f64::NAN).is_err());
 }
+
+#[test]
+fn flags_a_cpu_per_1k_regression_beyond_the_threshold_only() {
+    let root = tempfile::tempdir().unwrap();
+    let cpu = bus_run().cpu_s_per_1k.unwrap();
+    let a = write(&root.path().join("a"), bus_run());
+    let worse = write(
+        &root.path().join("worse"),
+        SyntheticRun {
+            cpu_s_per_1k: Some(cpu * 1.3),
+            ..bus_run()
+        },
+    );
+    let c = compare(&a, &worse, DEFAULT_THRESHOLD).unwrap();
+    assert!(c.regressed, "{}", c.to_text());
+    let m = c.runs[0]
+        .metrics
+        .iter()
+        .find(|m| m.name == "CPU / 1k acked")
+        .expect("cost metrics compared");
+    assert!(m.gating);
+    assert!((m.change().unwrap() - 0.3).abs() < 1e-6, "{m:?}");
+    assert!(c.runs[0]
+        .regressions
+        .iter()
+        .any(|r| r.contains("CPU / 1k acked")));
+    assert!(c.to_text().contains("REGRESSED"));
+
+    // 5% more CPU is within the 10% threshold, and beyond a 1% one.
+    let slightly = write(
+        &root.path().join("slightly"),
+        SyntheticRun {
+            cpu_s_per_1k: Some(cpu * 1.05),
+            ..bus_run()
+        },
+    );
+    let c = compare(&a, &slightly, DEFAULT_THRESHOLD).unwrap();
+    assert!(!c.regressed, "{}", c.to_text());
+    assert!(compare(&a, &slightly, 0.01).unwrap().regressed);
+
+    // Less CPU is no regression.
+    let better = write(
+        &root.path().join("better"),
+        SyntheticRun {
+            cpu_s_per_1k: Some(cpu * 0.5),
+            ..bus_run()
+        },
+    );
+    assert!(!compare(&a, &better, DEFAULT_THRESHOLD).unwrap().regressed);
+}
+
+#[test]
+fn flags_a_peak_rss_regression() {
+    let root = tempfile::tempdir().unwrap();
+    let a = write(&root.path().join("a"), bus_run());
+    let b = write(
+        &root.path().join("b"),
+        SyntheticRun {
+            peak_rss_bytes: bus_run().peak_rss_bytes * 2,
+            ..bus_run()
+        },
+    );
+    let c = compare(&a, &b, DEFAULT_THRESHOLD).unwrap();
+    assert!(c.regressed, "{}", c.to_text());
+    assert!(c.runs[0].regressions.iter().any(|r| r.contains("peak RSS")));
+}
+
+#[test]
+fn runs_without_cost_compare_without_it() {
+    let root = tempfile::tempdir().unwrap();
+    let a = write(
+        &root.path().join("a"),
+        SyntheticRun {
+            cpu_s_per_1k: None,
+            ..bus_run()
+        },
+    );
+    let b = write(
+        &root.path().join("b"),
+        SyntheticRun {
+            cpu_s_per_1k: Some(1.0),
+            ..bus_run()
+        },
+    );
+    let c = compare(&a, &b, DEFAULT_THRESHOLD).unwrap();
+    assert!(!c.regressed, "{}", c.to_text());
+    assert!(!c.runs[0].metrics.iter().any(|m| m.name.contains("CPU")));
+}

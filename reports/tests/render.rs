@@ -192,6 +192,31 @@ fn both_dir_gets_a_comparison_and_per_target_reports() {
         md.contains("| | bus | redis (appendfsync always) |\n"),
         "{md}"
     );
+    // The cost of a message: a table and bars, Redis's fsyncs absent in words.
+    assert!(html.contains("\">Cost of a message</h2>"));
+    assert!(md.contains("#### Cost of a message"), "{md}");
+    assert!(md.contains("not reported by Redis"), "{md}");
+    assert_eq!(png_size(&dir.path().join("cost_bars.png")), (1200, 420));
+    let bars = std::fs::read_to_string(dir.path().join("cost_bars.svg")).unwrap();
+    assert_svg_well_formed(&bars);
+    assert!(bars.contains("by Redis"));
+}
+
+#[test]
+fn results_without_cost_still_load_and_render() {
+    let dir = tempfile::tempdir().unwrap();
+    write_single(dir.path());
+    // A summary.json written before cost was measured has no `cost` field.
+    let path = dir.path().join("summary.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(json.as_object_mut().unwrap().remove("cost").is_some());
+    std::fs::write(&path, json.to_string()).unwrap();
+    let s = raftbus_reports::model::Summary::read(dir.path()).unwrap();
+    assert!(s.cost.is_none());
+    let rep = render_run(dir.path()).unwrap();
+    let html = std::fs::read_to_string(rep.html).unwrap();
+    assert!(!html.contains("Cost of a message"));
 }
 
 #[test]

@@ -16,9 +16,12 @@ fn orders_runs_by_time_and_links_reports() {
     ];
     for (name, started_at, base, bad) in runs {
         let dir = nightly.join(name);
+        let cpu = bus_run().cpu_s_per_1k.unwrap();
         SyntheticRun {
             started_at,
             base_latency_us: base,
+            // The third run spends half as much CPU again per message.
+            cpu_s_per_1k: Some(if name == "a-third" { cpu * 1.5 } else { cpu }),
             violations: if bad { vec![lost_violation()] } else { vec![] },
             ..bus_run()
         }
@@ -100,6 +103,12 @@ fn orders_runs_by_time_and_links_reports() {
     let expected = format!("<td>{:+.1}%</td>", (last - prev) / prev * 100.0);
     assert!((last - prev) / prev > 0.3);
     assert!(html.contains(&expected), "p99 delta {expected} shown");
+    // CPU per 1k acked and its change against the previous run.
+    assert!(html.contains("CPU / 1k acked"));
+    assert!(
+        html.contains("<td>60.0 ms</td><td>+50.0%</td>"),
+        "CPU delta shown"
+    );
 }
 
 #[test]

@@ -460,7 +460,7 @@ pub fn performance_findings(
             let w = m.worsening()?;
             let limit = match m.unit {
                 Unit::Micros => threshold.max(latency_noise.get(label).copied().unwrap_or(0.0)),
-                Unit::PerSecond => threshold,
+                Unit::PerSecond | Unit::CpuSeconds | Unit::Bytes | Unit::Count => threshold,
             };
             if w <= limit {
                 return None;
@@ -512,6 +512,7 @@ pub fn fmt_metric(m: &MetricDelta, v: f64) -> String {
     match m.unit {
         Unit::Micros => fmt_us(v),
         Unit::PerSecond => format!("{v:.0}/s"),
+        Unit::CpuSeconds | Unit::Bytes | Unit::Count => m.fmt(v),
     }
 }
 
@@ -645,6 +646,34 @@ mod tests {
         // Better is never a regression.
         let d = vec![delta("throughput", Unit::PerSecond, 800.0, 1000.0, true)];
         assert!(performance_findings(&d, 0.10, 2000.0, &quiet).is_empty());
+    }
+
+    #[test]
+    fn cpu_and_memory_regress_beyond_the_threshold() {
+        let quiet = BTreeMap::new();
+        // CPU per 1k acked up 30%: a regression, however small in absolute terms.
+        let d = vec![delta(
+            "CPU / 1k acked",
+            Unit::CpuSeconds,
+            0.040,
+            0.052,
+            false,
+        )];
+        let f = performance_findings(&d, 0.10, 2000.0, &quiet);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].contains("40.0 ms → 52.0 ms"), "{}", f[0]);
+        // Up 5%: within the threshold. Latency noise does not widen it.
+        let d = vec![delta(
+            "CPU / 1k acked",
+            Unit::CpuSeconds,
+            0.040,
+            0.042,
+            false,
+        )];
+        assert!(performance_findings(&d, 0.10, 2000.0, &quiet).is_empty());
+        let noisy = BTreeMap::from([("bus".to_string(), 0.6)]);
+        let d = vec![delta("peak RSS", Unit::Bytes, 100e6, 130e6, false)];
+        assert_eq!(performance_findings(&d, 0.10, 2000.0, &noisy).len(), 1);
     }
 
     #[test]

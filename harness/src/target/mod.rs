@@ -7,11 +7,14 @@
 //! - [`bus`] — a raftbus cluster of `raftbus-node` processes, ready once it has a leader.
 //! - [`redis`] — `redis-server` (plus replicas), the baseline.
 //! - [`sentinel`] — Redis Sentinels (`s1`..) that fail the primary over.
+//! - [`cost`] — what each server process costs (CPU, RSS, disk writes, fsyncs), sampled
+//!   from `/proc` over every lifetime.
 //!
 //! A [`Cluster`] owns its processes: dropping it kills them all (process groups, SIGKILL),
 //! and each process also dies with the harness through `PR_SET_PDEATHSIG`.
 
 pub mod bus;
+pub mod cost;
 pub mod lab;
 pub mod process;
 pub mod redis;
@@ -168,6 +171,57 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Samples every server's and Sentinel's `/proc` figures.
+    pub fn sample_cost(&mut self) {
+        for node in self.nodes.iter_mut().chain(self.sentinels.iter_mut()) {
+            node.process.sample_cost();
+        }
+    }
+
+    /// The running servers that report fsyncs (bus nodes; Redis does not), to ask.
+    pub fn fsync_probes(&self) -> Vec<cost::FsyncProbe> {
+        if self.target != Target::Bus {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter(|n| !n.process.is_paused())
+            .filter_map(|n| {
+                Some(cost::FsyncProbe {
+                    name: n.name.clone(),
+                    pid: n.process.pid()?,
+                    addr: n.addr,
+                })
+            })
+            .collect()
+    }
+
+    /// Records the fsync count node `name` reported while it ran as `pid`.
+    pub fn observe_fsyncs(&mut self, name: &str, pid: u32, fsyncs: u64) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.name == name) {
+            n.process.observe_fsyncs(pid, fsyncs);
+        }
+    }
+
+    /// What every server and Sentinel cost so far, over all of its lifetimes.
+    pub fn process_costs(&self) -> Vec<raftbus_reports::model::ProcessCost> {
+        let ticks = cost::clock_ticks_per_s();
+        let role = match self.target {
+            Target::Bus => "bus node",
+            Target::Redis => "redis-server",
+        };
+        let fsyncs = self.target == Target::Bus;
+        self.nodes
+            .iter()
+            .map(|n| n.process.cost().figures(&n.name, role, ticks, fsyncs))
+            .chain(
+                self.sentinels
+                    .iter()
+                    .map(|n| n.process.cost().figures(&n.name, "sentinel", ticks, false)),
+            )
+            .collect()
     }
 
     /// Stops every server (SIGTERM with a short grace, then SIGKILL).

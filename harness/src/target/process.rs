@@ -2,7 +2,9 @@
 //!
 //! The chaos work drives nodes through [`ServerProcess::kill`], [`ServerProcess::restart`]
 //! (same flags, same data dir, same ports), [`ServerProcess::pause`] and
-//! [`ServerProcess::resume`].
+//! [`ServerProcess::resume`]. Each start begins a lifetime of its [`CostMeter`]; the
+//! process is sampled right before the harness kills or stops it, and by
+//! [`ServerProcess::sample_cost`] in between.
 
 use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom};
@@ -15,6 +17,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use raftbus_faults::{DiskControl, LazyMount};
 
+use super::cost::CostMeter;
 use super::spawner::Spawner;
 use super::TargetError;
 
@@ -42,6 +45,8 @@ pub struct ServerProcess {
     paused: bool,
     /// The lazy filesystem over `spec.data_dir`, when the spawner asks for one.
     mount: Option<LazyMount>,
+    /// CPU, memory, disk writes and fsyncs of every lifetime.
+    cost: CostMeter,
 }
 
 impl std::fmt::Debug for ServerProcess {
@@ -63,6 +68,7 @@ impl ServerProcess {
             child: None,
             paused: false,
             mount: None,
+            cost: CostMeter::default(),
         };
         p.mount_lazy_fs()?;
         p.spawn()?;
@@ -134,6 +140,7 @@ impl ServerProcess {
                     source,
                 })?;
         tracing::debug!(node = %self.spec.name, pid = child.id(), "started");
+        self.cost.started(child.id());
         self.child = Some(child);
         self.paused = false;
         Ok(())
@@ -178,8 +185,28 @@ impl ServerProcess {
         }
     }
 
+    /// Samples the running process's `/proc` figures into its current lifetime.
+    pub fn sample_cost(&mut self) {
+        if let Some(pid) = self.pid() {
+            self.cost.sample(pid);
+        }
+    }
+
+    /// Records the fsync count the process reported while it ran as `pid`.
+    pub fn observe_fsyncs(&mut self, pid: u32, fsyncs: u64) {
+        self.cost.observe_fsyncs(pid, fsyncs);
+    }
+
+    /// What the process cost so far, over its lifetimes.
+    pub fn cost(&self) -> &CostMeter {
+        &self.cost
+    }
+
     /// SIGKILL to the whole process group, then reap. Idempotent.
     pub fn kill(&mut self) {
+        // Its counters die with it: the last sample of this lifetime (a process already
+        // killed by someone else is a zombie until reaped, and still has its CPU times).
+        self.sample_cost();
         if let Some(mut child) = self.child.take() {
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.kill();
@@ -191,6 +218,8 @@ impl ServerProcess {
 
     /// SIGTERM, then SIGKILL if it is still running after `grace`.
     pub fn terminate(&mut self, grace: Duration) {
+        // The final figures (final RSS) are those before stopping.
+        self.sample_cost();
         if self.paused {
             let _ = self.signal_group(Signal::SIGCONT);
         }

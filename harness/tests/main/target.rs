@@ -54,7 +54,16 @@ async fn nodes_can_be_killed_restarted_paused_and_resumed() {
     assert_eq!(node.process.pid(), None);
     assert!(!alive(pid), "killed and reaped");
     assert!(!ping(addr, Duration::from_millis(500)).await);
+    // Sampled right before the kill: the first lifetime keeps its figures.
+    let first = cluster.process_costs().remove(0);
+    assert_eq!((first.name.as_str(), first.lifetimes), ("n1", 1));
+    assert!(
+        first.peak_rss_bytes > 0 && first.final_rss_bytes > 0,
+        "{first:?}"
+    );
+    assert_eq!(first.fsyncs, None, "redis reports no fsyncs");
 
+    let node = cluster.node_mut("n1").unwrap();
     node.process.restart().unwrap();
     let new_pid = node.process.pid().unwrap();
     assert_ne!(new_pid, pid);
@@ -63,6 +72,15 @@ async fn nodes_can_be_killed_restarted_paused_and_resumed() {
     let node = cluster.node_mut("n1").unwrap();
     node.process.pause().unwrap();
     assert!(node.process.is_paused());
+    // A paused process can be sampled; the restart began a second lifetime.
+    cluster.sample_cost();
+    let both = cluster.process_costs().remove(0);
+    assert_eq!(both.lifetimes, 2);
+    assert_eq!(both.unsampled_lifetimes, 0);
+    assert!(both.cpu_s >= first.cpu_s);
+    assert!(both.peak_rss_bytes >= first.peak_rss_bytes);
+    assert!(both.write_bytes >= first.write_bytes);
+    let node = cluster.node_mut("n1").unwrap();
     assert!(
         !ping(addr, Duration::from_millis(500)).await,
         "a paused server does not answer"

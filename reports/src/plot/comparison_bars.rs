@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{fmt_us, log_range_us, Chart, DrawResult, PlotContext};
+use super::{category_label, fmt_us, log_range_us, Chart, DrawResult, PlotContext};
 use crate::model::{Percentiles, Throughput};
 
 /// One run's numbers.
@@ -34,15 +34,6 @@ fn category_values(g: &BarGroup) -> [u64; 6] {
     [
         g.ack.p50, g.ack.p99, g.ack.p999, g.e2e.p50, g.e2e.p99, g.e2e.p999,
     ]
-}
-
-fn category_label(x: f64, names: &[&str]) -> String {
-    let n = x.round();
-    if (x - n).abs() < 1e-6 && n >= 0.0 && (n as usize) < names.len() {
-        names[n as usize].to_string()
-    } else {
-        String::new()
-    }
 }
 
 impl ComparisonBars {

@@ -5,6 +5,7 @@
 //! - [`throughput_over_time`] — offered vs achieved per second, failed and indeterminate.
 //! - [`percentile_spectrum`] — HdrHistogram-style percentile distribution, log axis.
 //! - [`comparison_bars`] — bus vs Redis grouped bars.
+//! - [`cost_bars`] — bus vs Redis: CPU, peak RSS, disk writes and fsyncs per message.
 //! - [`trend_lines`] — p50/p99/throughput across runs, for `trend`.
 //! - [`sweep_curves`] — latency and achieved rate against offered rate, for `sweep`.
 
@@ -21,6 +22,7 @@ use crate::error::ReportError;
 use crate::model::FaultWindow;
 
 pub mod comparison_bars;
+pub mod cost_bars;
 pub mod latency_over_time;
 pub mod percentile_spectrum;
 pub mod sweep_curves;
@@ -351,6 +353,16 @@ pub fn fault_label(f: &FaultWindow) -> String {
         s.push_str(&f.targets.join(","));
     }
     s
+}
+
+/// The label of category `x` on a bar chart's axis of `names` at 0, 1, ..; nothing between.
+pub(crate) fn category_label(x: f64, names: &[&str]) -> String {
+    let n = x.round();
+    if (x - n).abs() < 1e-6 && n >= 0.0 && (n as usize) < names.len() {
+        names[n as usize].to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// Formats microseconds for an axis or a table: `850µs`, `12.5ms`, `3.2s`.
