@@ -1174,7 +1174,8 @@ mod tests {
 
     #[test]
     fn every_invariant_is_named_after_its_file_and_states_a_property() {
-        // One invariant per file: its name is the file's, so a log line leads to the code.
+        // One invariant per file: its name is the file's (below check/), so a log line leads
+        // to the code.
         let names: Vec<&str> = invariants().iter().map(|i| i.name()).collect();
         assert_eq!(
             names,
@@ -1191,6 +1192,12 @@ mod tests {
                 "indeterminate",
                 "availability",
                 "stale_read",
+                "queue/consumed",
+                "queue/double_delivery",
+                "queue/redelivery",
+                "queue/group_order",
+                "queue/drained",
+                "queue/group_agreement",
             ]
         );
         let properties: std::collections::BTreeSet<&str> =

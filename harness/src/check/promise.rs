@@ -9,7 +9,7 @@
 //! | bus, pub/sub | yes (PUBLISH appends to the stream) | yes, from its confirmed SUBSCRIBE on |
 //! | Redis, stream | yes (the XADD reply is an entry id) | yes, and nothing across a resume by ID |
 //! | Redis, pub/sub | no: PUBLISH counts receivers, nothing is stored | no: at most once |
-//! | bus / Redis, queue | yes | consumers: every group gets every entry at least once, in order (`queue_*` checks) |
+//! | bus / Redis, queue | yes | consumers: every group gets every entry at least once, in order (`queue/*` checks) |
 //!
 //! Reads (the read workload's XRANGE/XREVRANGE/XLEN) are promised to see every entry
 //! acknowledged before they began only by the bus with `read_consistency =

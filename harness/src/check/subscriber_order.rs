@@ -37,7 +37,7 @@ impl Invariant for SubscriberOrder {
 
     fn check(&self, h: &IndexedHistory, out: &mut Findings) {
         match h.mode {
-            // Queue mode has no subscribers; consumers are checked by `queue_*`.
+            // Queue mode has no subscribers; consumers are checked by `queue/*`.
             Mode::Stream | Mode::Queue => check_stream(h, out),
             Mode::Pubsub => check_pubsub(h, out),
         }

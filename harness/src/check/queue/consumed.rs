@@ -10,7 +10,7 @@ pub(crate) struct Consumed;
 
 impl Invariant for Consumed {
     fn name(&self) -> &'static str {
-        "queue_consumed"
+        "queue/consumed"
     }
 
     fn property(&self) -> &'static str {

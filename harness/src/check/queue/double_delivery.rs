@@ -12,7 +12,7 @@ pub(crate) struct DoubleDelivery;
 
 impl Invariant for DoubleDelivery {
     fn name(&self) -> &'static str {
-        "queue_double_delivery"
+        "queue/double_delivery"
     }
 
     fn property(&self) -> &'static str {

@@ -9,7 +9,7 @@ pub(crate) struct Drained;
 
 impl Invariant for Drained {
     fn name(&self) -> &'static str {
-        "queue_drained"
+        "queue/drained"
     }
 
     fn property(&self) -> &'static str {

@@ -11,7 +11,7 @@ pub(crate) struct GroupAgreement;
 
 impl Invariant for GroupAgreement {
     fn name(&self) -> &'static str {
-        "queue_group_agreement"
+        "queue/group_agreement"
     }
 
     fn property(&self) -> &'static str {

@@ -13,7 +13,7 @@ pub(crate) struct GroupOrder;
 
 impl Invariant for GroupOrder {
     fn name(&self) -> &'static str {
-        "queue_group_order"
+        "queue/group_order"
     }
 
     fn property(&self) -> &'static str {

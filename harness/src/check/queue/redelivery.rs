@@ -12,7 +12,7 @@ pub(crate) struct Redelivery;
 
 impl Invariant for Redelivery {
     fn name(&self) -> &'static str {
-        "queue_redelivery"
+        "queue/redelivery"
     }
 
     fn property(&self) -> &'static str {
