@@ -186,7 +186,7 @@ pub fn check_rows(c: &Checks) -> Vec<CheckRow> {
         sub_count: false,
         meaning,
     };
-    vec![
+    let mut rows = vec![
         v("lost", c.lost, "acknowledged messages never delivered"),
         sub(
             "lost mid-stream",
@@ -238,7 +238,33 @@ pub fn check_rows(c: &Checks) -> Vec<CheckRow> {
             c.at_most_once_gaps,
             "pub/sub messages missed while disconnected (not a violation)",
         ),
-    ]
+    ];
+    if !c.queue.is_empty() {
+        let q = &c.queue;
+        rows.extend([
+            i(
+                "queue: taken",
+                q.taken,
+                "entries handed to consumers (XREADGROUP and claims), all groups",
+            ),
+            i(
+                "queue: redelivered by claims",
+                q.redelivered,
+                "XAUTOCLAIM of what an idle or crashed consumer held (at least once, not a violation)",
+            ),
+            i(
+                "queue: consumed",
+                q.consumed,
+                "entries an XACK removed from their group's PEL",
+            ),
+            i(
+                "queue: consumer crashes",
+                q.crashes,
+                "consumers crashed holding entries (consumer-crash)",
+            ),
+        ]);
+    }
+    rows
 }
 
 fn checks_section(out: &mut String, s: &Summary) {
@@ -884,7 +910,10 @@ pub fn comparison_page(
     let rows: Vec<Vec<CheckRow>> = runs.iter().map(|r| check_rows(&r.summary.checks)).collect();
     if let Some(first) = rows.first() {
         for (i, row) in first.iter().enumerate() {
-            let bad = row.violation && rows.iter().any(|r| r[i].count > 0);
+            // Runs may have different rows (queue figures exist in queue mode only).
+            let count =
+                |r: &Vec<CheckRow>| r.get(i).filter(|c| c.name == row.name).map(|c| c.count);
+            let bad = row.violation && rows.iter().any(|r| count(r).unwrap_or(0) > 0);
             let _ = write!(
                 out,
                 "<tr{}><td class=\"l\">{}</td>",
@@ -892,7 +921,8 @@ pub fn comparison_page(
                 row.name
             );
             for r in &rows {
-                let _ = write!(out, "<td>{}</td>", fmt_count(r[i].count));
+                let cell = count(r).map_or_else(|| "–".to_string(), fmt_count);
+                let _ = write!(out, "<td>{cell}</td>");
             }
             let _ = writeln!(out, "</tr>");
         }
