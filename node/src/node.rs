@@ -83,6 +83,10 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
         max_payload_entries: 16,
         snapshot_max_chunk_size: (MAX_FRAME / 16) as u64,
         install_snapshot_timeout: 5_000,
+        // A restarted leader stands for election like everyone else (as in openraft 0.9)
+        // instead of resuming at once: an acknowledgement without a quorum was seen 0.1 s
+        // after a leader restarted with 0.10's default (docs/incidents/2026-12-03-*).
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
