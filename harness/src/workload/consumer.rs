@@ -33,8 +33,6 @@ use crate::record::{Clock, Recorder};
 use crate::scenario::Scenario;
 use crate::target::check_client_addr;
 
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// XREADGROUP's block time: short, so claims and crashes are not held up.
 const BLOCK: Duration = Duration::from_millis(200);
@@ -200,9 +198,7 @@ impl Consumer {
                     tracing::debug!(group = %self.group, consumer = %name, %reason, "consumer session ended");
                     ended += 1;
                     attempt += 1;
-                    let delay = BACKOFF_MIN
-                        .saturating_mul(1 << attempt.min(5))
-                        .min(BACKOFF_MAX);
+                    let delay = super::reconnect_delay(attempt);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = stop.wait_for(|s| *s) => break,

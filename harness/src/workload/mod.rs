@@ -55,6 +55,14 @@ pub(crate) fn next_endpoint(
     &endpoints[(home + moves) % endpoints.len()]
 }
 
+/// How long a client waits before its next connection attempt after `attempt` failed ones:
+/// doubling from 50 ms, at most 1 s.
+pub(crate) fn reconnect_delay(attempt: u32) -> Duration {
+    const MIN: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(1);
+    MIN.saturating_mul(1 << attempt.min(5)).min(MAX)
+}
+
 /// Where a writing client's next session goes: under `failover` with Sentinels, the primary
 /// they name (asking from Sentinel `first` on); otherwise [`next_endpoint`] from `home`.
 pub(crate) async fn write_endpoint(

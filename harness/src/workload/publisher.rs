@@ -39,8 +39,6 @@ use crate::target::connect_with;
 const MAX_IDLE: Duration = Duration::from_millis(20);
 /// How often publishes held for a reconnect look for the new connection.
 const HOLD_POLL: Duration = Duration::from_millis(5);
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything one publisher needs.
@@ -328,9 +326,7 @@ impl Publisher {
                     Some(h) => connecting = Some(h),
                     None => {
                         generation += 1;
-                        let delay = BACKOFF_MIN
-                            .saturating_mul(1 << failures.min(5))
-                            .min(BACKOFF_MAX);
+                        let delay = super::reconnect_delay(failures);
                         let spec2 = spec.clone();
                         let (a, g) = (attempt, generation);
                         connecting = Some(tokio::spawn(async move {

@@ -35,8 +35,6 @@ use crate::record::{Clock, Recorder};
 use crate::scenario::{ClientOptions, ClientPolicy};
 use crate::target::check_client_addr;
 
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The XREAD block time.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -136,9 +134,7 @@ impl Subscriber {
             tracing::debug!(subscriber = spec.id, %node, %reason, "subscriber disconnected");
             ended += 1;
             attempt += 1;
-            let delay = BACKOFF_MIN
-                .saturating_mul(1 << attempt.min(5))
-                .min(BACKOFF_MAX);
+            let delay = super::reconnect_delay(attempt);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.wait_for(|s| *s) => break,
