@@ -65,6 +65,14 @@ pub enum Error {
     /// The lab was torn down already.
     #[error("the lab has been torn down")]
     TornDown,
+    /// SSH to a remote host failed (connect, host key, timeout, lost connection).
+    #[error("ssh {host}: {message}")]
+    Ssh {
+        /// Inventory host name.
+        host: String,
+        /// What went wrong, with the ssh client's own words.
+        message: String,
+    },
     /// No journal entry with this id, or it was healed already.
     #[error("no active fault with id {0}")]
     NotActive(u64),

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use std::path::PathBuf;
@@ -190,9 +191,9 @@ impl Fault {
 
     fn detail(&self) -> String {
         match self {
-            Fault::Kill { process, .. } => format!("SIGKILL pid {}", process.pid()),
-            Fault::Pause { process, .. } => format!("SIGSTOP pid {}", process.pid()),
-            Fault::Terminate { process, .. } => format!("SIGTERM pid {}", process.pid()),
+            Fault::Kill { process, .. } => process.describe(Signal::SIGKILL),
+            Fault::Pause { process, .. } => process.describe(Signal::SIGSTOP),
+            Fault::Terminate { process, .. } => process.describe(Signal::SIGTERM),
             Fault::Partition { partition, .. } => format!("blocked {partition}"),
             Fault::Loss { percent, .. } => format!("{percent}% packet loss"),
             Fault::Bandwidth { limit, .. } => format!("{} kbit/s", limit.rate_kbit),
@@ -402,7 +403,7 @@ impl Journal {
             }
             Fault::Pause { process, .. } => {
                 process.pause()?;
-                Undo::Resume(*process)
+                Undo::Resume(process.clone())
             }
             Fault::Partition { partition, .. } => {
                 Undo::Repair(self.net("partition")?.partition(partition)?)

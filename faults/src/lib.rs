@@ -11,6 +11,7 @@
 //! | [`process`] | [`ProcessHandle`]: SIGKILL / SIGSTOP / SIGCONT / SIGTERM to a process group; [`process::state`] reads `/proc/<pid>/stat`; the [`Restarter`] callback through which the harness restarts a node. |
 //! | [`journal`] | [`Journal`]: apply a [`Fault`], record it ([`JournalEntry`]: kind, targets, start/end), heal one or [`Journal::heal_all`]; heals on drop and, with [`heal_on_panic`], on panic. |
 //! | [`disk`] | [`LazyMount`]: a FUSE filesystem over a node's data dir that keeps writes in memory until fsync (directory changes until the directory's fsync); [`DiskControl::drop_unsynced`] (power loss), [`DiskControl::tear_last_write`] (torn write); [`corrupt()`] damages a data file of a node that is down. |
+//! | [`remote`] | Faults on remote hosts over SSH (`--hosts`): [`remote::Remote`] (the system OpenSSH client, multiplexed, strict host keys), [`remote::RemoteProcess`] (signals over SSH), [`remote::RemoteNet`] (a table `inet raftbus` per host, qdiscs with handle `5242:`), [`remote::CommandLog`] (every remote change journaled), [`remote::probe`] (kernel, disk, capabilities, RTT). [`NetControl::remote`] and [`ProcessHandle::remote`] hand them to the same [`Journal`]. |
 //! | [`failpoint`] | [`FailpointAdmin`]: arms and disarms a named failpoint inside a failpoint build of the node through its `RAFTBUS.FAILPOINT` admin command. |
 //! | [`kind`] | [`FaultKind`] and [`PartitionMode`]: the names used on the CLI and in scenario files, with `FromStr`, `Display` and serde. |
 //! | [`error`] | [`Error`], the crate's `thiserror` type. |
@@ -78,6 +79,7 @@ pub mod kind;
 pub mod lab;
 pub mod net;
 pub mod process;
+pub mod remote;
 mod sys;
 
 pub use disk::{corrupt, CorruptMode, CorruptReport, DiskControl, DropReport, LazyMount};

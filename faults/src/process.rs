@@ -10,15 +10,18 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::remote::RemoteProcess;
 
 /// A process the harness started (it owns the `Child` and reaps it; we only signal it).
 ///
 /// Processes started through [`crate::Host::command`] lead their own process group, so the
-/// signals go to the whole group and reach anything the process spawned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// signals go to the whole group and reach anything the process spawned. A handle made by
+/// [`ProcessHandle::remote`] signals a group on another host over SSH instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessHandle {
     pid: i32,
     group: bool,
+    remote: Option<std::sync::Arc<RemoteProcess>>,
 }
 
 impl ProcessHandle {
@@ -27,6 +30,28 @@ impl ProcessHandle {
         ProcessHandle {
             pid: pid as i32,
             group: true,
+            remote: None,
+        }
+    }
+
+    /// A process group on a remote host; signals go over SSH (see [`RemoteProcess`]).
+    pub fn remote(process: RemoteProcess) -> Self {
+        ProcessHandle {
+            pid: process.pid as i32,
+            group: true,
+            remote: Some(std::sync::Arc::new(process)),
+        }
+    }
+
+    /// What sending `sig` does, for the journal: `SIGKILL pid 42`, or the remote command.
+    pub fn describe(&self, sig: Signal) -> String {
+        match &self.remote {
+            None => format!("{sig} pid {}", self.pid),
+            Some(r) => format!(
+                "ssh {}: {}",
+                r.remote().name(),
+                r.signal_command(sig)
+            ),
         }
     }
 
@@ -35,6 +60,7 @@ impl ProcessHandle {
         ProcessHandle {
             pid: pid as i32,
             group: false,
+            remote: None,
         }
     }
 
@@ -45,6 +71,9 @@ impl ProcessHandle {
 
     /// Send `sig` to the process (group). A process that is gone already is not an error.
     pub fn signal(&self, sig: Signal) -> Result<()> {
+        if let Some(r) = &self.remote {
+            return r.signal(sig);
+        }
         let pid = self.pid();
         let r = if self.group {
             killpg(pid, sig)
@@ -82,6 +111,9 @@ impl ProcessHandle {
 
     /// The process's scheduler state.
     pub fn state(&self) -> ProcState {
+        if let Some(r) = &self.remote {
+            return r.state();
+        }
         state(self.pid())
     }
 
@@ -176,7 +208,7 @@ pub fn state(pid: Pid) -> ProcState {
     }
 }
 
-fn parse_stat_state(stat: &str) -> Option<ProcState> {
+pub(crate) fn parse_stat_state(stat: &str) -> Option<ProcState> {
     // "pid (comm) S ...": comm may contain spaces and parentheses, so split at the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.trim_start().chars().next().map(ProcState::from_letter)

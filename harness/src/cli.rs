@@ -70,6 +70,9 @@ pub enum Command {
     /// bench run, until the latency objective breaks or the target falls behind; writes
     /// DIR/sweep.json, DIR/report.html with latency and throughput against offered rate
     Sweep(Box<SweepArgs>),
+    /// Manage the machines of a `--hosts` inventory: check them, heal what a crashed run
+    /// left, or stand up stand-in hosts (sshd in lab namespaces) for tests and docs
+    Hosts(HostsArgs),
     /// Re-run the checks on a results directory's history.jsonl
     Check {
         /// A results directory written by `raftbus bench`
@@ -161,6 +164,10 @@ pub struct BenchArgs {
     /// The raftbus-node binary [default: next to this executable]
     #[arg(long, value_name = "PATH")]
     pub node_bin: Option<PathBuf>,
+    /// Run the servers on the machines of this inventory over SSH instead of the local lab
+    /// (clients stay here); see `raftbus hosts --help`
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
     /// Redis durability: none (no AOF), everysec or always (appendfsync) [default: always, the
     /// bus's durability class]
     #[arg(long, value_enum)]
@@ -244,6 +251,9 @@ pub struct NightlyArgs {
     /// built from this source tree into target/failpoints]
     #[arg(long, value_name = "PATH")]
     pub failpoint_node_bin: Option<PathBuf>,
+    /// Run the bench and chaos scenarios on the machines of this inventory over SSH
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
 }
 
 /// Options of `raftbus selftest`.
@@ -321,13 +331,56 @@ impl ChaosArgs {
     }
 }
 
+/// `raftbus hosts ...`.
+#[derive(Debug, Clone, Args)]
+pub struct HostsArgs {
+    #[command(subcommand)]
+    pub command: HostsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum HostsCommand {
+    /// Connect to every host and report kernel, disk, which fault kinds work, and the RTT
+    /// between hosts
+    Check {
+        /// The inventory
+        #[arg(long, value_name = "FILE")]
+        hosts: PathBuf,
+    },
+    /// Remove what a crashed run left on the hosts: its processes (by recorded pid and
+    /// start time), the nftables table `inet raftbus`, raftbus's qdiscs; nothing else
+    Heal {
+        /// The inventory
+        #[arg(long, value_name = "FILE")]
+        hosts: PathBuf,
+    },
+    /// Stand-in hosts for trying `--hosts` on one machine: sshd in lab namespaces
+    /// (198.18.1.N) with keys made for the occasion; writes DIR/hosts.toml, runs COMMAND
+    /// inside the lab (where 198.18.1.N is reachable), then tears everything down
+    Lab {
+        /// Where keys, sshd configs, host roots and hosts.toml go
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// How many hosts
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// The command to run inside the lab (e.g. `raftbus chaos --hosts DIR/hosts.toml`)
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
 impl Command {
-    /// Commands that start servers, and so run inside the lab (entered in `main`).
+    /// Commands that start servers, and so run inside the lab (entered in `main`). With
+    /// `--hosts` the servers run elsewhere and the harness stays in its own namespace.
     pub fn uses_lab(&self) -> bool {
-        matches!(
-            self,
-            Command::Bench(_) | Command::Chaos(_) | Command::Demo(_)
-        )
+        match self {
+            Command::Bench(a) => a.hosts.is_none(),
+            Command::Chaos(a) => a.bench.hosts.is_none(),
+            Command::Demo(_) => true,
+            Command::Hosts(a) => matches!(a.command, HostsCommand::Lab { .. }),
+            _ => false,
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 //! - [`cli`] — the command line (clap derive); `main.rs` only parses and calls [`run`].
 //! - [`run`] — what each command does, and the exit codes.
 //! - [`scenario`] — the experiment as validated data (`scenario.toml`).
-//! - [`target`] — server processes: the bus cluster or Redis, on loopback for now.
+//! - [`target`] — server processes: the bus cluster or Redis, in the lab, on loopback, or on
+//!   inventory hosts over SSH.
+//! - [`hosts`] — `--hosts hosts.toml`: the inventory, connecting over SSH, heal after a
+//!   crash, `raftbus hosts check|heal|lab`.
 //! - [`workload`] — open-loop publishers, subscribers, drain and final stream reads.
 //! - [`record`] — the history writer, latency histograms, per-second counters.
 //! - [`chaos`] — the nemesis: seeded or explicit fault schedules, role targets, journal/heal.
@@ -18,6 +21,7 @@ pub mod chaos;
 pub mod check;
 pub mod cli;
 pub mod history;
+pub mod hosts;
 pub mod nightly;
 pub mod payload;
 pub mod record;

@@ -58,6 +58,8 @@ pub enum RunError {
     Interrupted,
     #[error("chaos: {0}")]
     Chaos(#[from] ChaosError),
+    #[error("hosts: {0}")]
+    Hosts(#[from] crate::hosts::HostsError),
 }
 
 impl RunError {
@@ -67,6 +69,7 @@ impl RunError {
             RunError::Interrupted => exit::INTERRUPTED,
             RunError::Check(CheckError::Parse { .. }) => exit::USAGE,
             RunError::Chaos(ChaosError::Schedule(_) | ChaosError::BadSelector(_)) => exit::USAGE,
+            RunError::Hosts(crate::hosts::HostsError::Inventory(_)) => exit::USAGE,
             _ => exit::ENVIRONMENT,
         }
     }
@@ -92,8 +95,12 @@ pub async fn run(cli: Cli, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
         Command::Demo(args) => demo(args, lab).await,
         Command::Nightly(args) => nightly(args),
         Command::Selftest(args) => selftest(args),
+        Command::Sweep(args) if args.bench.hosts.is_some() => Err(RunError::Usage(
+            "raftbus sweep does not run on --hosts yet; use bench or chaos".into(),
+        )),
         Command::Sweep(args) => crate::sweep::run_sweep(*args, lab).await,
         Command::Check { dir, max_examples } => check(&dir, max_examples),
+        Command::Hosts(args) => crate::hosts::check::command(args, lab),
         Command::Report { dir } => {
             let r = raftbus_reports::render_run(&dir)?;
             println!("report: {}", r.html.display());
@@ -168,6 +175,7 @@ fn nightly(args: NightlyArgs) -> Result<u8, RunError> {
     opts.suite = args.suite;
     opts.threshold = args.threshold;
     opts.node_bin = args.node_bin;
+    opts.hosts = args.hosts;
     opts.failpoint_node_bin = args.failpoint_node_bin;
     let outcome = tokio::task::block_in_place(|| {
         crate::nightly::run_nightly(&opts, &mut |line| eprintln!("nightly: {line}"))
@@ -340,18 +348,37 @@ async fn run_targets(
             (Target::Redis, dir.join("redis")),
         ],
     };
+    let fleet = match &args.hosts {
+        Some(path) => Some(Arc::new(tokio::task::block_in_place(|| {
+            crate::hosts::check::connect_for_run(path, &dir)
+        })?)),
+        None => None,
+    };
+    if let Some(f) = &fleet {
+        rerun.push_str(&format!(" --hosts {}", f.inventory.path.display()));
+    }
     let mut summaries = Vec::new();
     for (target, tdir) in targets {
         std::fs::create_dir_all(&tdir).map_err(io_err(format!("create {}", tdir.display())))?;
         if tdir != dir {
             scenario.write(&tdir)?;
         }
-        let work = bench_one(&scenario, &args, target, &tdir, &rerun, lab.as_ref());
-        let summary = tokio::select! {
-            r = work => r?,
+        let work = bench_one(&scenario, &args, target, &tdir, &rerun, lab.as_ref(), fleet.as_ref());
+        let result = tokio::select! {
+            r = work => r,
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("raftbus: interrupted; servers stopped, results in {} are incomplete", tdir.display());
-                return Err(RunError::Interrupted);
+                Err(RunError::Interrupted)
+            }
+        };
+        let summary = match result {
+            Ok(s) => s,
+            Err(e) => {
+                // Whatever the run left on the hosts goes now, not at the next run.
+                if let Some(f) = &fleet {
+                    crate::hosts::check::heal_after_error(f);
+                }
+                return Err(e);
             }
         };
         print_summary(&summary, &tdir);
@@ -390,6 +417,7 @@ pub(crate) async fn bench_one(
     dir: &Path,
     rerun: &str,
     lab: Option<&Arc<Lab>>,
+    fleet: Option<&Arc<crate::hosts::Fleet>>,
 ) -> Result<Summary, RunError> {
     let seed = s.seed.expect("resolved");
     let started_at = unix_now();
@@ -403,7 +431,10 @@ pub(crate) async fn bench_one(
     let names: Vec<String> = (1..=s.server_count(kind))
         .map(|i| format!("n{i}"))
         .collect();
-    let mut ctx = plan_context(target, names.len(), lab);
+    let mut ctx = match fleet {
+        Some(f) => crate::hosts::check::plan_context(target, names.len(), f),
+        None => plan_context(target, names.len(), lab),
+    };
     ctx.queue = s.mode == Mode::Queue;
     let schedule = if s.has_faults() {
         let schedule = Schedule::plan(
@@ -450,6 +481,7 @@ pub(crate) async fn bench_one(
     }
     // Delay needs the peer links behind proxies; so do partitions without nftables.
     let needs_proxies = target == Target::Bus
+        && fleet.is_none()
         && schedule.as_ref().is_some_and(|sch| {
             sch.steps.iter().any(|st| {
                 st.kind == FaultKind::Delay || (st.kind == FaultKind::Partition && !ctx.kernel_net)
@@ -459,8 +491,24 @@ pub(crate) async fn bench_one(
         let listen = lab.map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.lab_addr());
         PeerProxies::new(std::net::IpAddr::V4(listen), seed)
     });
-    let spawner =
-        target::lab::spawner_with_disk(lab, &names, lazy_fs.then(|| dir.join(target::DISK_DIR)))?;
+    let mut remote_net = None;
+    let spawner: Arc<dyn target::Spawner> = match fleet {
+        Some(f) => {
+            let mut servers = names.clone();
+            if target == Target::Redis {
+                servers.extend((1..=s.redis.sentinels).map(|i| format!("s{i}")));
+            }
+            let run = format!("{}-{}-{}", unix_now(), s.name, format!("{target:?}").to_lowercase());
+            let remote = target::remote::RemoteSpawner::new(f.clone(), &servers, dir, run)?;
+            remote_net = Some(remote.net());
+            Arc::new(remote)
+        }
+        None => target::lab::spawner_with_disk(
+            lab,
+            &names,
+            lazy_fs.then(|| dir.join(target::DISK_DIR)),
+        )?,
+    };
     let cluster = match target {
         Target::Bus => {
             target::bus::start_with(
@@ -498,11 +546,15 @@ pub(crate) async fn bench_one(
     let shared = Arc::new(std::sync::Mutex::new(cluster));
     let nemesis = schedule.clone().map(|sch| {
         let facilities = NetworkFacilities {
-            net: lab.filter(|l| l.mode().is_namespaced()).map(|l| l.net()),
+            net: match &remote_net {
+                Some(n) => Some(raftbus_faults::NetControl::remote(n.clone())),
+                None => lab.filter(|l| l.mode().is_namespaced()).map(|l| l.net()),
+            },
             proxies: proxies
                 .as_ref()
                 .map(PeerProxies::controls)
                 .unwrap_or_default(),
+            kernel_delay: remote_net.is_some(),
         };
         Nemesis::new(
             sch,
@@ -637,6 +689,7 @@ pub(crate) async fn bench_one(
     if target == Target::Bus {
         detail.push_str(&format!(", {} reads", s.bus.read_consistency.as_str()));
     }
+    let servers_spawner = cluster.spawner();
     drop(cluster);
 
     let mut outcome = check_file(&dir.join(HISTORY_FILE), &check_options(target, s))?;
@@ -664,6 +717,10 @@ pub(crate) async fn bench_one(
         );
     }
     let cost = target::cost::summarize(target, process_costs, outcome.checks.acked, cost_notes);
+    // Remote logs come home (and remote run directories go, when the run was valid).
+    notes.extend(tokio::task::block_in_place(|| {
+        servers_spawner.finish(outcome.verdict == Verdict::Valid)
+    }));
     let summary = Summary {
         schema: SUMMARY_SCHEMA.to_string(),
         name: s.name.clone(),

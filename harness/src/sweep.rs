@@ -289,7 +289,7 @@ pub async fn run_sweep(args: SweepArgs, lab: Option<Arc<Lab>>) -> Result<u8, Run
                 "raftbus: sweep {name}: {rate}/s for {}",
                 humantime::format_duration(args.step)
             );
-            let work = bench_one(&s, &args.bench, target, &tdir, &rerun, lab.as_ref());
+            let work = bench_one(&s, &args.bench, target, &tdir, &rerun, lab.as_ref(), None);
             let summary = tokio::select! {
                 r = work => r?,
                 _ = tokio::signal::ctrl_c() => {

@@ -143,14 +143,114 @@ impl NetState {
 /// | [`set_delay`](Self::set_delay) (netem kernels only) | [`clear_delay`](Self::clear_delay) |
 /// | any | [`clear_all`](Self::clear_all) |
 #[derive(Debug, Clone)]
-pub struct NetControl {
-    shared: Arc<Shared>,
+pub struct NetControl(Backend);
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Lab(LabNet),
+    Remote(crate::remote::RemoteNet),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident, $m:ident($($a:expr),*)) => {
+        match &$self.0 {
+            Backend::Lab(n) => n.$m($($a),*),
+            Backend::Remote(n) => n.$m($($a),*),
+        }
+    };
 }
 
 impl NetControl {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        NetControl { shared }
+        NetControl(Backend::Lab(LabNet { shared }))
     }
+
+    /// Network faults on remote hosts (`--hosts`) instead of the lab.
+    pub fn remote(net: crate::remote::RemoteNet) -> Self {
+        NetControl(Backend::Remote(net))
+    }
+
+    /// Whether kernel-level network faults work (namespace lab or every remote host with
+    /// nftables).
+    pub fn available(&self) -> bool {
+        dispatch!(self, available())
+    }
+
+    /// Apply `partition` on top of those already applied.
+    pub fn partition(&self, partition: &Partition) -> Result<PartitionId> {
+        dispatch!(self, partition(partition))
+    }
+
+    /// Undo one partition (inverse of [`NetControl::partition`]); pairs also blocked by
+    /// another applied partition stay blocked.
+    pub fn repair(&self, id: PartitionId) -> Result<()> {
+        dispatch!(self, repair(id))
+    }
+
+    /// Remove every partition.
+    pub fn heal(&self) -> Result<()> {
+        dispatch!(self, heal())
+    }
+
+    /// The union of all applied partitions.
+    pub fn current_partition(&self) -> Partition {
+        dispatch!(self, current_partition())
+    }
+
+    /// Drop `percent`% of the packets entering or leaving `host` (random, per packet).
+    pub fn set_loss(&self, host: &str, percent: u8) -> Result<()> {
+        dispatch!(self, set_loss(host, percent))
+    }
+
+    /// Inverse of [`NetControl::set_loss`].
+    pub fn clear_loss(&self, host: &str) -> Result<()> {
+        dispatch!(self, clear_loss(host))
+    }
+
+    /// Limit `host`'s link to `bw` (the lab: both directions; remote hosts: egress).
+    pub fn limit_bandwidth(&self, host: &str, bw: Bandwidth) -> Result<()> {
+        dispatch!(self, limit_bandwidth(host, bw))
+    }
+
+    /// Inverse of [`NetControl::limit_bandwidth`].
+    pub fn clear_bandwidth(&self, host: &str) -> Result<()> {
+        dispatch!(self, clear_bandwidth(host))
+    }
+
+    /// Kernel delay with netem (only where the kernel has it).
+    pub fn set_delay(&self, host: &str, delay: Duration, jitter: Duration) -> Result<()> {
+        dispatch!(self, set_delay(host, delay, jitter))
+    }
+
+    /// Inverse of [`NetControl::set_delay`].
+    pub fn clear_delay(&self, host: &str) -> Result<()> {
+        dispatch!(self, clear_delay(host))
+    }
+
+    /// Remove every partition, loss, bandwidth and delay fault.
+    pub fn clear_all(&self) -> Result<()> {
+        dispatch!(self, clear_all())
+    }
+
+    /// The nft table(s) as the kernel has them, for reports and tests.
+    pub fn ruleset(&self) -> Result<String> {
+        dispatch!(self, ruleset())
+    }
+
+    /// The qdiscs on `host`'s link.
+    pub fn qdiscs(&self, host: &str) -> Result<String> {
+        dispatch!(self, qdiscs(host))
+    }
+}
+
+/// The lab backend of [`NetControl`].
+#[derive(Debug, Clone)]
+struct LabNet {
+    shared: Arc<Shared>,
+}
+
+impl LabNet {
 
     fn usable(&self, what: &str) -> Result<()> {
         match &self.shared.mode {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use nemesis::{Nemesis, NemesisOutput, NetworkFacilities};
 pub use proxy::PeerProxies;
-pub use schedule::{FaultStep, PlanContext, Schedule};
+pub use schedule::{FaultStep, HostsPlan, PlanContext, Schedule};
 pub use select::{Roles, Selector};
 
 /// Default `--interval`: one fault on and one quiet gap per interval.

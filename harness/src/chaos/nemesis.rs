@@ -64,6 +64,9 @@ pub struct NetworkFacilities {
     /// The bus's peer-link proxies, keyed `(from, to)` (when delay is scheduled, or for
     /// partitions on loopback).
     pub proxies: BTreeMap<(String, String), ProxyControl>,
+    /// Delay through netem on the targets' links (remote hosts whose kernel has netem)
+    /// instead of the proxies.
+    pub kernel_delay: bool,
 }
 
 /// What the nemesis did.
@@ -89,6 +92,7 @@ pub struct Nemesis {
     journal: Arc<Mutex<Journal>>,
     proxies: BTreeMap<(String, String), ProxyControl>,
     net_available: bool,
+    kernel_delay: bool,
     clock: Clock,
     recorder: Recorder,
     /// Nodes that refused to start after `corrupt` damaged their data: gone for the rest of
@@ -127,6 +131,7 @@ impl Nemesis {
             (c.target, c.endpoints(), c.sentinel_endpoints())
         };
         let net_available = facilities.net.as_ref().is_some_and(NetControl::available);
+        let kernel_delay = facilities.kernel_delay;
         let mut journal = Journal::new(facilities.net);
         let weak = Arc::downgrade(&cluster);
         journal.set_restarter(
@@ -137,9 +142,9 @@ impl Nemesis {
                     .node_mut(host)
                     .ok_or_else(|| format!("no node named {host}"))?;
                 node.process.restart()?;
-                let pid = node.process.pid().ok_or("not running after restart")?;
-                tracing::info!(node = host, pid, "node restarted");
-                Ok(ProcessHandle::group(pid))
+                let handle = node.process.handle().ok_or("not running after restart")?;
+                tracing::info!(node = host, pid = %handle.pid(), "node restarted");
+                Ok(handle)
             },
         );
         let journal = Arc::new(Mutex::new(journal));
@@ -154,6 +159,7 @@ impl Nemesis {
             journal,
             proxies: facilities.proxies,
             net_available,
+            kernel_delay,
             clock,
             recorder,
             retired: Mutex::new(BTreeSet::new()),
@@ -315,6 +321,19 @@ impl Nemesis {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// How the journal signals `node`'s process (locally or over SSH).
+    fn handle_of(&self, node: &str) -> Result<ProcessHandle, ChaosError> {
+        let mut c = lock(&self.cluster);
+        let n = c.node_mut(node).ok_or_else(|| ChaosError::Resolve {
+            selector: node.to_string(),
+            reason: "no such node".into(),
+        })?;
+        n.process.handle().ok_or_else(|| ChaosError::Resolve {
+            selector: node.to_string(),
+            reason: "its process is not running".into(),
+        })
     }
 
     fn pid_of(&self, node: &str) -> Result<u32, ChaosError> {
@@ -506,7 +525,7 @@ impl Nemesis {
             FaultKind::Kill | FaultKind::Pause | FaultKind::Terminate => {
                 let targets = roles.resolve(&selector, rng)?;
                 for host in &targets {
-                    let process = ProcessHandle::group(self.pid_of(host)?);
+                    let process = self.handle_of(host)?;
                     let host = host.clone();
                     let fault = match step.kind {
                         FaultKind::Kill => Fault::Kill { host, process },
@@ -560,6 +579,24 @@ impl Nemesis {
                 let targets = roles.resolve(&selector, rng)?;
                 let delay = step.delay.unwrap_or(Duration::from_millis(100));
                 let jitter = step.jitter.unwrap_or_default();
+                if self.kernel_delay {
+                    for host in &targets {
+                        self.journal_apply(
+                            &mut ids,
+                            Fault::KernelDelay {
+                                host: host.clone(),
+                                delay,
+                                jitter,
+                            },
+                        )?;
+                    }
+                    return Ok(Applied {
+                        ids,
+                        detail: format!("{detail} (netem on the egress of {})", targets.join(",")),
+                        targets,
+                        crashed,
+                    });
+                }
                 let pairs: BTreeSet<&(String, String)> = self
                     .proxies
                     .keys()
@@ -778,13 +815,13 @@ impl Nemesis {
             if *stop.borrow() {
                 break;
             }
-            let process = ProcessHandle::group(self.pid_of(host)?);
+            let process = self.handle_of(host)?;
             let mut ids = Vec::new();
             self.journal_apply(
                 &mut ids,
                 Fault::Terminate {
                     host: host.clone(),
-                    process,
+                    process: process.clone(),
                 },
             )?;
             let deadline = Instant::now() + TERM_GRACE;

@@ -176,6 +176,17 @@ pub struct PlanContext {
     pub disk_reason: String,
     /// Queue mode: consumer groups run, so consumers can crash.
     pub queue: bool,
+    /// `--hosts` runs: the servers are on remote hosts.
+    pub hosts: Option<HostsPlan>,
+}
+
+/// What the remote hosts of a `--hosts` run offer beyond the lab's figures above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostsPlan {
+    /// Every host has netem (delay through the kernel).
+    pub netem: bool,
+    /// Which hosts lack it, when some do.
+    pub netem_reason: String,
 }
 
 impl PlanContext {
@@ -187,6 +198,27 @@ impl PlanContext {
     /// `Ok` when `kind` can be injected here.
     pub fn supports(&self, kind: FaultKind) -> Result<(), ChaosError> {
         let unavailable = |reason: String| Err(ChaosError::Unavailable { kind, reason });
+        if let Some(h) = &self.hosts {
+            match kind {
+                FaultKind::Delay if !h.netem => {
+                    return unavailable(format!(
+                        "delay on remote hosts needs netem on every host ({})",
+                        h.netem_reason
+                    ))
+                }
+                FaultKind::Delay => return Ok(()),
+                FaultKind::Failpoint => {
+                    return unavailable(
+                        "failpoint faults read the node's admin token on the control host; not available with --hosts"
+                            .into(),
+                    )
+                }
+                FaultKind::PowerLoss | FaultKind::TornWrite | FaultKind::Corrupt => {
+                    return unavailable(format!("{kind}: {}", self.disk_reason))
+                }
+                _ => {}
+            }
+        }
         match kind {
             FaultKind::Kill | FaultKind::Pause | FaultKind::Terminate | FaultKind::Restart => {
                 Ok(())
@@ -676,6 +708,7 @@ mod tests {
             disk: kernel_net,
             disk_reason: "test".into(),
             queue: false,
+            hosts: None,
         }
     }
 

@@ -76,6 +76,8 @@ pub struct NightlyOptions {
     pub raftbus_bin: PathBuf,
     /// Passed on as `--node-bin`; by default `raftbus-node` next to `raftbus_bin`.
     pub node_bin: Option<PathBuf>,
+    /// Passed on as `--hosts` to bench and chaos scenarios: run them on these hosts.
+    pub hosts: Option<PathBuf>,
     /// Relative worsening of p99 or throughput that counts as a regression.
     pub threshold: f64,
     /// What the machine supports; `None` probes it when the suite has chaos scenarios.
@@ -93,6 +95,7 @@ impl NightlyOptions {
             suite: None,
             raftbus_bin,
             node_bin: None,
+            hosts: None,
             threshold: raftbus_reports::DEFAULT_THRESHOLD,
             capabilities: None,
             failpoint_node_bin: None,
@@ -581,6 +584,9 @@ impl Ctx<'_> {
                 };
                 if let Some(node) = node {
                     extra.extend(["--node-bin".to_string(), node.display().to_string()]);
+                }
+                if let Some(hosts) = &self.opts.hosts {
+                    extra.extend(["--hosts".to_string(), hosts.display().to_string()]);
                 }
                 if p.command == SuiteCommand::Chaos {
                     let kinds: Vec<&str> = p.faults.iter().map(FaultKind::as_str).collect();

@@ -176,6 +176,7 @@ pub async fn start_with(
     let mut last_clash = String::new();
     for attempt in 1..=START_ATTEMPTS {
         clear_attempt(dir, &names);
+        spawner.clear_attempt(&names);
         let mut client = Vec::new();
         let mut raft = Vec::new();
         for name in &names {
@@ -210,17 +211,17 @@ pub async fn start_with(
         };
         let mut procs = Vec::new();
         for (i, name) in names.iter().enumerate() {
-            let data_dir = dir.join("data").join(name);
+            let data_dir = spawner.server_path(name, &dir.join("data").join(name));
             let mut node_args = args(i + 1, client[i], raft[i], &peers_of[i], &data_dir);
             let node_config = dir.join(NODE_CONFIG_FILE);
             if node_config.is_file() {
                 node_args.push("--config".into());
-                node_args.push(node_config.into_os_string());
+                node_args.push(spawner.provide_file(name, &node_config)?.into_os_string());
             }
             let admin_token = dir.join(ADMIN_TOKEN_FILE);
             if admin_token.is_file() {
                 node_args.push("--admin-token-file".into());
-                node_args.push(admin_token.into_os_string());
+                node_args.push(spawner.provide_file(name, &admin_token)?.into_os_string());
             }
             if let Ok(spec) = std::fs::read_to_string(dir.join(FAILPOINTS_FILE)) {
                 node_args.push("--failpoints".into());
@@ -228,7 +229,7 @@ pub async fn start_with(
             }
             let spec = ProcessSpec {
                 name: name.clone(),
-                program: program.clone(),
+                program: spawner.program(name, &program)?,
                 args: node_args,
                 log: dir.join("logs").join(format!("{name}.log")),
                 data_dir,

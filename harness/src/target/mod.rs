@@ -7,6 +7,8 @@
 //! - [`bus`] — a raftbus cluster of `raftbus-node` processes, ready once it has a leader.
 //! - [`redis`] — `redis-server` (plus replicas), the baseline.
 //! - [`sentinel`] — Redis Sentinels (`s1`..) that fail the primary over.
+//! - [`remote`] — the remote spawner: each server on an inventory host, started over SSH
+//!   under a per-run directory (`--hosts`).
 //! - [`cost`] — what each server process costs (CPU, RSS, disk writes, fsyncs), sampled
 //!   from `/proc` over every lifetime.
 //!
@@ -18,6 +20,7 @@ pub mod cost;
 pub mod lab;
 pub mod process;
 pub mod redis;
+pub mod remote;
 pub mod sentinel;
 pub mod spawner;
 
@@ -77,6 +80,8 @@ pub enum TargetError {
     Client { node: String, message: String },
     #[error("lazy filesystem: {0}")]
     Disk(String),
+    #[error("host {host}: {message}")]
+    Remote { host: String, message: String },
 }
 
 /// One server of a cluster.
@@ -153,6 +158,11 @@ impl Cluster {
 
     pub fn network(&self) -> &'static str {
         self.spawner.network()
+    }
+
+    /// Where the servers run (for [`Spawner::finish`] once the cluster is gone).
+    pub fn spawner(&self) -> std::sync::Arc<dyn Spawner> {
+        self.spawner.clone()
     }
 
     pub fn network_notes(&self) -> Vec<String> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use raftbus_faults::{DiskControl, LazyMount};
+use raftbus_faults::{DiskControl, LazyMount, ProcessHandle};
 
 use super::cost::CostMeter;
 use super::spawner::Spawner;
@@ -41,7 +41,7 @@ pub const LAZY_FS_WRITEBACK: Duration = Duration::from_secs(5);
 pub struct ServerProcess {
     spec: ProcessSpec,
     spawner: Arc<dyn Spawner>,
-    child: Option<Child>,
+    child: Option<Running>,
     paused: bool,
     /// The lazy filesystem over `spec.data_dir`, when the spawner asks for one.
     mount: Option<LazyMount>,
@@ -105,43 +105,10 @@ impl ServerProcess {
     }
 
     fn spawn(&mut self) -> Result<(), TargetError> {
-        std::fs::create_dir_all(&self.spec.data_dir).map_err(|source| TargetError::Io {
-            what: format!("create {}", self.spec.data_dir.display()),
-            source,
-        })?;
-        if let Some(parent) = self.spec.log.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| TargetError::Io {
-                what: format!("create {}", parent.display()),
-                source,
-            })?;
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.spec.log)
-            .map_err(|source| TargetError::Io {
-                what: format!("open {}", self.spec.log.display()),
-                source,
-            })?;
-        let log2 = log.try_clone().map_err(|source| TargetError::Io {
-            what: "duplicate log handle".into(),
-            source,
-        })?;
-        let mut cmd = Command::new(&self.spec.program);
-        cmd.args(&self.spec.args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        let child =
-            self.spawner
-                .spawn(&self.spec.name, cmd)
-                .map_err(|source| TargetError::Spawn {
-                    program: self.spec.program.display().to_string(),
-                    source,
-                })?;
-        tracing::debug!(node = %self.spec.name, pid = child.id(), "started");
-        self.cost.started(child.id());
-        self.child = Some(child);
+        let running = self.spawner.start(&self.spec)?;
+        tracing::debug!(node = %self.spec.name, pid = running.id(), "started");
+        self.cost.started(running.id());
+        self.child = Some(running);
         self.paused = false;
         Ok(())
     }
@@ -156,7 +123,12 @@ impl ServerProcess {
 
     /// The process id while it runs (it is also its process group id).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.child.as_ref().map(Running::id)
+    }
+
+    /// How the fault journal signals it, while it runs.
+    pub fn handle(&self) -> Option<ProcessHandle> {
+        self.child.as_ref().map(Running::handle)
     }
 
     pub fn is_paused(&self) -> bool {
@@ -164,31 +136,32 @@ impl ServerProcess {
     }
 
     fn signal_group(&self, sig: Signal) -> Result<(), TargetError> {
-        let Some(pid) = self.pid() else {
+        let Some(child) = &self.child else {
             return Err(TargetError::NotRunning(self.spec.name.clone()));
         };
-        killpg(Pid::from_raw(pid as i32), sig).map_err(|e| TargetError::Io {
+        child.signal_group(sig).map_err(|source| TargetError::Io {
             what: format!("send {sig} to {}", self.spec.name),
-            source: e.into(),
+            source,
         })
     }
 
     /// If the process ended on its own, its exit status (the child is reaped).
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                self.child = None;
-                Some(status)
-            }
-            _ => None,
-        }
+        let status = self.child.as_mut()?.try_exit()?;
+        self.child = None;
+        Some(status)
     }
 
     /// Samples the running process's `/proc` figures into its current lifetime.
     pub fn sample_cost(&mut self) {
-        if let Some(pid) = self.pid() {
-            self.cost.sample(pid);
+        match &self.child {
+            Some(Running::Local(c)) => self.cost.sample(c.id()),
+            Some(Running::Remote(r)) => {
+                if let Some(sample) = r.sample() {
+                    self.cost.observe(r.pid(), sample);
+                }
+            }
+            None => {}
         }
     }
 
@@ -207,10 +180,8 @@ impl ServerProcess {
         // Its counters die with it: the last sample of this lifetime (a process already
         // killed by someone else is a zombie until reaped, and still has its CPU times).
         self.sample_cost();
-        if let Some(mut child) = self.child.take() {
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            child.kill_and_reap();
             tracing::debug!(node = %self.spec.name, "killed");
         }
         self.paused = false;
@@ -257,7 +228,10 @@ impl ServerProcess {
 
     /// The last `lines` lines of the node's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        log_tail(&self.spec.log, lines)
+        match self.spawner.remote_log_tail(&self.spec, lines) {
+            Some(tail) => tail,
+            None => log_tail(&self.spec.log, lines),
+        }
     }
 }
 
@@ -269,6 +243,101 @@ impl Drop for ServerProcess {
             if let Err(e) = m.unmount() {
                 tracing::warn!(node = %self.spec.name, error = %e, "unmounting the lazy filesystem failed");
             }
+        }
+    }
+}
+
+/// Starts `spec` on this machine through `spawner` (the [`Spawner::start`] of local
+/// spawners): its data dir and log are local paths, stdout and stderr go to the log.
+pub fn start_local<S: Spawner + ?Sized>(
+    spawner: &S,
+    spec: &ProcessSpec,
+) -> Result<Running, TargetError> {
+    std::fs::create_dir_all(&spec.data_dir).map_err(|source| TargetError::Io {
+        what: format!("create {}", spec.data_dir.display()),
+        source,
+    })?;
+    if let Some(parent) = spec.log.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| TargetError::Io {
+            what: format!("create {}", parent.display()),
+            source,
+        })?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .map_err(|source| TargetError::Io {
+            what: format!("open {}", spec.log.display()),
+            source,
+        })?;
+    let log2 = log.try_clone().map_err(|source| TargetError::Io {
+        what: "duplicate log handle".into(),
+        source,
+    })?;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    let child = spawner
+        .spawn(&spec.name, cmd)
+        .map_err(|source| TargetError::Spawn {
+            program: spec.program.display().to_string(),
+            source,
+        })?;
+    Ok(Running::Local(child))
+}
+
+/// A started server: a child of the harness, or a process group on a remote host.
+#[derive(Debug)]
+pub enum Running {
+    Local(Child),
+    Remote(super::remote::RemoteChild),
+}
+
+impl Running {
+    /// The server's pid (locally also its process group id).
+    pub fn id(&self) -> u32 {
+        match self {
+            Running::Local(c) => c.id(),
+            Running::Remote(r) => r.pid(),
+        }
+    }
+
+    /// How the fault journal signals it.
+    pub fn handle(&self) -> ProcessHandle {
+        match self {
+            Running::Local(c) => ProcessHandle::group(c.id()),
+            Running::Remote(r) => r.handle(),
+        }
+    }
+
+    fn try_exit(&mut self) -> Option<ExitStatus> {
+        match self {
+            Running::Local(c) => c.try_wait().ok().flatten(),
+            Running::Remote(r) => r.exited(),
+        }
+    }
+
+    fn signal_group(&self, sig: Signal) -> std::io::Result<()> {
+        match self {
+            Running::Local(c) => {
+                killpg(Pid::from_raw(c.id() as i32), sig).map_err(std::io::Error::from)
+            }
+            Running::Remote(r) => r.signal(sig),
+        }
+    }
+
+    /// SIGKILL to the group, then wait until it is gone.
+    fn kill_and_reap(self) {
+        match self {
+            Running::Local(mut child) => {
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Running::Remote(r) => r.kill_and_wait(),
         }
     }
 }

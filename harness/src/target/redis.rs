@@ -35,6 +35,11 @@ pub fn version(program: &Path) -> String {
     let text = out
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
+    parse_version(&text)
+}
+
+/// `redis-server 7.0.15` from the text `redis-server --version` printed.
+pub fn parse_version(text: &str) -> String {
     text.split_whitespace()
         .find_map(|w| w.strip_prefix("v="))
         .map(|v| format!("redis-server {v}"))
@@ -138,13 +143,14 @@ pub async fn start(
     opts: &RedisOptions,
     spawner: Arc<dyn Spawner>,
 ) -> Result<Cluster, TargetError> {
-    let program = find_redis_server()?;
-    let version = version(&program);
+    let program = spawner.program_on_path("n1", "redis-server")?;
+    let version = parse_version(&spawner.version_text("n1", &program));
     let count = 1 + opts.replicas;
     let names: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
     let mut last_clash = String::new();
     for attempt in 1..=START_ATTEMPTS {
         clear_attempt(dir, &names);
+        spawner.clear_attempt(&names);
         let mut procs = Vec::new();
         let mut addrs = Vec::new();
         for (i, name) in names.iter().enumerate() {
@@ -155,7 +161,7 @@ pub async fn start(
             })?;
             let addr = SocketAddr::new(host, port);
             super::check_client_addr(addr)?;
-            let data_dir = dir.join("data").join(name);
+            let data_dir = spawner.server_path(name, &dir.join("data").join(name));
             let spec = ProcessSpec {
                 name: name.clone(),
                 program: program.clone(),

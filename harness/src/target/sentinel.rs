@@ -74,6 +74,7 @@ pub async fn start(
     let mut last_clash = String::new();
     for attempt in 1..=START_ATTEMPTS {
         super::clear_attempt(dir, &names);
+        spawner.clear_attempt(&names);
         let _ = std::fs::remove_dir_all(&conf_dir);
         std::fs::create_dir_all(&conf_dir).map_err(|source| TargetError::Io {
             what: format!("create {}", conf_dir.display()),
@@ -89,7 +90,7 @@ pub async fn start(
             })?;
             let addr = SocketAddr::new(host, port);
             super::check_client_addr(addr)?;
-            let data_dir = dir.join("data").join(name);
+            let data_dir = spawner.server_path(name, &dir.join("data").join(name));
             let conf = conf_dir.join(format!("{name}.conf"));
             std::fs::write(&conf, config(addr, primary, &data_dir, opts)).map_err(|source| {
                 TargetError::Io {
@@ -97,6 +98,7 @@ pub async fn start(
                     source,
                 }
             })?;
+            let conf = spawner.provide_file(name, &conf)?;
             let spec = ProcessSpec {
                 name: name.clone(),
                 program: program.to_path_buf(),

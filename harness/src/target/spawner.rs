@@ -12,7 +12,12 @@ use std::process::{Child, Command};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Mutex, OnceLock};
 
+use std::path::{Path, PathBuf};
+
 use nix::sys::signal::Signal;
+
+use super::process::{start_local, Running};
+use super::{ProcessSpec, TargetError};
 
 pub trait Spawner: Send + Sync + 'static {
     /// The host address node `name` listens on; clients connect to it.
@@ -30,6 +35,56 @@ pub trait Spawner: Send + Sync + 'static {
     /// (power-loss faults): the backing directory. `None`: a plain data dir.
     fn lazy_fs_backing(&self, _name: &str) -> Option<std::path::PathBuf> {
         None
+    }
+    /// Starts the server `spec` describes. Local spawners start it here through
+    /// [`Spawner::spawn`]; the remote spawner starts it on its host over SSH.
+    fn start(&self, spec: &ProcessSpec) -> Result<Running, TargetError> {
+        start_local(self, spec)
+    }
+    /// The path server `name` sees for `local`, a path under the run directory (locally the
+    /// same path; remotely the same place under the host's run directory).
+    fn server_path(&self, _name: &str, local: &Path) -> PathBuf {
+        local.to_path_buf()
+    }
+    /// Makes the local file `local` (under the run directory) readable by server `name` and
+    /// returns the path it sees (remotely: uploaded).
+    fn provide_file(&self, _name: &str, local: &Path) -> Result<PathBuf, TargetError> {
+        Ok(local.to_path_buf())
+    }
+    /// The binary server `name` runs, given this machine's copy (remotely: uploaded once,
+    /// checksum-verified).
+    fn program(&self, _name: &str, local: &Path) -> Result<PathBuf, TargetError> {
+        Ok(local.to_path_buf())
+    }
+    /// A program server `name` finds on its `PATH` (e.g. `redis-server`).
+    fn program_on_path(&self, _name: &str, program: &str) -> Result<PathBuf, TargetError> {
+        super::find_on_path(program).ok_or_else(|| TargetError::MissingBinary {
+            name: program.into(),
+            hint: format!(
+                "it must be on PATH; install it with `sudo apt-get install -y {}`",
+                if program == "redis-server" { "redis-server" } else { program }
+            ),
+        })
+    }
+    /// What `program --version` prints where server `name` runs.
+    fn version_text(&self, _name: &str, program: &Path) -> String {
+        std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+    /// The last `lines` lines of a remote server's log (`None`: the log is local).
+    fn remote_log_tail(&self, _spec: &ProcessSpec, _lines: usize) -> Option<String> {
+        None
+    }
+    /// Removes what a failed startup attempt of `names` left outside the run directory.
+    fn clear_attempt(&self, _names: &[String]) {}
+    /// After the servers stopped: bring what lives elsewhere home (remote logs into
+    /// `logs/`) and remove it there when `valid` (server data is kept only to debug a
+    /// failed run). Returns notes for the report.
+    fn finish(&self, _valid: bool) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -60,9 +115,32 @@ impl Spawner for LoopbackSpawner {
     }
 }
 
-/// Refuses any address a client must never talk to: only loopback and the lab range
-/// 198.18.0.0/15 are allowed.
+/// The addresses of the hosts of a `--hosts` inventory, which clients may talk to too.
+fn inventory_addrs() -> &'static Mutex<Vec<IpAddr>> {
+    static ADDRS: OnceLock<Mutex<Vec<IpAddr>>> = OnceLock::new();
+    ADDRS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Allows clients to talk to the hosts of the inventory a run drives (`--hosts`).
+pub fn allow_inventory_addrs(addrs: &[IpAddr]) {
+    let mut a = inventory_addrs().lock().unwrap_or_else(|p| p.into_inner());
+    for addr in addrs {
+        if !a.contains(addr) {
+            a.push(*addr);
+        }
+    }
+}
+
+/// Refuses any address a client must never talk to: only loopback, the lab range
+/// 198.18.0.0/15 and the hosts of the inventory of a `--hosts` run are allowed.
 pub fn check_client_addr(addr: SocketAddr) -> Result<(), super::TargetError> {
+    if inventory_addrs()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&addr.ip())
+    {
+        return Ok(());
+    }
     let ok = match addr.ip() {
         IpAddr::V4(v4) => {
             let o = v4.octets();
