@@ -47,11 +47,7 @@ impl ProcessHandle {
     pub fn describe(&self, sig: Signal) -> String {
         match &self.remote {
             None => format!("{sig} pid {}", self.pid),
-            Some(r) => format!(
-                "ssh {}: {}",
-                r.remote().name(),
-                r.signal_command(sig)
-            ),
+            Some(r) => format!("ssh {}: {}", r.remote().name(), r.signal_command(sig)),
         }
     }
 

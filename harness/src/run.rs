@@ -363,7 +363,15 @@ async fn run_targets(
         if tdir != dir {
             scenario.write(&tdir)?;
         }
-        let work = bench_one(&scenario, &args, target, &tdir, &rerun, lab.as_ref(), fleet.as_ref());
+        let work = bench_one(
+            &scenario,
+            &args,
+            target,
+            &tdir,
+            &rerun,
+            lab.as_ref(),
+            fleet.as_ref(),
+        );
         let result = tokio::select! {
             r = work => r,
             _ = tokio::signal::ctrl_c() => {
@@ -498,7 +506,12 @@ pub(crate) async fn bench_one(
             if target == Target::Redis {
                 servers.extend((1..=s.redis.sentinels).map(|i| format!("s{i}")));
             }
-            let run = format!("{}-{}-{}", unix_now(), s.name, format!("{target:?}").to_lowercase());
+            let run = format!(
+                "{}-{}-{}",
+                unix_now(),
+                s.name,
+                format!("{target:?}").to_lowercase()
+            );
             let remote = target::remote::RemoteSpawner::new(f.clone(), &servers, dir, run)?;
             remote_net = Some(remote.net());
             Arc::new(remote)
@@ -820,6 +833,7 @@ fn plan_context(target: Target, nodes: usize, lab: Option<&Arc<Lab>>) -> PlanCon
         disk,
         disk_reason,
         queue: false,
+        hosts: None,
     }
 }
 

@@ -251,7 +251,6 @@ struct LabNet {
 }
 
 impl LabNet {
-
     fn usable(&self, what: &str) -> Result<()> {
         match &self.shared.mode {
             LabMode::Loopback { .. } => Err(Error::Unsupported(what.to_owned())),

@@ -220,9 +220,9 @@ impl RemoteNet {
             if st.loaded.get(&name) == Some(&script) {
                 continue;
             }
-            remote.change(&remote.as_root(&format!(
-                "nft -f - <<'RAFTBUS_NFT'\n{script}RAFTBUS_NFT"
-            )))?;
+            remote.change(
+                &remote.as_root(&format!("nft -f - <<'RAFTBUS_NFT'\n{script}RAFTBUS_NFT")),
+            )?;
             st.loaded.insert(name, script);
         }
         Ok(())
@@ -342,7 +342,8 @@ impl RemoteNet {
             return Ok(());
         }
         let n = Self::node(&st, node)?.clone();
-        n.remote.change(&n.remote.as_root(&clear_qdisc_script(&n.iface)))?;
+        n.remote
+            .change(&n.remote.as_root(&clear_qdisc_script(&n.iface)))?;
         st.shaped.remove(node);
         Ok(())
     }

@@ -96,7 +96,10 @@ fn parse(text: &str) -> HostFacts {
         kernel: get("kernel"),
         disk: parts.join(" "),
         disk_free_kib: free,
-        client_addr: get("ssh").split_whitespace().next().and_then(|a| a.parse().ok()),
+        client_addr: get("ssh")
+            .split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok()),
         iface_ok: yes("iface"),
         nftables: yes("nft"),
         tbf: yes("tbf"),
@@ -147,6 +150,9 @@ mod tests {
         assert_eq!(f.disk, "ext4 on /dev/vda1");
         assert_eq!(f.disk_free_kib, Some(1234));
         assert!(f.nftables && f.tbf && !f.netem && f.iface_ok && f.fuse_device && !f.ping);
-        assert_eq!(f.notes, vec!["netem (kernel delay): unavailable".to_string()]);
+        assert_eq!(
+            f.notes,
+            vec!["netem (kernel delay): unavailable".to_string()]
+        );
     }
 }

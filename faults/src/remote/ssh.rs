@@ -7,9 +7,9 @@
 //! small runtime of their own (`raftbus-ssh` threads), and the calling thread waits for the
 //! answer, so a command can be sent from a tokio worker, a plain thread or a drop.
 
+use openssh::Stdio;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use openssh::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -164,8 +164,8 @@ impl Remote {
             b.user_known_hosts_file(k);
         }
         let destination = target.address.clone();
-        let session = block(async move { b.connect(destination).await })?.map_err(|e| {
-            Error::Ssh {
+        let session =
+            block(async move { b.connect(destination).await })?.map_err(|e| Error::Ssh {
                 host: target.name.clone(),
                 message: format!(
                     "cannot connect to {}@{}: {}",
@@ -173,8 +173,7 @@ impl Remote {
                     target.address,
                     ssh_error(&e)
                 ),
-            }
-        })?;
+            })?;
         tracing::info!(host = %target.name, address = %target.address, "ssh connected");
         Ok(Remote {
             inner: Arc::new(Inner {
@@ -276,7 +275,9 @@ impl Remote {
                         cmd.stdin(Stdio::piped());
                         let mut child = cmd.spawn().await?;
                         if let Some(mut pipe) = child.stdin().take() {
-                            pipe.write_all(&data).await.map_err(openssh::Error::Remote)?;
+                            pipe.write_all(&data)
+                                .await
+                                .map_err(openssh::Error::Remote)?;
                             pipe.shutdown().await.map_err(openssh::Error::Remote)?;
                         }
                         child.wait_with_output().await
@@ -315,7 +316,11 @@ pub fn close_stale_masters(control_dir: &Path) -> usize {
     };
     let mut closed = 0;
     for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(CONTROL_PREFIX) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(CONTROL_PREFIX)
+        {
             continue;
         }
         let socket = entry.path().join("master");

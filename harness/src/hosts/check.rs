@@ -21,8 +21,9 @@ pub const COMMANDS_FILE: &str = "hosts-commands.jsonl";
 pub fn command(args: HostsArgs, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
     match args.command {
         HostsCommand::Check { hosts } => {
-            let inv = Inventory::load(&hosts)?;
-            let mut fleet = tokio::task::block_in_place(|| Fleet::connect(inv, CommandLog::none()))?;
+            let inv = Inventory::load(&hosts).map_err(HostsError::from)?;
+            let mut fleet =
+                tokio::task::block_in_place(|| Fleet::connect(inv, CommandLog::none()))?;
             tokio::task::block_in_place(|| fleet.measure_rtt());
             for line in fleet.topology_notes() {
                 println!("{line}");
@@ -41,7 +42,7 @@ pub fn command(args: HostsArgs, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
             Ok(exit::VALID)
         }
         HostsCommand::Heal { hosts } => {
-            let inv = Inventory::load(&hosts)?;
+            let inv = Inventory::load(&hosts).map_err(HostsError::from)?;
             let log = CommandLog::to_file(&inv.state_dir().join(COMMANDS_FILE)).map_err(|e| {
                 HostsError::Host {
                     host: "control".into(),
@@ -74,7 +75,7 @@ pub fn command(args: HostsArgs, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
 /// The start of a `--hosts` run: inventory, connections (remote commands journaled in
 /// `DIR/hosts-commands.jsonl`), heal, RTT; prints what each host offers.
 pub fn connect_for_run(path: &Path, dir: &Path) -> Result<Fleet, RunError> {
-    let inv = Inventory::load(path)?;
+    let inv = Inventory::load(path).map_err(HostsError::from)?;
     let log = CommandLog::to_file(&dir.join(COMMANDS_FILE)).map_err(|e| HostsError::Host {
         host: "control".into(),
         message: e.to_string(),

@@ -142,13 +142,13 @@ pub fn heal(fleet: &Fleet) -> Result<HealReport, HostsError> {
             clear_qdisc_script(&h.spec.interface),
             iface = h.spec.interface,
         );
-        let out_net = h
-            .remote
-            .change(&h.remote.as_root(&net))
-            .map_err(|source| HostsError::Remote {
-                host: h.spec.name.clone(),
-                source,
-            })?;
+        let out_net =
+            h.remote
+                .change(&h.remote.as_root(&net))
+                .map_err(|source| HostsError::Remote {
+                    host: h.spec.name.clone(),
+                    source,
+                })?;
         let mut hh = HostHeal {
             host: h.spec.name.clone(),
             ..HostHeal::default()
@@ -211,10 +211,16 @@ mod tests {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains(&format!("killed process group {o}")), "{text}");
+        assert!(
+            text.contains(&format!("killed process group {o}")),
+            "{text}"
+        );
         assert!(!text.contains(&format!("group {x}")), "{text}");
         assert!(!ours.wait().unwrap().success());
-        assert!(other.try_wait().unwrap().is_none(), "the other process was killed");
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "the other process was killed"
+        );
         other.kill().unwrap();
         other.wait().unwrap();
     }

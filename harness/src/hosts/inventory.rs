@@ -192,7 +192,10 @@ impl Inventory {
         let connect_timeout = match &raw.ssh.connect_timeout {
             None => Duration::from_secs(10),
             Some(t) => humantime::parse_duration(t).map_err(|e| {
-                invalid("ssh.connect_timeout".into(), format!("bad duration {t:?}: {e}"))
+                invalid(
+                    "ssh.connect_timeout".into(),
+                    format!("bad duration {t:?}: {e}"),
+                )
             })?,
         };
         let mut names = BTreeSet::new();
@@ -247,8 +250,7 @@ impl Inventory {
             }
             let iface_ok = !h.interface.is_empty()
                 && h.interface.len() <= 15
-                && h
-                    .interface
+                && h.interface
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
             if !iface_ok {
@@ -338,7 +340,10 @@ interface = "eth0"
             (ONE.replace("/srv/raftbus", "srv"), "host[0].root"),
             (ONE.replace("\"eth0\"", "\"eth0; rm\""), "host[0].interface"),
             (ONE.replace("\"root\"", "\"\""), "host[0].user"),
-            (format!("{ONE}\n[ssh]\nknown_hosts = \"kh\"\n"), "ssh.known_hosts"),
+            (
+                format!("{ONE}\n[ssh]\nknown_hosts = \"kh\"\n"),
+                "ssh.known_hosts",
+            ),
             (
                 format!("{ONE}{}", ONE.replace("version = 1", "")),
                 "host[1].name",

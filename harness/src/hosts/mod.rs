@@ -97,10 +97,12 @@ impl Fleet {
     /// to `log`.
     pub fn connect(inventory: Inventory, log: CommandLog) -> Result<Fleet, HostsError> {
         let state_dir = inventory.state_dir();
-        let state = Arc::new(StateFile::open(&state_dir).map_err(|source| HostsError::Io {
-            what: format!("open the hosts state in {}", state_dir.display()),
-            source,
-        })?);
+        let state = Arc::new(
+            StateFile::open(&state_dir).map_err(|source| HostsError::Io {
+                what: format!("open the hosts state in {}", state_dir.display()),
+                source,
+            })?,
+        );
         let control = control_dir(&inventory);
         let results: Vec<Result<FleetHost, HostsError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = inventory
@@ -126,8 +128,9 @@ impl Fleet {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(HostsError::Lab("a connect thread panicked".into())))
+                    h.join().unwrap_or_else(|_| {
+                        Err(HostsError::Lab("a connect thread panicked".into()))
+                    })
                 })
                 .collect()
         });
@@ -195,7 +198,11 @@ impl Fleet {
                 h.spec.address,
                 h.spec.interface,
                 h.facts.kernel,
-                if h.facts.disk.is_empty() { "unknown" } else { &h.facts.disk },
+                if h.facts.disk.is_empty() {
+                    "unknown"
+                } else {
+                    &h.facts.disk
+                },
                 h.facts
                     .disk_free_kib
                     .map_or_else(|| "?".into(), |k| format!("{} MiB", k / 1024)),
@@ -212,7 +219,10 @@ impl Fleet {
                     Err(e) => format!("{}->{} not measured ({e})", r.from, r.to),
                 })
                 .collect();
-            notes.push(format!("rtt between hosts at start (ping): {}", pairs.join(", ")));
+            notes.push(format!(
+                "rtt between hosts at start (ping): {}",
+                pairs.join(", ")
+            ));
         }
         notes
     }
@@ -245,12 +255,13 @@ fn connect_one(
         host: spec.name.clone(),
         source,
     })?;
-    let facts = probe::probe(&remote, &spec.root, &spec.interface, &spec.address).map_err(
-        |source| HostsError::Remote {
-            host: spec.name.clone(),
-            source,
-        },
-    )?;
+    let facts =
+        probe::probe(&remote, &spec.root, &spec.interface, &spec.address).map_err(|source| {
+            HostsError::Remote {
+                host: spec.name.clone(),
+                source,
+            }
+        })?;
     if !facts.iface_ok {
         return Err(HostsError::Host {
             host: spec.name.clone(),

@@ -557,7 +557,9 @@ impl Spawner for RemoteSpawner {
     fn finish(&self, valid: bool) -> Vec<String> {
         let mut notes = Vec::new();
         if let Err(e) = self.net.clear_all() {
-            notes.push(format!("removing the network faults from the hosts failed: {e}"));
+            notes.push(format!(
+                "removing the network faults from the hosts failed: {e}"
+            ));
         }
         let started = self
             .started
@@ -581,7 +583,10 @@ impl Spawner for RemoteSpawner {
                         Err(e) => notes.push(format!("cannot write {}: {e}", spec.log.display())),
                     }
                 }
-                Err(e) => notes.push(format!("cannot fetch the log of {name} from {}: {e}", h.spec.name)),
+                Err(e) => notes.push(format!(
+                    "cannot fetch the log of {name} from {}: {e}",
+                    h.spec.name
+                )),
             }
         }
         if !fetched.is_empty() {
@@ -599,7 +604,10 @@ impl Spawner for RemoteSpawner {
                 let h = &self.fleet.hosts[*i];
                 let d = quote(&self.run_dir(*i).to_string_lossy());
                 if let Err(e) = h.remote.change(&format!("rm -rf {d}")) {
-                    notes.push(format!("cannot remove the run directory on {}: {e}", h.spec.name));
+                    notes.push(format!(
+                        "cannot remove the run directory on {}: {e}",
+                        h.spec.name
+                    ));
                 }
             }
         } else if !dirs.is_empty() {

@@ -62,7 +62,11 @@ pub trait Spawner: Send + Sync + 'static {
             name: program.into(),
             hint: format!(
                 "it must be on PATH; install it with `sudo apt-get install -y {}`",
-                if program == "redis-server" { "redis-server" } else { program }
+                if program == "redis-server" {
+                    "redis-server"
+                } else {
+                    program
+                }
             ),
         })
     }
