@@ -61,7 +61,7 @@ d={root}; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
 df -PT "$d" 2>/dev/null | tail -n 1 | awk '{{print "df=" $2 " on " $1 " " $5}}'
 if ip -o addr show dev {iface} 2>/dev/null | grep -qw '{addr}'; then echo iface=yes; else echo iface=no; fi
 try() {{ if unshare -n sh -c "$1" >/dev/null 2>&1; then echo "$2=yes"; else echo "$2=no"; fi; }}
-try 'printf "table inet raftbus_probe {{ chain c {{ type filter hook input priority 0; }} }}\n" | nft -f -' nft
+try 'printf "table inet raftbus_probe {{ chain c {{ type filter hook input priority 0; }}; }}\n" | nft -f -' nft
 try 'ip link set lo up && tc qdisc add dev lo root tbf rate 1mbit burst 16k latency 50ms' tbf
 try 'ip link set lo up && tc qdisc add dev lo root netem delay 1ms' netem
 if [ -c /dev/fuse ]; then echo fuse=yes; else echo fuse=no; fi

@@ -17,10 +17,10 @@
 use std::collections::BTreeMap;
 
 use raftbus_faults::remote::net::{clear_qdisc_script, delete_table_script};
-use raftbus_faults::remote::{close_stale_masters, quote};
+use raftbus_faults::remote::quote;
 
 use super::state::{unfinished, StateRecord};
-use super::{control_dir, Fleet, HostsError};
+use super::{Fleet, HostsError};
 
 /// The marker file every remote run directory holds.
 pub const RUN_MARKER: &str = ".raftbus-run";
@@ -122,7 +122,7 @@ pub fn heal(fleet: &Fleet) -> Result<HealReport, HostsError> {
         }
     }
     let mut report = HealReport {
-        masters_closed: close_stale_masters(&control_dir(&fleet.inventory)),
+        masters_closed: fleet.stale_masters_closed,
         ..HealReport::default()
     };
     for h in &fleet.hosts {

@@ -81,6 +81,8 @@ pub struct Fleet {
     pub hosts: Vec<FleetHost>,
     pub rtt: Vec<Rtt>,
     pub state: Arc<StateFile>,
+    /// Stale ssh masters (of a killed harness) closed before connecting.
+    pub stale_masters_closed: usize,
 }
 
 /// Where the ssh control sockets of `inventory` live: a short path (sockets are limited to
@@ -104,6 +106,8 @@ impl Fleet {
             })?,
         );
         let control = control_dir(&inventory);
+        // Masters a killed harness left behind; ours are made below, in the same place.
+        let stale_masters_closed = raftbus_faults::remote::close_stale_masters(&control);
         let results: Vec<Result<FleetHost, HostsError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = inventory
                 .hosts
@@ -143,6 +147,7 @@ impl Fleet {
             hosts,
             rtt: Vec::new(),
             state,
+            stale_masters_closed,
         })
     }
 
