@@ -385,12 +385,19 @@ async fn run_targets(
                 // Whatever the run left on the hosts goes now, not at the next run.
                 if let Some(f) = &fleet {
                     crate::hosts::check::heal_after_error(f);
+                    raftbus_faults::remote::close_stale_masters(&crate::hosts::control_dir(
+                        &f.inventory,
+                    ));
                 }
                 return Err(e);
             }
         };
         print_summary(&summary, &tdir);
         summaries.push(summary);
+    }
+    if let Some(f) = &fleet {
+        // The ssh masters of this run (they would otherwise persist).
+        raftbus_faults::remote::close_stale_masters(&crate::hosts::control_dir(&f.inventory));
     }
     if summaries.len() > 1 {
         print_side_by_side(&summaries);

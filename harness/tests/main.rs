@@ -17,6 +17,8 @@ mod disk;
 mod errors;
 #[path = "main/failover.rs"]
 mod failover;
+#[path = "main/hosts.rs"]
+mod hosts;
 #[path = "main/nightly.rs"]
 mod nightly;
 #[path = "main/queue.rs"]

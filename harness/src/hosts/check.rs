@@ -28,6 +28,7 @@ pub fn command(args: HostsArgs, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
             for line in fleet.topology_notes() {
                 println!("{line}");
             }
+            raftbus_faults::remote::close_stale_masters(&super::control_dir(&fleet.inventory));
             for h in &fleet.hosts {
                 for n in &h.facts.notes {
                     println!("host {}: {n}", h.spec.name);
@@ -54,6 +55,7 @@ pub fn command(args: HostsArgs, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
             for line in report.lines() {
                 println!("{line}");
             }
+            raftbus_faults::remote::close_stale_masters(&super::control_dir(&fleet.inventory));
             Ok(if report.is_clean() {
                 exit::VALID
             } else {
