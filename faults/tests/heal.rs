@@ -33,7 +33,7 @@ pub fn heal_all_removes_every_fault(lab: &Lab) -> anyhow::Result<()> {
     }
     journal.apply(Fault::Pause {
         host: "n1".into(),
-        process: proc1,
+        process: proc1.clone(),
     })?;
     let rules = net.ruleset()?;
     ensure!(

@@ -63,7 +63,7 @@ pub fn journal_restarts_killed_and_resumes_paused() -> anyhow::Result<()> {
     })?;
     let p = journal.apply(Fault::Pause {
         host: "n2".into(),
-        process: paused_h,
+        process: paused_h.clone(),
     })?;
     killed.wait()?;
     wait_state(&paused_h, |s| s == ProcState::Stopped)?;
