@@ -131,6 +131,14 @@ impl RemoteNet {
         }
     }
 
+    /// The hosts this run's nodes are on, by name.
+    fn hosts(st: &State) -> BTreeMap<String, Remote> {
+        st.nodes
+            .values()
+            .map(|n| (n.remote.name().to_string(), n.remote.clone()))
+            .collect()
+    }
+
     /// The nft script of host `host` for the current state.
     fn render(st: &State, host: &str) -> String {
         let t = REMOTE_NFT_TABLE;
@@ -157,28 +165,26 @@ impl RemoteNet {
         for p in st.partitions.values() {
             union.union(p);
         }
+        // Drops on `chain` of packets whose `way` address is `a` to or from the run's ports.
+        let rule = |s: &mut String, chain: &str, way: &str, a: &IpAddr, tail: &str| {
+            for dir in ["dport", "sport"] {
+                let _ = writeln!(
+                    s,
+                    "add rule inet {t} {chain} {} {way} {a} tcp {dir} @ports {tail}",
+                    family(a)
+                );
+            }
+        };
         for (src, dst) in union.blocked() {
-            let label = format!("partition {src}->{dst}");
+            let tail = format!("counter drop comment \"partition {src}->{dst}\"");
             if let (Endpoint::Host(d), Some(a)) = (dst, addr_of(src)) {
                 if on_host(d) {
-                    for dir in ["dport", "sport"] {
-                        let _ = writeln!(
-                            s,
-                            "add rule inet {t} input {} saddr {a} tcp {dir} @ports counter drop comment \"{label}\"",
-                            family(&a)
-                        );
-                    }
+                    rule(&mut s, "input", "saddr", &a, &tail);
                 }
             }
             if let (Endpoint::Host(x), Some(a)) = (src, addr_of(dst)) {
                 if on_host(x) {
-                    for dir in ["dport", "sport"] {
-                        let _ = writeln!(
-                            s,
-                            "add rule inet {t} output {} daddr {a} tcp {dir} @ports counter drop comment \"{label}\"",
-                            family(&a)
-                        );
-                    }
+                    rule(&mut s, "output", "daddr", &a, &tail);
                 }
             }
         }
@@ -194,15 +200,11 @@ impl RemoteNet {
                 .collect();
             peers.extend(st.client.get(host));
             for a in peers {
-                for (chain, way) in [("input", "saddr"), ("output", "daddr")] {
-                    for dir in ["dport", "sport"] {
-                        let _ = writeln!(
-                            s,
-                            "add rule inet {t} {chain} {} {way} {a} tcp {dir} @ports numgen random mod 100 < {pct} counter drop comment \"loss {node} {pct}%\"",
-                            family(&a)
-                        );
-                    }
-                }
+                let tail = format!(
+                    "numgen random mod 100 < {pct} counter drop comment \"loss {node} {pct}%\""
+                );
+                rule(&mut s, "input", "saddr", &a, &tail);
+                rule(&mut s, "output", "daddr", &a, &tail);
             }
         }
         s
@@ -210,11 +212,7 @@ impl RemoteNet {
 
     /// Loads the table on every host whose script changed.
     fn commit(st: &mut State) -> Result<()> {
-        let hosts: BTreeMap<String, Remote> = st
-            .nodes
-            .values()
-            .map(|n| (n.remote.name().to_string(), n.remote.clone()))
-            .collect();
+        let hosts = Self::hosts(st);
         for (name, remote) in hosts {
             let script = Self::render(st, &name);
             if st.loaded.get(&name) == Some(&script) {
@@ -380,11 +378,7 @@ impl RemoteNet {
         let mut st = self.lock();
         st.partitions.clear();
         st.loss.clear();
-        let hosts: BTreeMap<String, Remote> = st
-            .nodes
-            .values()
-            .map(|n| (n.remote.name().to_string(), n.remote.clone()))
-            .collect();
+        let hosts = Self::hosts(&st);
         for (name, remote) in hosts {
             if st.loaded.contains_key(&name) {
                 match remote.change(&remote.as_root(&delete_table_script())) {
@@ -404,11 +398,7 @@ impl RemoteNet {
     pub fn ruleset(&self) -> Result<String> {
         let st = self.lock();
         let mut out = String::new();
-        let hosts: BTreeMap<String, Remote> = st
-            .nodes
-            .values()
-            .map(|n| (n.remote.name().to_string(), n.remote.clone()))
-            .collect();
+        let hosts = Self::hosts(&st);
         for (name, remote) in hosts {
             let _ = writeln!(out, "# {name}");
             out.push_str(&remote.query(&remote.as_root(&format!(

@@ -337,15 +337,7 @@ impl Nemesis {
     }
 
     fn pid_of(&self, node: &str) -> Result<u32, ChaosError> {
-        let mut c = lock(&self.cluster);
-        let n = c.node_mut(node).ok_or_else(|| ChaosError::Resolve {
-            selector: node.to_string(),
-            reason: "no such node".into(),
-        })?;
-        n.process.pid().ok_or_else(|| ChaosError::Resolve {
-            selector: node.to_string(),
-            reason: "its process is not running".into(),
-        })
+        Ok(self.handle_of(node)?.pid().as_raw() as u32)
     }
 
     /// The node's pid, its lazy filesystem (if mounted) and its durable directory.

@@ -79,19 +79,24 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
 /// [`sample`] under another proc root (tests).
 pub fn sample_in(proc_root: &Path, pid: u32) -> Option<ProcSample> {
     let dir = proc_root.join(pid.to_string());
-    let (start_time, cpu_ticks) = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
-    let (peak_rss_bytes, rss_bytes) = std::fs::read_to_string(dir.join("status"))
-        .map(|t| parse_status(&t))
-        .unwrap_or_default();
-    let write_bytes = std::fs::read_to_string(dir.join("io"))
-        .ok()
-        .and_then(|t| parse_io(&t));
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    sample_from(
+        &read("stat")?,
+        read("status").as_deref(),
+        read("io").as_deref(),
+    )
+}
+
+/// A sample from the texts of `stat`, `status` and `io` (read here or on a remote host).
+pub fn sample_from(stat: &str, status: Option<&str>, io: Option<&str>) -> Option<ProcSample> {
+    let (start_time, cpu_ticks) = parse_stat(stat)?;
+    let (peak_rss_bytes, rss_bytes) = status.map(parse_status).unwrap_or_default();
     Some(ProcSample {
         start_time,
         cpu_ticks,
         peak_rss_bytes,
         rss_bytes,
-        write_bytes,
+        write_bytes: io.and_then(parse_io),
     })
 }
 

@@ -28,7 +28,7 @@ use raftbus_faults::remote::{quote, Remote, RemoteNet, RemoteNode, RemoteProcess
 use raftbus_faults::ProcessHandle;
 use rand::Rng;
 
-use super::cost::{parse_io, parse_stat, parse_status, ProcSample};
+use super::cost::ProcSample;
 use super::process::Running;
 use super::spawner::Spawner;
 use super::{ProcessSpec, TargetError};
@@ -129,16 +129,7 @@ impl RemoteChild {
         if stat_start_time(stat) != Some(self.process.pid_start) {
             return None;
         }
-        let (start_time, cpu_ticks) = parse_stat(stat)?;
-        let (peak_rss_bytes, rss_bytes) = parts.next().map(parse_status).unwrap_or_default();
-        let write_bytes = parts.next().and_then(parse_io);
-        Some(ProcSample {
-            start_time,
-            cpu_ticks,
-            peak_rss_bytes,
-            rss_bytes,
-            write_bytes,
-        })
+        super::cost::sample_from(stat, parts.next(), parts.next())
     }
 }
 

@@ -172,65 +172,58 @@ fn inventory_errors_name_the_file_and_the_field() {
     }
 }
 
-#[test]
-fn bus_chaos_over_ssh_applies_kill_and_partition_remotely() {
+/// A chaos run of `target` with `faults` over ssh that exits 0 and leaves nothing on the
+/// hosts; its summary.
+fn chaos_over_ssh(target: &str, faults: &str) -> Option<raftbus_reports::model::Summary> {
     if !require_ssh_lab() {
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let code = in_ssh_lab(dir.path(), &chaos_script(&out, "bus", "kill,partition"));
-    assert_eq!(code, 0);
-    let lab = dir.path().join("lab");
     assert_eq!(
-        read(&lab.join("run.rc")).trim(),
-        "0",
-        "{}",
-        read(&lab.join("run.log"))
+        in_ssh_lab(dir.path(), &chaos_script(&out, target, faults)),
+        0
     );
+    let lab = dir.path().join("lab");
+    let rc = read(&lab.join("run.rc"));
+    assert_eq!(rc.trim(), "0", "{}", read(&lab.join("run.log")));
     let s = util::summary(&out);
     assert_eq!(s.verdict, Verdict::Valid);
     assert_eq!(s.checks.lost, 0);
     assert!(s.checks.acked > 1000, "{}", s.checks.acked);
-    assert_applied_remotely(
-        &out,
-        &[("kill", "kill -s KILL --"), ("partition", "nft -f -")],
-    );
+    let kinds: Vec<(&str, &str)> = faults
+        .split(',')
+        .map(|k| {
+            let command = match k {
+                "kill" => "kill -s KILL --",
+                "pause" => "kill -s STOP --",
+                "partition" => "comment \\\"partition",
+                "loss" => "numgen random mod 100",
+                other => panic!("no remote command known for {other}"),
+            };
+            (k, command)
+        })
+        .collect();
+    assert_applied_remotely(&out, &kinds);
     assert_clean(&lab, "after");
+    Some(s)
+}
+
+#[test]
+fn bus_chaos_over_ssh_applies_kill_and_partition_remotely() {
+    chaos_over_ssh("bus", "kill,partition");
 }
 
 #[test]
 fn redis_chaos_over_ssh() {
-    if !require_ssh_lab() {
-        return;
-    }
     util::require_redis();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let code = in_ssh_lab(dir.path(), &chaos_script(&out, "redis", "pause,loss"));
-    assert_eq!(code, 0);
-    let lab = dir.path().join("lab");
-    assert_eq!(
-        read(&lab.join("run.rc")).trim(),
-        "0",
-        "{}",
-        read(&lab.join("run.log"))
-    );
-    let s = util::summary(&out);
-    assert_eq!(s.verdict, Verdict::Valid);
-    assert!(
-        s.target_detail.contains("appendfsync"),
-        "{}",
-        s.target_detail
-    );
-    assert_applied_remotely(
-        &out,
-        &[
-            ("pause", "kill -s STOP --"),
-            ("loss", "numgen random mod 100"),
-        ],
-    );
-    assert_clean(&lab, "after");
+    if let Some(s) = chaos_over_ssh("redis", "pause,loss") {
+        assert!(
+            s.target_detail.contains("appendfsync"),
+            "{}",
+            s.target_detail
+        );
+    }
 }
 
 #[test]
