@@ -10,13 +10,13 @@
 //!
 //! Reply shapes and error texts follow Redis 7.2.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{eq_ignore_case, integer, CommandError, StreamId};
-use crate::state_machine::{Channel, Streams};
+use crate::state_machine::{Channel, StreamEntry, Streams};
 use crate::transaction::{entry_value, Value};
 
 /// The groups of one stream, by name (Redis lists them in name order too).
@@ -182,6 +182,30 @@ fn no_key_or_group(key: &str, group: &str) -> Value {
     Value::Error(format!(
         "NOGROUP No such key '{key}' or consumer group '{group}'"
     ))
+}
+
+/// A live stream's entries and one of its groups, or Redis's NOGROUP reply.
+fn entries_and_group<'a>(
+    streams: &'a mut Streams,
+    key: &str,
+    group: &str,
+) -> Result<(&'a VecDeque<StreamEntry>, &'a mut Group), Value> {
+    let Some(Channel {
+        entries, groups, ..
+    }) = live_mut(streams, key)
+    else {
+        return Err(no_key_or_group(key, group));
+    };
+    match groups.0.get_mut(group) {
+        Some(g) => Ok((entries, g)),
+        None => Err(no_key_or_group(key, group)),
+    }
+}
+
+/// The entry at `offset`, unless trimmed or deleted.
+fn entry_at(entries: &VecDeque<StreamEntry>, offset: u64) -> Option<&StreamEntry> {
+    let i = entries.partition_point(|e| e.offset < offset);
+    entries.get(i).filter(|e| e.offset == offset)
 }
 
 fn live<'a>(streams: &'a Streams, key: &str) -> Option<&'a Channel> {
@@ -459,8 +483,7 @@ fn read_group(streams: &mut Streams, r: ReadGroup, now_ms: u64) -> Value {
                     let p = g.pel.get_mut(&offset).expect("listed above");
                     p.delivered_ms = now_ms;
                     p.count += 1;
-                    let i = entries.partition_point(|e| e.offset < offset);
-                    match entries.get(i).filter(|e| e.offset == offset) {
+                    match entry_at(entries, offset) {
                         Some(e) => list.push(entry_value(e)),
                         None => list.push(Value::Array(vec![
                             Value::id(StreamId::from_offset(offset)),
@@ -523,14 +546,9 @@ fn idle_of(p: &Pending, now_ms: u64) -> u64 {
 }
 
 fn claim(streams: &mut Streams, c: Claim, now_ms: u64) -> Value {
-    let Some(ch) = live_mut(streams, &c.key) else {
-        return no_key_or_group(&c.key, &c.group);
-    };
-    let Channel {
-        entries, groups, ..
-    } = ch;
-    let Some(g) = groups.0.get_mut(&c.group) else {
-        return no_key_or_group(&c.key, &c.group);
+    let (entries, g) = match entries_and_group(streams, &c.key, &c.group) {
+        Ok(found) => found,
+        Err(nogroup) => return nogroup,
     };
     if let Some(last) = c.lastid {
         if last > g.last_id {
@@ -550,8 +568,7 @@ fn claim(streams: &mut Streams, c: Claim, now_ms: u64) -> Value {
             continue;
         }
         let offset = id.ms;
-        let i = entries.partition_point(|e| e.offset < offset);
-        let entry = entries.get(i).filter(|e| e.offset == offset);
+        let entry = entry_at(entries, offset);
         let p = match g.pel.entry(offset) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) if c.force && entry.is_some() => v
@@ -593,14 +610,9 @@ fn claim(streams: &mut Streams, c: Claim, now_ms: u64) -> Value {
 }
 
 fn auto_claim(streams: &mut Streams, a: AutoClaim, now_ms: u64) -> Value {
-    let Some(ch) = live_mut(streams, &a.key) else {
-        return no_key_or_group(&a.key, &a.group);
-    };
-    let Channel {
-        entries, groups, ..
-    } = ch;
-    let Some(g) = groups.0.get_mut(&a.group) else {
-        return no_key_or_group(&a.key, &a.group);
+    let (entries, g) = match entries_and_group(streams, &a.key, &a.group) {
+        Ok(found) => found,
+        Err(nogroup) => return nogroup,
     };
     touch(g, &a.consumer, now_ms);
     let mut attempts = a.count.saturating_mul(10);
@@ -625,8 +637,7 @@ fn auto_claim(streams: &mut Streams, a: AutoClaim, now_ms: u64) -> Value {
         if a.min_idle > 0 && idle_of(p, now_ms) < a.min_idle {
             continue;
         }
-        let i = entries.partition_point(|e| e.offset < offset);
-        let Some(entry) = entries.get(i).filter(|e| e.offset == offset) else {
+        let Some(entry) = entry_at(entries, offset) else {
             g.pel.remove(&offset);
             deleted.push(Value::id(StreamId::from_offset(offset)));
             continue;

@@ -83,9 +83,12 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
         max_payload_entries: 16,
         snapshot_max_chunk_size: (MAX_FRAME / 16) as u64,
         install_snapshot_timeout: 5_000,
-        // A restarted leader stands for election like everyone else (as in openraft 0.9)
-        // instead of resuming at once: an acknowledgement without a quorum was seen 0.1 s
-        // after a leader restarted with 0.10's default (docs/incidents/2026-12-03-*).
+        // A restarted leader must win a new term before it writes. The leader replicates
+        // entries before its own log write, so after a crash its log may lack entries a
+        // follower holds under its term; resuming that term (0.10's default) reuses those
+        // log ids with other contents and the nodes diverge. Test:
+        // failpoints::a_restarted_leader_never_reuses_the_log_ids_a_follower_holds;
+        // docs/incidents/2026-12-03-queue-power-loss.
         enable_leader_restore: Some(false),
         ..Default::default()
     }

@@ -197,3 +197,90 @@ async fn killing_the_leader_before_its_own_log_write_loses_no_acknowledged_write
     // Among them the writes acknowledged while only the followers had them.
     assert_all_acked_everywhere(&cluster, &acked).await
 }
+
+/// A restarted leader must win a new election before it writes again; it must never resume
+/// its old term (openraft 0.10's `enable_leader_restore`, on by default). The leader sends
+/// entries to its followers before its own log write, so after a crash its log can lack
+/// entries a follower holds under its term. Were it to resume that term, its next writes
+/// would reuse those log ids with other contents, the follower would take them as already
+/// present, and the two would apply different entries at the same index (the incident
+/// `docs/incidents/2026-12-03-queue-power-loss`). Here the third node is down, so nobody can
+/// elect while the leader is away, and the leader's own write is stalled while one follower
+/// receives entries.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_never_reuses_the_log_ids_a_follower_holds() -> anyhow::Result<()> {
+    use crate::crash::{assert_all_acked_everywhere, urls, wait_more_acks, Writer};
+
+    let mut cluster = Cluster::start_with(3, None, Some("s3cret"))?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let (down, holder) = match leader {
+        0 => (1, 2),
+        1 => (2, 0),
+        _ => (0, 1),
+    };
+    let writer = Writer::start(urls(&cluster));
+    wait_more_acks(&writer, 100).await?;
+    cluster.kill(down);
+    wait_more_acks(&writer, 50).await?;
+
+    let last_log = |i: usize| {
+        let cluster = &cluster;
+        async move {
+            let info = cluster.info(i).await?;
+            let value = info
+                .get("last_log_index")
+                .ok_or_else(|| anyhow::anyhow!("INFO has no last_log_index: {info:?}"))?;
+            anyhow::Ok(value.parse::<u64>()?)
+        }
+    };
+    let armed = admin(
+        &cluster,
+        leader,
+        &["s3cret", "SET", "log.before_write", "sleep(20000)"],
+    )
+    .await?;
+    assert_eq!(armed, "OK");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held_before = last_log(holder).await?;
+    // Writes the leader cannot commit now (its own flush stalls, one follower is down) but
+    // does replicate to the other follower.
+    let url = cluster.url(leader);
+    let pending = tokio::spawn(async move {
+        let Ok(client) = redis::Client::open(url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            return;
+        };
+        for k in 0..5 {
+            let mut write = redis::cmd("XADD");
+            write
+                .arg("acked")
+                .arg("*")
+                .arg("m")
+                .arg(format!("pending{k}"));
+            let reply = write.query_async::<String>(&mut conn);
+            let _ = tokio::time::timeout(Duration::from_millis(200), reply).await;
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while last_log(holder).await? <= held_before {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the follower never received the entries the stalled leader sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = pending.await;
+
+    // The leader dies without those entries on its disk; restarted, it is the longest-lived
+    // node with the newest vote, and the only other voter holds entries it lacks.
+    cluster.kill(leader);
+    cluster.restart(leader)?;
+    wait_more_acks(&writer, 100).await?;
+    cluster.restart(down)?;
+    wait_more_acks(&writer, 50).await?;
+    let acked = writer.stop().await;
+    assert_all_acked_everywhere(&cluster, &acked).await
+}

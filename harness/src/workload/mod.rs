@@ -491,8 +491,8 @@ async fn drain_groups(plan: &LoadPlan) -> bool {
 }
 
 async fn groups_drained(addr: SocketAddr, s: &Scenario) -> std::io::Result<bool> {
-    let ends = last_ids(addr, s.channels).await?;
     let mut conn = admin(addr).await?;
+    let ends = last_ids(&mut conn, s.channels).await?;
     for (c, end) in ends.iter().enumerate() {
         let groups = xinfo_groups(&mut conn, &format!("ch{c}")).await?;
         for g in 0..s.queue.groups {
@@ -562,7 +562,11 @@ async fn drain_streams(plan: &LoadPlan, progress: &[Arc<SubscriberProgress>]) ->
     let channels = plan.scenario.channels;
     let mut target = vec![EntryId::default(); channels];
     for (node, addr) in &plan.endpoints {
-        match last_ids(*addr, channels).await {
+        let ends = match admin(*addr).await {
+            Ok(mut conn) => last_ids(&mut conn, channels).await,
+            Err(e) => Err(e),
+        };
+        match ends {
             Ok(ids) => {
                 for (t, id) in target.iter_mut().zip(ids) {
                     *t = (*t).max(id);
@@ -630,12 +634,11 @@ async fn call(conn: &mut RespConn, args: &[String]) -> std::io::Result<Value> {
 }
 
 /// The last entry id of each channel on one node (`0-0` for an empty stream).
-async fn last_ids(addr: SocketAddr, channels: usize) -> std::io::Result<Vec<EntryId>> {
-    let mut conn = admin(addr).await?;
+async fn last_ids(conn: &mut RespConn, channels: usize) -> std::io::Result<Vec<EntryId>> {
     let mut out = Vec::with_capacity(channels);
     for c in 0..channels {
         let args = ["XREVRANGE", &format!("ch{c}"), "+", "-", "COUNT", "1"].map(String::from);
-        let entries = parse_entries(&call(&mut conn, &args).await?)?;
+        let entries = parse_entries(&call(conn, &args).await?)?;
         out.push(
             entries
                 .first()
