@@ -322,6 +322,10 @@ async fn run_targets(
     command: &str,
 ) -> Result<Vec<Summary>, RunError> {
     let seed = scenario.seed.expect("resolved");
+    // A broken inventory is bad usage: say so before a results directory exists.
+    if let Some(path) = &args.hosts {
+        crate::hosts::inventory::Inventory::load(path).map_err(crate::hosts::HostsError::from)?;
+    }
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("{}-{}", unix_now(), scenario.name))
     });

@@ -160,14 +160,20 @@ fn inventory_errors_name_the_file_and_the_field() {
         let path = dir.path().join("hosts.toml");
         std::fs::write(&path, text).unwrap();
         let p = path.to_str().unwrap();
+        let results = dir.path().join("results");
+        let r = results.to_str().unwrap();
         for args in [
-            vec!["chaos", "--hosts", p, "--faults", "kill"],
+            vec!["chaos", "--hosts", p, "--faults", "kill", "--out", r],
             vec!["hosts", "check", "--hosts", p],
         ] {
             let out = util::run(&args);
             assert_eq!(out.status.code(), Some(2), "{args:?}");
             let err = util::stderr(&out);
             assert!(err.contains(field) && err.contains(p), "{field}: {err}");
+            assert!(
+                !results.exists(),
+                "{args:?}: a results directory for bad usage"
+            );
         }
     }
 }
