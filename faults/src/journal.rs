@@ -12,9 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use std::path::PathBuf;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
 use crate::disk::{CorruptMode, DiskControl};
 use crate::error::{Error, Result};
 use crate::failpoint::FailpointAdmin;
@@ -376,12 +373,10 @@ impl Journal {
                     return Err(Error::NoRestarter(host.clone()));
                 }
                 process.kill()?;
-                let damaged = wait_gone(process)
-                    .and_then(|()| disk.as_ref().map_or(Ok(()), DiskControl::write_back))
-                    .and_then(|()| {
-                        let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-                        crate::disk::corrupt(dir, *mode, &mut rng)
-                    });
+                let damaged = wait_gone(process).and_then(|()| match disk {
+                    Some(disk) => disk.corrupt(*mode, *seed),
+                    None => crate::disk::corrupt_seeded(dir, *mode, *seed),
+                });
                 match damaged {
                     Ok(report) => outcome = Some(report.to_string()),
                     Err(e) => return Err(self.restart_after_failed_disk_fault(host, e)),

@@ -82,7 +82,9 @@ pub mod process;
 pub mod remote;
 mod sys;
 
-pub use disk::{corrupt, CorruptMode, CorruptReport, DiskControl, DropReport, LazyMount};
+pub use disk::{
+    corrupt, corrupt_seeded, CorruptMode, CorruptReport, DiskControl, DropReport, LazyMount,
+};
 pub use error::{Error, Result};
 pub use failpoint::FailpointAdmin;
 pub use journal::{heal_on_panic, Fault, FaultId, Journal, JournalEntry};

@@ -73,6 +73,10 @@ pub enum Command {
     /// Manage the machines of a `--hosts` inventory: check them, heal what a crashed run
     /// left, or stand up stand-in hosts (sshd in lab namespaces) for tests and docs
     Hosts(HostsArgs),
+    /// Internal, run on `--hosts` machines by the harness: serve a lazy filesystem over a
+    /// server's data dir and answer disk faults (power loss, torn write, corrupt)
+    #[command(hide = true)]
+    Lazyfs(LazyfsArgs),
     /// Re-run the checks on a results directory's history.jsonl
     Check {
         /// A results directory written by `raftbus bench`
@@ -367,6 +371,44 @@ pub enum HostsCommand {
         /// The command to run inside the lab (e.g. `raftbus chaos --hosts DIR/hosts.toml`)
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LazyfsArgs {
+    #[command(subcommand)]
+    pub command: LazyfsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum LazyfsCommand {
+    /// Mount a lazy filesystem backed by BACKING at MOUNT and answer requests on CONTROL
+    /// until SIGTERM, SIGINT or SIGHUP; then unmount
+    Serve {
+        #[arg(long)]
+        backing: PathBuf,
+        #[arg(long)]
+        mount: PathBuf,
+        /// A unix socket path
+        #[arg(long)]
+        control: PathBuf,
+    },
+    /// Ask the server behind CONTROL: drop-unsynced, tear-last-write KEEP, write-back or
+    /// stats; prints its JSON answer
+    Ctl {
+        control: PathBuf,
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// Damage the largest file under DIR (the node must be down), as the `corrupt` fault
+    Corrupt {
+        #[arg(long)]
+        dir: PathBuf,
+        /// flip-bits or truncate
+        #[arg(long)]
+        mode: String,
+        #[arg(long)]
+        seed: u64,
     },
 }
 

@@ -60,6 +60,9 @@ pub enum RunError {
     Chaos(#[from] ChaosError),
     #[error("hosts: {0}")]
     Hosts(#[from] crate::hosts::HostsError),
+    /// `raftbus lazyfs` on a host.
+    #[error("lazyfs: {0}")]
+    Lazyfs(String),
 }
 
 impl RunError {
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli, lab: Option<Arc<Lab>>) -> Result<u8, RunError> {
         Command::Sweep(args) => crate::sweep::run_sweep(*args, lab).await,
         Command::Check { dir, max_examples } => check(&dir, max_examples),
         Command::Hosts(args) => crate::hosts::check::command(args, lab),
+        Command::Lazyfs(args) => crate::hosts::lazyfs::command(args.command).await,
         Command::Report { dir } => {
             let r = raftbus_reports::render_run(&dir)?;
             println!("report: {}", r.html.display());
@@ -474,10 +478,13 @@ pub(crate) async fn bench_one(
         None
     };
     // The lazy filesystem under every data dir: for power-loss and torn-write, or on request.
+    // On hosts corrupt acts through the host's lazy filesystem server as well.
     let lazy_fs = s.lazy_fs
-        || schedule
-            .as_ref()
-            .is_some_and(|sch| sch.kinds().iter().any(FaultKind::needs_lazy_fs));
+        || schedule.as_ref().is_some_and(|sch| {
+            sch.kinds()
+                .iter()
+                .any(|k| k.needs_lazy_fs() || (fleet.is_some() && *k == FaultKind::Corrupt))
+        });
     if lazy_fs && !ctx.disk {
         return Err(TargetError::Disk(format!(
             "lazy_fs requested but unavailable: {}",
@@ -523,7 +530,8 @@ pub(crate) async fn bench_one(
                 s.name,
                 format!("{target:?}").to_lowercase()
             );
-            let remote = target::remote::RemoteSpawner::new(f.clone(), &servers, dir, run)?;
+            let remote = target::remote::RemoteSpawner::new(f.clone(), &servers, dir, run)?
+                .with_lazy_fs(if lazy_fs { &names } else { &[] });
             remote_net = Some(remote.net());
             Arc::new(remote)
         }

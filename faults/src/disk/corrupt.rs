@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::volume::TRASH;
@@ -65,6 +65,13 @@ impl std::fmt::Display for CorruptReport {
             ),
         }
     }
+}
+
+/// [`corrupt()`] with the offset and bits chosen by `seed` (the same seed, the same damage;
+/// the harness journals the seed).
+pub fn corrupt_seeded(dir: &Path, mode: CorruptMode, seed: u64) -> Result<CorruptReport> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    corrupt(dir, mode, &mut rng)
 }
 
 /// Damages the largest regular file under `dir` (the lazy filesystem's trash excluded).

@@ -27,7 +27,7 @@ pub mod mount;
 pub mod probe;
 pub mod volume;
 
-pub use corrupt::{corrupt, CorruptMode, CorruptReport};
+pub use corrupt::{corrupt, corrupt_seeded, CorruptMode, CorruptReport};
 pub use mount::{DiskControl, LazyMount};
 pub use probe::fuse_usable;
 pub use volume::{DropReport, TornWrite, Volume, VolumeStats};

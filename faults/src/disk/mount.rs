@@ -7,9 +7,11 @@ use std::sync::Arc;
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 use nix::mount::MntFlags;
 
+use super::corrupt::{CorruptMode, CorruptReport};
 use super::fs::{LazyFs, Shared};
 use super::volume::{DropReport, Volume, VolumeStats};
 use crate::error::{Error, Result};
+use crate::remote::disk::RemoteDisk;
 
 /// A mounted lazy filesystem; unmounted on [`LazyMount::unmount`] or drop.
 ///
@@ -128,7 +130,7 @@ impl LazyMount {
     /// The handle faults use.
     pub fn control(&self) -> DiskControl {
         DiskControl {
-            shared: self.shared.clone(),
+            served: Served::Here(self.shared.clone()),
             backing: self.backing.clone(),
         }
     }
@@ -192,60 +194,96 @@ fn abort_connection(dev: u64) {
     }
 }
 
-/// What faults do to a mounted lazy filesystem. Cheap to clone.
+/// What faults do to a mounted lazy filesystem: one mounted here ([`LazyMount::control`]) or
+/// one served on a remote host ([`DiskControl::remote`]). Cheap to clone.
 #[derive(Clone)]
 pub struct DiskControl {
-    shared: Arc<Shared>,
+    served: Served,
     backing: PathBuf,
+}
+
+#[derive(Clone)]
+enum Served {
+    Here(Arc<Shared>),
+    Remote(Arc<RemoteDisk>),
 }
 
 impl std::fmt::Debug for DiskControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskControl")
             .field("backing", &self.backing)
+            .field("remote", &matches!(self.served, Served::Remote(_)))
             .finish_non_exhaustive()
     }
 }
 
 impl DiskControl {
+    /// The handle of a lazy filesystem served on a remote host.
+    pub fn remote(disk: RemoteDisk) -> DiskControl {
+        DiskControl {
+            backing: disk.backing().to_path_buf(),
+            served: Served::Remote(Arc::new(disk)),
+        }
+    }
+
     /// Power loss: forget every unsynced write and directory change. Kill the processes
     /// using the filesystem first. Inverse: restart them (they recover from what is durable).
     pub fn drop_unsynced(&self) -> Result<DropReport> {
-        self.shared
-            .lock()
-            .drop_unsynced()
-            .map_err(|e| Error::io("dropping unsynced data", e))
+        match &self.served {
+            Served::Here(shared) => shared
+                .lock()
+                .drop_unsynced()
+                .map_err(|e| Error::io("dropping unsynced data", e)),
+            Served::Remote(disk) => disk.drop_unsynced(),
+        }
     }
 
     /// Power loss in which the newest unsynced write survives as a prefix (`keep` of its
     /// length, 0 to 1). Inverse: restart.
     pub fn tear_last_write(&self, keep: f64) -> Result<DropReport> {
-        self.shared
-            .lock()
-            .tear_last_write(keep)
-            .map_err(|e| Error::io("tearing the last write", e))
+        match &self.served {
+            Served::Here(shared) => shared
+                .lock()
+                .tear_last_write(keep)
+                .map_err(|e| Error::io("tearing the last write", e)),
+            Served::Remote(disk) => disk.tear_last_write(keep),
+        }
     }
 
     /// Writes every unsynced change through to the backing directory, as the kernel
     /// eventually does with the page cache of a killed process (used before `corrupt`).
     pub fn write_back(&self) -> Result<()> {
-        self.shared
-            .lock()
-            .write_back()
-            .map_err(|e| Error::io("writing unsynced data back", e))
+        match &self.served {
+            Served::Here(shared) => shared
+                .lock()
+                .write_back()
+                .map_err(|e| Error::io("writing unsynced data back", e)),
+            Served::Remote(disk) => disk.write_back(),
+        }
     }
 
-    /// Unsynced bytes held in memory.
-    pub fn dirty_bytes(&self) -> u64 {
-        self.shared.lock().dirty_bytes()
+    /// Writes back what is unsynced, then damages the backing directory's largest file
+    /// ([`super::corrupt_seeded`]), here or on the remote host. The processes using the
+    /// filesystem must be gone.
+    pub fn corrupt(&self, mode: CorruptMode, seed: u64) -> Result<CorruptReport> {
+        match &self.served {
+            Served::Here(_) => {
+                self.write_back()?;
+                super::corrupt_seeded(&self.backing, mode, seed)
+            }
+            Served::Remote(disk) => disk.corrupt(mode, seed),
+        }
     }
 
     /// Counters.
-    pub fn stats(&self) -> VolumeStats {
-        self.shared.lock().stats()
+    pub fn stats(&self) -> Result<VolumeStats> {
+        match &self.served {
+            Served::Here(shared) => Ok(shared.lock().stats()),
+            Served::Remote(disk) => disk.stats(),
+        }
     }
 
-    /// The backing directory.
+    /// The backing directory (on the remote host for a remote disk).
     pub fn backing(&self) -> &Path {
         &self.backing
     }

@@ -23,15 +23,18 @@
 //! | [`RemoteNet::set_delay`] (netem hosts only) | [`RemoteNet::clear_delay`] |
 //! | all of them | [`RemoteNet::clear_all`]; after a crash, [`net::delete_table_script`] and [`net::clear_qdisc_script`] |
 //!
-//! The lazy filesystem (power-loss, torn-write, corrupt) runs inside the harness process,
-//! so it is not available on remote hosts; the harness reports that per host.
+//! - [`disk`] — [`RemoteDisk`]: the lazy filesystem served on the host by `raftbus lazyfs
+//!   serve`, reached through `raftbus lazyfs ctl`, behind the same [`crate::DiskControl`]
+//!   (power-loss, torn-write, corrupt) as in the lab; hosts need `/dev/fuse` and root.
 
+pub mod disk;
 pub mod log;
 pub mod net;
 pub mod probe;
 pub mod process;
 pub mod ssh;
 
+pub use disk::RemoteDisk;
 pub use log::{CommandLog, CommandRecord};
 pub use net::{RemoteNet, RemoteNetCaps, RemoteNode};
 pub use probe::HostFacts;

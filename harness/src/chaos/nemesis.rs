@@ -336,22 +336,41 @@ impl Nemesis {
         })
     }
 
-    fn pid_of(&self, node: &str) -> Result<u32, ChaosError> {
-        Ok(self.handle_of(node)?.pid().as_raw() as u32)
+    /// `roles` without the nodes that refused to start after earlier damage.
+    fn alive(&self, roles: &Roles) -> Roles {
+        let retired = lock(&self.retired);
+        Roles {
+            nodes: roles
+                .nodes
+                .iter()
+                .filter(|n| !retired.contains(*n))
+                .cloned()
+                .collect(),
+            leader: roles.leader.clone().filter(|l| !retired.contains(l)),
+            sentinels: roles.sentinels.clone(),
+        }
     }
 
-    /// The node's pid, its lazy filesystem (if mounted) and its durable directory.
+    /// The node's process (on its host), its lazy filesystem (if mounted) and its durable
+    /// directory.
     fn disk_of(
         &self,
         node: &str,
-    ) -> Result<(u32, Option<raftbus_faults::DiskControl>, std::path::PathBuf), ChaosError> {
-        let pid = self.pid_of(node)?;
+    ) -> Result<
+        (
+            ProcessHandle,
+            Option<raftbus_faults::DiskControl>,
+            std::path::PathBuf,
+        ),
+        ChaosError,
+    > {
+        let process = self.handle_of(node)?;
         let mut c = lock(&self.cluster);
         let n = c.node_mut(node).ok_or_else(|| ChaosError::Resolve {
             selector: node.to_string(),
             reason: "no such node".into(),
         })?;
-        Ok((pid, n.process.disk(), n.process.durable_dir()))
+        Ok((process, n.process.disk(), n.process.durable_dir()))
     }
 
     /// How to reach `node`'s failpoint admin command: its client address and the token
@@ -618,15 +637,16 @@ impl Nemesis {
                 targets
             }
             FaultKind::PowerLoss | FaultKind::TornWrite => {
-                let targets = roles.resolve(&selector, rng)?;
+                // A node that refused to start after earlier damage is down: no power to lose.
+                let targets = self.alive(roles).resolve(&selector, rng)?;
                 let mut nodes = Vec::new();
                 for host in &targets {
-                    let (pid, disk, _) = self.disk_of(host)?;
+                    let (process, disk, _) = self.disk_of(host)?;
                     let disk = disk.ok_or_else(|| ChaosError::Apply {
                         kind: step.kind,
                         message: format!("{host} has no lazy filesystem under its data dir"),
                     })?;
-                    nodes.push((host.clone(), ProcessHandle::group(pid), disk));
+                    nodes.push((host.clone(), process, disk));
                 }
                 // One instant for all of them: every process dies before any disk drops.
                 for (_, process, _) in &nodes {
@@ -653,16 +673,7 @@ impl Nemesis {
                 // Nodes that refused earlier damage stay down: choose among the others,
                 // and never let the damaged ones together become more than a minority.
                 let retired = lock(&self.retired).clone();
-                let alive = Roles {
-                    nodes: roles
-                        .nodes
-                        .iter()
-                        .filter(|n| !retired.contains(*n))
-                        .cloned()
-                        .collect(),
-                    leader: roles.leader.clone().filter(|l| !retired.contains(l)),
-                    sentinels: roles.sentinels.clone(),
-                };
+                let alive = self.alive(roles);
                 let minority = (roles.nodes.len().saturating_sub(1) / 2).max(1);
                 let targets = alive.resolve(&selector, rng)?;
                 if retired.len() + targets.len() > minority {
@@ -681,13 +692,13 @@ impl Nemesis {
                     .unwrap_or(raftbus_faults::CorruptMode::FlipBits);
                 let mut outcomes = Vec::new();
                 for host in &targets {
-                    let (pid, disk, dir) = self.disk_of(host)?;
+                    let (process, disk, dir) = self.disk_of(host)?;
                     outcomes.push(self.apply_described(
                         &mut ids,
                         host,
                         Fault::Corrupt {
                             host: host.clone(),
-                            process: ProcessHandle::group(pid),
+                            process,
                             dir,
                             disk,
                             mode,

@@ -213,7 +213,8 @@ impl PlanContext {
                             .into(),
                     )
                 }
-                FaultKind::PowerLoss | FaultKind::TornWrite | FaultKind::Corrupt => {
+                // On hosts corrupt also goes through the host's lazy filesystem server.
+                FaultKind::PowerLoss | FaultKind::TornWrite | FaultKind::Corrupt if !self.disk => {
                     return unavailable(format!("{kind}: {}", self.disk_reason))
                 }
                 _ => {}

@@ -104,7 +104,7 @@ pub fn connect_for_run(path: &Path, dir: &Path) -> Result<Fleet, RunError> {
             h.spec.name,
             h.spec.address,
             h.facts.kernel,
-            fault_support(&h.facts).join(", ")
+            fault_support(&h.spec, &h.facts).join(", ")
         );
     }
     Ok(fleet)
@@ -123,6 +123,20 @@ pub fn heal_after_error(fleet: &Fleet) {
             fleet.inventory.path.display()
         ),
     }
+}
+
+/// Why the hosts cannot serve lazy filesystems (disk faults), or empty when all can: each
+/// needs `/dev/fuse`, and a root login, since the server (as root) must use the mount that
+/// `raftbus lazyfs serve` holds.
+fn disk_lacking(fleet: &Fleet) -> String {
+    let why: Vec<String> = fleet
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            super::disk_unavailable(&h.spec, &h.facts).map(|w| format!("{}: {w}", h.spec.name))
+        })
+        .collect();
+    why.join("; ")
 }
 
 /// What the hosts offer the nemesis: a fault kind is available only when every host has
@@ -144,14 +158,15 @@ pub fn plan_context(target: Target, nodes: usize, fleet: &Fleet) -> PlanContext 
     let net_reason = lacking(&|f| f.nftables, "nftables inet table");
     let tbf_reason = lacking(&|f| f.tbf, "tbf qdisc");
     let netem_reason = lacking(&|f| f.netem, "netem qdisc");
+    let disk_reason = disk_lacking(fleet);
     PlanContext {
         target,
         nodes,
         kernel_net: net_reason.is_empty(),
         tbf: tbf_reason.is_empty(),
         net_reason,
-        disk: false,
-        disk_reason: "the lazy filesystem runs inside the harness process, so disk faults are unavailable on remote hosts".into(),
+        disk: disk_reason.is_empty(),
+        disk_reason,
         queue: false,
         hosts: Some(HostsPlan {
             netem: netem_reason.is_empty(),

@@ -8,8 +8,8 @@
 //!   the recorded one, so a recycled pid is never touched;
 //! - the nftables table `inet raftbus` (raftbus's own, nothing else);
 //! - a root qdisc on the inventory interface only if its handle is raftbus's `5242:`;
-//! - mounts under `<root>/runs/` (raftbus mounts nothing there today; any found is a
-//!   leftover of a run directory and is unmounted).
+//! - mounts under `<root>/runs/`: the lazy filesystems of runs with disk faults, whose
+//!   `raftbus lazyfs serve` died with the run (detached with `umount -l`).
 //!
 //! Stale ssh masters of this inventory on the control host are closed too. Run
 //! directories stay (logs and data of the crashed run, for debugging).

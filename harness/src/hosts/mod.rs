@@ -7,6 +7,8 @@
 //! - [`heal`] — `raftbus hosts heal`, also run at the start of every `--hosts` run: removes
 //!   what a crashed run left (its processes, the `inet raftbus` tables, raftbus's qdiscs).
 //! - [`check`] — `raftbus hosts check`: connect, report kernel, disk, capabilities, RTT.
+//! - [`lazyfs`] — `raftbus lazyfs`, run on the hosts: serves the lazy filesystem under a
+//!   server's data dir and answers the disk faults.
 //! - [`lab`] — `raftbus hosts lab`: stand-in hosts for tests and docs, `sshd` in lab
 //!   namespaces with keys made for the occasion, and the matching `hosts.toml`.
 //!
@@ -20,6 +22,7 @@ pub mod check;
 pub mod heal;
 pub mod inventory;
 pub mod lab;
+pub mod lazyfs;
 pub mod state;
 
 use std::net::IpAddr;
@@ -212,7 +215,7 @@ impl Fleet {
                     .disk_free_kib
                     .map_or_else(|| "?".into(), |k| format!("{} MiB", k / 1024)),
                 h.spec.root.display(),
-                fault_support(&h.facts).join(", ")
+                fault_support(&h.spec, &h.facts).join(", ")
             ));
         }
         if !self.rtt.is_empty() {
@@ -233,8 +236,23 @@ impl Fleet {
     }
 }
 
+/// Why host `spec` cannot serve a lazy filesystem (power-loss, torn-write, corrupt), if it
+/// cannot.
+pub fn disk_unavailable(spec: &HostSpec, f: &HostFacts) -> Option<String> {
+    if !f.fuse_device {
+        Some("no /dev/fuse".into())
+    } else if spec.user != "root" {
+        Some(format!(
+            "the ssh user is {}, not root (the servers must use the FUSE mount root holds)",
+            spec.user
+        ))
+    } else {
+        None
+    }
+}
+
 /// What one host offers, per fault kind, as `kind yes|no (why)`.
-pub fn fault_support(f: &HostFacts) -> Vec<String> {
+pub fn fault_support(spec: &HostSpec, f: &HostFacts) -> Vec<String> {
     let yn = |ok: bool, why: &str| {
         if ok {
             "yes".to_string()
@@ -244,10 +262,18 @@ pub fn fault_support(f: &HostFacts) -> Vec<String> {
     };
     vec![
         "kill/pause/terminate/restart yes (signals over ssh)".to_string(),
-        format!("partition/loss {}", yn(f.nftables, "nftables inet table cannot be loaded")),
+        format!(
+            "partition/loss {}",
+            yn(f.nftables, "nftables inet table cannot be loaded")
+        ),
         format!("bandwidth {}", yn(f.tbf, "no tbf qdisc")),
         format!("delay {}", yn(f.netem, "this kernel has no netem")),
-        "power-loss/torn-write/corrupt no (the lazy filesystem runs inside the harness, not on remote hosts)".to_string(),
+        match disk_unavailable(spec, f) {
+            None => {
+                "power-loss/torn-write/corrupt yes (raftbus lazyfs serve on the host)".to_string()
+            }
+            Some(why) => format!("power-loss/torn-write/corrupt no ({why})"),
+        },
     ]
 }
 

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use raftbus_faults::{DiskControl, LazyMount, ProcessHandle};
 
 use super::cost::CostMeter;
-use super::spawner::Spawner;
+use super::spawner::{MountedElsewhere, Spawner};
 use super::TargetError;
 
 /// Everything needed to (re)start a server the same way.
@@ -38,13 +38,20 @@ pub struct ProcessSpec {
 /// is younger and was not fsynced.
 pub const LAZY_FS_WRITEBACK: Duration = Duration::from_secs(5);
 
+/// A lazy filesystem under a server's data dir: mounted by the harness, or by the spawner
+/// where the server runs.
+enum Mounted {
+    Here(LazyMount),
+    Elsewhere(MountedElsewhere),
+}
+
 pub struct ServerProcess {
     spec: ProcessSpec,
     spawner: Arc<dyn Spawner>,
     child: Option<Running>,
     paused: bool,
     /// The lazy filesystem over `spec.data_dir`, when the spawner asks for one.
-    mount: Option<LazyMount>,
+    mount: Option<Mounted>,
     /// CPU, memory, disk writes and fsyncs of every lifetime.
     cost: CostMeter,
 }
@@ -77,6 +84,13 @@ impl ServerProcess {
 
     /// Mounts the lazy filesystem over the (empty) data dir when the spawner wants one.
     fn mount_lazy_fs(&mut self) -> Result<(), TargetError> {
+        if let Some(m) = self
+            .spawner
+            .mount_lazy_fs_elsewhere(&self.spec.name, &self.spec.data_dir)?
+        {
+            self.mount = Some(Mounted::Elsewhere(m));
+            return Ok(());
+        }
         let Some(backing) = self.spawner.lazy_fs_backing(&self.spec.name) else {
             return Ok(());
         };
@@ -88,20 +102,23 @@ impl ServerProcess {
         }
         let mount = LazyMount::mount_with(&backing, &self.spec.data_dir, Some(LAZY_FS_WRITEBACK))
             .map_err(|e| TargetError::Disk(format!("{}: {e}", self.spec.name)))?;
-        self.mount = Some(mount);
+        self.mount = Some(Mounted::Here(mount));
         Ok(())
     }
 
     /// The lazy filesystem's control handle (power loss, torn write), if mounted.
     pub fn disk(&self) -> Option<DiskControl> {
-        self.mount.as_ref().map(LazyMount::control)
+        self.mount.as_ref().map(|m| match m {
+            Mounted::Here(m) => m.control(),
+            Mounted::Elsewhere(m) => m.control.clone(),
+        })
     }
 
-    /// Where the durable state lives: the lazy filesystem's backing dir, else the data dir.
+    /// Where the durable state lives: the lazy filesystem's backing dir, else the data dir
+    /// (paths on the server's host).
     pub fn durable_dir(&self) -> PathBuf {
-        self.mount
-            .as_ref()
-            .map_or_else(|| self.spec.data_dir.clone(), |m| m.backing().to_path_buf())
+        self.disk()
+            .map_or_else(|| self.spec.data_dir.clone(), |d| d.backing().to_path_buf())
     }
 
     fn spawn(&mut self) -> Result<(), TargetError> {
@@ -239,10 +256,13 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
         // Only once nothing uses it.
-        if let Some(mut m) = self.mount.take() {
-            if let Err(e) = m.unmount() {
-                tracing::warn!(node = %self.spec.name, error = %e, "unmounting the lazy filesystem failed");
-            }
+        let unmounted = match self.mount.take() {
+            None => Ok(()),
+            Some(Mounted::Here(mut m)) => m.unmount().map_err(|e| e.to_string()),
+            Some(Mounted::Elsewhere(m)) => (m.unmount)().map_err(|e| e.to_string()),
+        };
+        if let Err(e) = unmounted {
+            tracing::warn!(node = %self.spec.name, error = %e, "unmounting the lazy filesystem failed");
         }
     }
 }

@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use raftbus_faults::remote::process::{same_process_test, stat_start_time};
-use raftbus_faults::remote::{quote, Remote, RemoteNet, RemoteNode, RemoteProcess};
-use raftbus_faults::ProcessHandle;
+use raftbus_faults::remote::{quote, Remote, RemoteDisk, RemoteNet, RemoteNode, RemoteProcess};
+use raftbus_faults::{DiskControl, ProcessHandle};
 use rand::Rng;
 
 use super::cost::ProcSample;
 use super::process::Running;
-use super::spawner::Spawner;
+use super::spawner::{MountedElsewhere, Spawner};
 use super::{ProcessSpec, TargetError};
 use crate::hosts::heal::RUN_MARKER;
 use crate::hosts::{Fleet, FleetHost, StateRecord};
@@ -39,6 +39,8 @@ use crate::hosts::{Fleet, FleetHost, StateRecord};
 const PORT_RANGE: std::ops::Range<u16> = 20000..60000;
 /// How long a killed remote process gets to be gone.
 const GONE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a remote lazy filesystem gets to come up.
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn remote_err(host: &str, e: raftbus_faults::Error) -> TargetError {
     TargetError::Remote {
@@ -133,6 +135,29 @@ impl RemoteChild {
     }
 }
 
+/// Stops a remote `raftbus lazyfs serve` (SIGTERM: it unmounts), and detaches the mount
+/// if it is still there (a server that could not unmount, or was killed).
+fn unmount_remote(
+    mut serve: RemoteChild,
+    remote: &Remote,
+    mountpoint: &Path,
+) -> Result<(), TargetError> {
+    if serve.signal(Signal::SIGTERM).is_ok() {
+        let deadline = Instant::now() + GONE_TIMEOUT;
+        while serve.exited().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    serve.kill_and_wait();
+    let m = quote(&mountpoint.to_string_lossy());
+    remote
+        .change(&remote.as_root(&format!(
+            "if awk -v m={m} '$2 == m {{f=1}} END {{exit !f}}' /proc/mounts; then umount -l {m} && echo detached; fi"
+        )))
+        .map(|_| ())
+        .map_err(|e| remote_err(remote.name(), e))
+}
+
 fn libc_sigkill() -> i32 {
     Signal::SIGKILL as i32
 }
@@ -148,8 +173,11 @@ pub struct RemoteSpawner {
     net: RemoteNet,
     ports: Mutex<BTreeMap<usize, BTreeSet<u16>>>,
     uploaded: Mutex<BTreeMap<(usize, PathBuf), PathBuf>>,
-    started: Mutex<BTreeMap<String, ProcessSpec>>,
+    /// Every process started, with the index of its host.
+    started: Mutex<BTreeMap<String, (usize, ProcessSpec)>>,
     run_dirs: Mutex<BTreeSet<usize>>,
+    /// The servers whose data dir is a lazy filesystem served on their host (disk faults).
+    lazy_fs: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for RemoteSpawner {
@@ -205,6 +233,89 @@ impl RemoteSpawner {
             uploaded: Mutex::default(),
             started: Mutex::default(),
             run_dirs: Mutex::default(),
+            lazy_fs: BTreeSet::new(),
+        })
+    }
+
+    /// The data dirs of `servers` become lazy filesystems served on their hosts by the
+    /// uploaded `raftbus lazyfs serve` (power-loss, torn-write and corrupt faults).
+    pub fn with_lazy_fs(mut self, servers: &[String]) -> Self {
+        self.lazy_fs = servers.iter().cloned().collect();
+        self
+    }
+
+    /// Uploads this binary to the host of `name`, starts `raftbus lazyfs serve` there over
+    /// the server's (remote) `data_dir`, and waits until it answers on its control socket.
+    fn mount_remote(&self, name: &str, data_dir: &Path) -> Result<MountedElsewhere, TargetError> {
+        let i = self.host_index(name);
+        let h = &self.fleet.hosts[i];
+        let exe = std::env::current_exe().map_err(|source| TargetError::Io {
+            what: "find the raftbus binary to upload".into(),
+            source,
+        })?;
+        let program = self.program(name, &exe)?;
+        let backing = self.server_path_on(i, &self.local_dir.join(super::DISK_DIR).join(name));
+        let control = self
+            .run_dir(i)
+            .join("pids")
+            .join(format!("lazyfs-{name}.sock"));
+        let spec = ProcessSpec {
+            name: format!("lazyfs-{name}"),
+            program: program.clone(),
+            args: [
+                "lazyfs".as_ref(),
+                "serve".as_ref(),
+                "--backing".as_ref(),
+                backing.as_os_str(),
+                "--mount".as_ref(),
+                data_dir.as_os_str(),
+                "--control".as_ref(),
+                control.as_os_str(),
+            ]
+            .into_iter()
+            .map(std::ffi::OsStr::to_os_string)
+            .collect(),
+            log: self
+                .local_dir
+                .join("logs")
+                .join(format!("lazyfs-{name}.log")),
+            data_dir: backing.clone(),
+        };
+        let mut serve = self.start_on(i, &spec)?;
+        let socket = quote(&control.to_string_lossy());
+        let deadline = Instant::now() + MOUNT_TIMEOUT;
+        loop {
+            let ready = h
+                .remote
+                .query(&format!("if [ -S {socket} ]; then echo ready; fi"))
+                .map_err(|e| remote_err(&h.spec.name, e))?;
+            if ready.trim() == "ready" {
+                break;
+            }
+            let failed = serve.exited().map(|st| format!("exited ({st})"));
+            let failed = failed.or_else(|| {
+                (Instant::now() > deadline)
+                    .then(|| format!("no control socket after {MOUNT_TIMEOUT:?}"))
+            });
+            if let Some(why) = failed {
+                let tail = self.remote_log_tail(&spec, 20).unwrap_or_default();
+                serve.kill_and_wait();
+                return Err(TargetError::Disk(format!(
+                    "{name}: the lazy filesystem on {} {why}: {tail}",
+                    h.spec.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::info!(node = %name, host = %h.spec.name, "lazy filesystem served remotely");
+        let control =
+            DiskControl::remote(RemoteDisk::new(h.remote.clone(), program, control, backing));
+        let remote = h.remote.clone();
+        let mountpoint = data_dir.to_path_buf();
+        let unmount = move || unmount_remote(serve, &remote, &mountpoint);
+        Ok(MountedElsewhere {
+            control,
+            unmount: Box::new(unmount),
         })
     }
 
@@ -228,7 +339,11 @@ impl RemoteSpawner {
 
     /// Creates the run directory (with its marker) on the host of `name`, once.
     fn ensure_run_dir(&self, name: &str) -> Result<PathBuf, TargetError> {
-        let i = self.host_index(name);
+        self.ensure_run_dir_on(self.host_index(name))
+    }
+
+    /// Creates the run directory (with its marker) on host `i`, once.
+    fn ensure_run_dir_on(&self, i: usize) -> Result<PathBuf, TargetError> {
         let dir = self.run_dir(i);
         let mut made = self.run_dirs.lock().unwrap_or_else(|p| p.into_inner());
         if made.contains(&i) {
@@ -249,6 +364,82 @@ impl RemoteSpawner {
         });
         made.insert(i);
         Ok(dir)
+    }
+
+    /// Starts `spec` on host `i` (see the module docs); its paths are local paths under the
+    /// run directory, mapped to the host's run directory.
+    fn start_on(&self, i: usize, spec: &ProcessSpec) -> Result<RemoteChild, TargetError> {
+        let h = &self.fleet.hosts[i];
+        let dir = self.ensure_run_dir_on(i)?;
+        let name = &spec.name;
+        let log = self.server_path_on(i, &spec.log);
+        let mut server = vec![quote(&spec.program.to_string_lossy())];
+        server.extend(spec.args.iter().map(|a| quote(&a.to_string_lossy())));
+        let inner = format!(
+            "{} >>{} 2>&1 </dev/null & echo \"$$ $!\" > pids/{name}.ids; wait $!; echo $? > pids/{name}.status",
+            server.join(" "),
+            quote(&log.to_string_lossy())
+        );
+        let script = format!(
+            "set -e; cd {d}; mkdir -p {data} \"$(dirname {log})\"; rm -f pids/{name}.ids pids/{name}.status pids/{name}.pid\n\
+             setsid sh -c {inner} >/dev/null 2>&1 </dev/null &\n\
+             i=0; while [ ! -s pids/{name}.ids ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i+1)); done\n\
+             read g p < pids/{name}.ids\n\
+             st() {{ s=$(cat /proc/$1/stat 2>/dev/null) || {{ echo 0; return; }}; s=${{s##*) }}; set -- $s; echo ${{20}}; }}\n\
+             echo \"$g $(st $g) $p $(st $p)\" > pids/{name}.pid; cat pids/{name}.pid",
+            d = quote(&dir.to_string_lossy()),
+            data = quote(&spec.data_dir.to_string_lossy()),
+            log = quote(&log.to_string_lossy()),
+            inner = quote(&inner),
+        );
+        let out = h
+            .remote
+            .change(&script)
+            .map_err(|e| remote_err(&h.spec.name, e))?;
+        let nums: Vec<u64> = out
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [pgid, pgid_start, pid, pid_start] = nums[..] else {
+            return Err(TargetError::Remote {
+                host: h.spec.name.clone(),
+                message: format!("starting {name} printed {:?}, not its pids", out.trim()),
+            });
+        };
+        self.fleet.state.append(&StateRecord::Process {
+            run: self.run.clone(),
+            host: h.spec.name.clone(),
+            server: name.clone(),
+            pgid: pgid as u32,
+            pgid_start,
+            pid: pid as u32,
+            pid_start,
+        });
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), (i, spec.clone()));
+        tracing::info!(node = %name, host = %h.spec.name, pid, pgid, "started remotely");
+        Ok(RemoteChild {
+            process: RemoteProcess::new(
+                h.remote.clone(),
+                pgid as u32,
+                pgid_start,
+                pid as u32,
+                pid_start,
+            ),
+            status: dir.join("pids").join(format!("{name}.status")),
+            name: name.clone(),
+        })
+    }
+
+    /// Where the local path `local` (under the run directory) is on host `i`.
+    fn server_path_on(&self, i: usize, local: &Path) -> PathBuf {
+        let dir = self.run_dir(i);
+        match local.strip_prefix(&self.local_dir) {
+            Ok(rel) => dir.join(rel),
+            Err(_) => dir.join(local.file_name().unwrap_or_default()),
+        }
     }
 
     fn sha256_local(path: &Path) -> Result<String, TargetError> {
@@ -334,76 +525,23 @@ impl Spawner for RemoteSpawner {
     }
 
     fn start(&self, spec: &ProcessSpec) -> Result<Running, TargetError> {
-        let h = self.host(&spec.name);
-        let dir = self.ensure_run_dir(&spec.name)?;
-        let name = &spec.name;
-        let log = self.server_path(name, &spec.log);
-        let mut server = vec![quote(&spec.program.to_string_lossy())];
-        server.extend(spec.args.iter().map(|a| quote(&a.to_string_lossy())));
-        let inner = format!(
-            "{} >>{} 2>&1 </dev/null & echo \"$$ $!\" > pids/{name}.ids; wait $!; echo $? > pids/{name}.status",
-            server.join(" "),
-            quote(&log.to_string_lossy())
-        );
-        let script = format!(
-            "set -e; cd {d}; mkdir -p {data} \"$(dirname {log})\"; rm -f pids/{name}.ids pids/{name}.status pids/{name}.pid\n\
-             setsid sh -c {inner} >/dev/null 2>&1 </dev/null &\n\
-             i=0; while [ ! -s pids/{name}.ids ] && [ $i -lt 200 ]; do sleep 0.02; i=$((i+1)); done\n\
-             read g p < pids/{name}.ids\n\
-             st() {{ s=$(cat /proc/$1/stat 2>/dev/null) || {{ echo 0; return; }}; s=${{s##*) }}; set -- $s; echo ${{20}}; }}\n\
-             echo \"$g $(st $g) $p $(st $p)\" > pids/{name}.pid; cat pids/{name}.pid",
-            d = quote(&dir.to_string_lossy()),
-            data = quote(&spec.data_dir.to_string_lossy()),
-            log = quote(&log.to_string_lossy()),
-            inner = quote(&inner),
-        );
-        let out = h
-            .remote
-            .change(&script)
-            .map_err(|e| remote_err(&h.spec.name, e))?;
-        let nums: Vec<u64> = out
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        let [pgid, pgid_start, pid, pid_start] = nums[..] else {
-            return Err(TargetError::Remote {
-                host: h.spec.name.clone(),
-                message: format!("starting {name} printed {:?}, not its pids", out.trim()),
-            });
-        };
-        self.fleet.state.append(&StateRecord::Process {
-            run: self.run.clone(),
-            host: h.spec.name.clone(),
-            server: name.clone(),
-            pgid: pgid as u32,
-            pgid_start,
-            pid: pid as u32,
-            pid_start,
-        });
-        self.started
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.clone(), spec.clone());
-        tracing::info!(node = %name, host = %h.spec.name, pid, pgid, "started remotely");
-        Ok(Running::Remote(RemoteChild {
-            process: RemoteProcess::new(
-                h.remote.clone(),
-                pgid as u32,
-                pgid_start,
-                pid as u32,
-                pid_start,
-            ),
-            status: dir.join("pids").join(format!("{name}.status")),
-            name: name.clone(),
-        }))
+        self.start_on(self.host_index(&spec.name), spec)
+            .map(Running::Remote)
+    }
+
+    fn mount_lazy_fs_elsewhere(
+        &self,
+        name: &str,
+        data_dir: &Path,
+    ) -> Result<Option<MountedElsewhere>, TargetError> {
+        if !self.lazy_fs.contains(name) {
+            return Ok(None);
+        }
+        self.mount_remote(name, data_dir).map(Some)
     }
 
     fn server_path(&self, name: &str, local: &Path) -> PathBuf {
-        let dir = self.run_dir(self.host_index(name));
-        match local.strip_prefix(&self.local_dir) {
-            Ok(rel) => dir.join(rel),
-            Err(_) => dir.join(local.file_name().unwrap_or_default()),
-        }
+        self.server_path_on(self.host_index(name), local)
     }
 
     fn provide_file(&self, name: &str, local: &Path) -> Result<PathBuf, TargetError> {
@@ -507,8 +645,14 @@ impl Spawner for RemoteSpawner {
     }
 
     fn remote_log_tail(&self, spec: &ProcessSpec, lines: usize) -> Option<String> {
-        let h = self.host(&spec.name);
-        let log = self.server_path(&spec.name, &spec.log);
+        let i = self
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&spec.name)
+            .map_or_else(|| self.host_index(&spec.name), |(i, _)| *i);
+        let h = &self.fleet.hosts[i];
+        let log = self.server_path_on(i, &spec.log);
         Some(
             h.remote
                 .query(&format!(
@@ -558,9 +702,9 @@ impl Spawner for RemoteSpawner {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut fetched = Vec::new();
-        for (name, spec) in &started {
-            let h = self.host(name);
-            let remote_log = self.server_path(name, &spec.log);
+        for (name, (i, spec)) in &started {
+            let h = &self.fleet.hosts[*i];
+            let remote_log = self.server_path_on(*i, &spec.log);
             match h.remote.query(&format!(
                 "cat {} 2>/dev/null || true",
                 quote(&remote_log.to_string_lossy())

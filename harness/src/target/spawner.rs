@@ -19,6 +19,22 @@ use nix::sys::signal::Signal;
 use super::process::{start_local, Running};
 use super::{ProcessSpec, TargetError};
 
+/// A lazy filesystem a spawner mounted where its server runs (a remote host): the handle
+/// the disk faults act through, and its inverse.
+pub struct MountedElsewhere {
+    pub control: raftbus_faults::DiskControl,
+    /// Unmounts it; call once nothing uses it.
+    pub unmount: Box<dyn FnOnce() -> Result<(), TargetError> + Send>,
+}
+
+impl std::fmt::Debug for MountedElsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountedElsewhere")
+            .field("control", &self.control)
+            .finish_non_exhaustive()
+    }
+}
+
 pub trait Spawner: Send + Sync + 'static {
     /// The host address node `name` listens on; clients connect to it.
     fn host(&self, name: &str) -> IpAddr;
@@ -35,6 +51,17 @@ pub trait Spawner: Send + Sync + 'static {
     /// (power-loss faults): the backing directory. `None`: a plain data dir.
     fn lazy_fs_backing(&self, _name: &str) -> Option<std::path::PathBuf> {
         None
+    }
+    /// Mounts a lazy filesystem over server `name`'s data dir `data_dir` (the path the
+    /// server sees) where the server runs, for spawners whose servers run elsewhere (the
+    /// remote spawner, on runs with disk faults). `None`: nothing mounted here; local
+    /// spawners mount through [`Spawner::lazy_fs_backing`].
+    fn mount_lazy_fs_elsewhere(
+        &self,
+        _name: &str,
+        _data_dir: &Path,
+    ) -> Result<Option<MountedElsewhere>, TargetError> {
+        Ok(None)
     }
     /// Starts the server `spec` describes. Local spawners start it here through
     /// [`Spawner::spawn`]; the remote spawner starts it on its host over SSH.

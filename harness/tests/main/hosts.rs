@@ -205,6 +205,9 @@ fn chaos_over_ssh(target: &str, faults: &str) -> Option<raftbus_reports::model::
                 "pause" => "kill -s STOP --",
                 "partition" => "comment \\\"partition",
                 "loss" => "numgen random mod 100",
+                "power-loss" => "drop-unsynced",
+                "torn-write" => "tear-last-write",
+                "corrupt" => "lazyfs corrupt --dir",
                 other => panic!("no remote command known for {other}"),
             };
             (k, command)
@@ -218,6 +221,19 @@ fn chaos_over_ssh(target: &str, faults: &str) -> Option<raftbus_reports::model::
 #[test]
 fn bus_chaos_over_ssh_applies_kill_and_partition_remotely() {
     chaos_over_ssh("bus", "kill,partition");
+}
+
+#[test]
+fn bus_disk_faults_over_ssh_go_through_the_hosts_lazy_filesystems() {
+    if let Some(s) = chaos_over_ssh("bus", "power-loss,corrupt") {
+        assert!(
+            s.faults
+                .iter()
+                .any(|f| f.kind == "corrupt" && f.detail.contains(".seg")),
+            "{:?}",
+            s.faults
+        );
+    }
 }
 
 #[test]
@@ -240,9 +256,10 @@ fn heal_after_sigkill_of_the_harness_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let fresh = dir.path().join("fresh");
-    // A loss window is on from 8s to ~11s: the kill lands while the table is loaded.
+    // A loss window is on from 8s to ~11s: the kill lands while the table is loaded, and
+    // the lazy filesystems the hosts serve are mounted.
     let script = format!(
-        "\"$rb\" chaos --hosts \"$lab/hosts.toml\" --target bus --faults loss \
+        "\"$rb\" chaos --hosts \"$lab/hosts.toml\" --target bus --faults loss --lazy-fs \
          --duration 30s --warmup 2s --interval 12s --recovery 6s --rate 100 --seed 3 \
          --out {out} > \"$lab/run.log\" 2>&1 &\n\
          pid=$!\n\
@@ -265,6 +282,7 @@ fn heal_after_sigkill_of_the_harness_leaves_nothing() {
         let before = read(&lab.join(format!("before.h{i}")));
         assert!(!before.contains("procs: 0"), "h{i}: {before}");
         assert!(before.contains("nft: 1"), "h{i}: {before}");
+        assert!(before.contains("mounts: 1"), "h{i}: {before}");
     }
     assert_eq!(
         read(&lab.join("heal.rc")).trim(),
@@ -275,6 +293,7 @@ fn heal_after_sigkill_of_the_harness_leaves_nothing() {
     let healed = read(&lab.join("heal.out"));
     assert!(healed.contains("killed process group"), "{healed}");
     assert!(healed.contains("nft table inet raftbus"), "{healed}");
+    assert!(healed.contains(": mount /"), "{healed}");
     assert_clean(&lab, "healed");
     let again = read(&lab.join("heal2.out"));
     assert_eq!(again.matches("nothing to heal").count(), 3, "{again}");
