@@ -139,6 +139,18 @@ fn disk_lacking(fleet: &Fleet) -> String {
     why.join("; ")
 }
 
+/// What the hosts of the inventory at `path` offer the nemesis, for planning a night of
+/// `--hosts` runs (connects, probes, disconnects; changes nothing).
+pub fn fault_context(path: &Path) -> Result<PlanContext, RunError> {
+    let inv = Inventory::load(path).map_err(HostsError::from)?;
+    let fleet = Fleet::connect(inv, CommandLog::none())?;
+    let mut ctx = plan_context(Target::Bus, fleet.hosts.len(), &fleet);
+    // Consumer crashes are the harness's own clients: a night's queue runs have them.
+    ctx.queue = true;
+    raftbus_faults::remote::close_stale_masters(&super::control_dir(&fleet.inventory));
+    Ok(ctx)
+}
+
 /// What the hosts offer the nemesis: a fault kind is available only when every host has
 /// what it needs.
 pub fn plan_context(target: Target, nodes: usize, fleet: &Fleet) -> PlanContext {

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use raftbus_faults::{Capabilities, FaultKind};
+use raftbus_faults::FaultKind;
 use raftbus_reports::model::Mode;
 
-use super::plan::{fault_support, PlannedScenario};
+use super::plan::{FaultSupport, PlannedScenario};
 use super::suite::SuiteCommand;
 use crate::scenario::TargetKind;
 
@@ -132,7 +132,7 @@ pub fn mode_cannot(mode: Mode, kind: FaultKind) -> bool {
 }
 
 /// Coverage of `planned` chaos runs. `caps` explains kinds the machine cannot inject.
-pub fn coverage(planned: &[PlannedScenario], caps: Option<&Capabilities>) -> Coverage {
+pub fn coverage(planned: &[PlannedScenario], caps: Option<&dyn FaultSupport>) -> Coverage {
     let mut rows = Vec::new();
     for (target, label) in [(TargetKind::Bus, "bus"), (TargetKind::Redis, "redis")] {
         for mode in MODES {
@@ -149,7 +149,7 @@ pub fn coverage(planned: &[PlannedScenario], caps: Option<&Capabilities>) -> Cov
                 .iter()
                 .filter(|k| !covered.contains(k) && !mode_cannot(mode, **k))
                 .map(|&k| {
-                    let why = match (target_cannot(target, k), caps.map(|c| fault_support(k, c))) {
+                    let why = match (target_cannot(target, k), caps.map(|c| c.support(k))) {
                         (Some(why), _) => why.to_string(),
                         (None, Some(Err(why))) => format!("this machine cannot inject it: {why}"),
                         _ => "no scenario of the suite injects it".to_string(),

@@ -209,7 +209,23 @@ pub fn run_nightly(
         (None, true) => Some(raftbus_faults::probe()),
         (None, false) => None,
     };
-    let plan = plan::plan(&suite, opts.budget, caps.as_ref())?;
+    // With --hosts the faults act on the hosts: plan against what every host offers.
+    let hosts = match (&opts.hosts, has_chaos) {
+        (Some(path), true) => {
+            progress(&format!("probing the hosts of {}", path.display()));
+            Some(
+                tokio::task::block_in_place(|| crate::hosts::check::fault_context(path))
+                    .map_err(|e| NightlyError::Environment(e.to_string()))?,
+            )
+        }
+        _ => None,
+    };
+    let support: Option<&dyn plan::FaultSupport> = match (&hosts, &caps) {
+        (Some(h), _) => Some(h),
+        (None, Some(c)) => Some(c),
+        (None, None) => None,
+    };
+    let plan = plan::plan(&suite, opts.budget, support)?;
     for line in plan.describe() {
         progress(&line);
     }

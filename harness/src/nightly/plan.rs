@@ -110,6 +110,26 @@ pub struct Plan {
 }
 
 /// Whether this machine can inject `kind`, and if not, why.
+/// What the night's servers can be given: this machine's lab ([`Capabilities`]) or, with
+/// `--hosts`, the inventory's hosts ([`crate::chaos::PlanContext`]).
+pub trait FaultSupport {
+    /// `Ok` when `kind` can be injected; otherwise why not.
+    fn support(&self, kind: FaultKind) -> Result<(), String>;
+}
+
+impl FaultSupport for Capabilities {
+    fn support(&self, kind: FaultKind) -> Result<(), String> {
+        fault_support(kind, self)
+    }
+}
+
+impl FaultSupport for crate::chaos::PlanContext {
+    fn support(&self, kind: FaultKind) -> Result<(), String> {
+        self.supports(kind)
+            .map_err(|e| format!("on the hosts: {e}"))
+    }
+}
+
 pub fn fault_support(kind: FaultKind, caps: &Capabilities) -> Result<(), String> {
     let lab = caps.namespaces.available() && caps.links;
     match kind {
@@ -164,7 +184,7 @@ fn secs(d: Duration) -> f64 {
 pub fn plan(
     suite: &Suite,
     budget: Duration,
-    caps: Option<&Capabilities>,
+    caps: Option<&dyn FaultSupport>,
 ) -> Result<Plan, PlanError> {
     let overhead = secs(suite.plan.run_overhead);
     let frac = suite.plan.overhead_fraction;
@@ -174,7 +194,7 @@ pub fn plan(
     for s in &suite.scenarios {
         let (mut ok, mut dropped) = (Vec::new(), Vec::new());
         for &k in &s.faults {
-            match caps.map(|c| fault_support(k, c)).unwrap_or(Ok(())) {
+            match caps.map(|c| c.support(k)).unwrap_or(Ok(())) {
                 Ok(()) => ok.push(k),
                 Err(why) => dropped.push((k, why)),
             }
