@@ -214,6 +214,29 @@ impl Cluster {
         Ok(parse_info(&text))
     }
 
+    /// Waits until node `i` purged part of its log behind a snapshot (it does so
+    /// asynchronously, after building the snapshot); its INFO then.
+    pub async fn wait_purged(
+        &self,
+        i: usize,
+        timeout: Duration,
+    ) -> Result<HashMap<String, String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.info(i).await?;
+            if info["purged_index"].parse::<u64>()? > 0 {
+                return Ok(info);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} purged no log within {timeout:?} after a snapshot: {info:?}",
+                    i + 1
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until a running node reports itself leader; returns its index.
     pub async fn wait_leader(&self, timeout: Duration) -> Result<usize> {
         let deadline = Instant::now() + timeout;
