@@ -680,6 +680,11 @@ pub(crate) async fn bench_one(
             "redis had not settled on one primary before the final reads: {why}"
         ));
     }
+    if let Some(why) = &load.unconverged {
+        notes.push(format!(
+            "the nodes had not converged before the final reads: {why}"
+        ));
+    }
     if target == Target::Redis && s.redis.sentinels > 0 {
         notes.push(format!(
             "redis: clients find the primary through {} Sentinels (SENTINEL get-master-addr-by-name, confirmed with ROLE)",

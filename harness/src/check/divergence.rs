@@ -1,7 +1,8 @@
 //! Replicas converge: at the end of a run every node that reported a final stream must
 //! hold the same stream (same ids, same messages, same length) for each channel. Lagging
 //! replicas count too (the harness reads final streams after the load stops and the
-//! cluster settles; for Redis with async replication, divergence is what it is). Each
+//! nodes' stream ends agree or stop moving, see `workload::converge`; for Redis with
+//! async replication, divergence is what it is). Each
 //! (channel, node pair) that differs counts once, naming the first differing entry.
 
 use super::index::{FinalEntry, IndexedHistory};

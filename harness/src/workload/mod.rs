@@ -11,9 +11,11 @@
 //! - [`reader`] — open-loop XRANGE / XREVRANGE / XLEN reads on random nodes (stale reads).
 //! - [`resp`] — a minimal RESP client for connections the harness fully controls.
 //! - [`discover`] — the Redis primary through Sentinel; settling before the final reads.
+//! - [`converge`] — waiting, before the final reads, until the replicas hold the same ends.
 //! - [`progress`] — the progress display.
 
 pub mod consumer;
+pub mod converge;
 pub mod discover;
 pub mod pacer;
 pub mod progress;
@@ -156,6 +158,9 @@ pub struct LoadReport {
     /// Redis with Sentinel: why the servers had not settled on one primary before the
     /// final reads (`None`: settled, or no Sentinel).
     pub unsettled: Option<String>,
+    /// Why the nodes' stream ends still differed when the final reads began (`None`:
+    /// they agreed).
+    pub unconverged: Option<String>,
 }
 
 /// Runs the workload against the endpoints; every event goes to `recorder`.
@@ -357,6 +362,13 @@ pub async fn run(
     let _ = progress_stop_tx.send(true);
     let _ = progress_task.await;
 
+    match converge::wait(&plan.endpoints, s.channels, SETTLE_TIMEOUT).await {
+        Ok(took) => tracing::info!(took = ?took, "replicas agree on the stream ends"),
+        Err(why) => {
+            tracing::warn!(%why, "replicas had not converged before the final reads");
+            report.unconverged = Some(why);
+        }
+    }
     for (node, addr) in &plan.endpoints {
         let read = read_final(node, *addr, s.channels, &recorder).await;
         let error = match read {
