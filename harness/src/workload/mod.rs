@@ -335,6 +335,14 @@ pub async fn run(
             }
         }
     }
+    // Subscribers drain up to the ends the nodes agree on, and the final reads see them.
+    match converge::wait(&plan.endpoints, s.channels, SETTLE_TIMEOUT).await {
+        Ok(took) => tracing::info!(took = ?took, "replicas agree on the stream ends"),
+        Err(why) => {
+            tracing::warn!(%why, "replicas had not converged before the final reads");
+            report.unconverged = Some(why);
+        }
+    }
     tracing::info!("load stopped, draining subscribers");
 
     report.drained = match s.mode {
@@ -362,13 +370,6 @@ pub async fn run(
     let _ = progress_stop_tx.send(true);
     let _ = progress_task.await;
 
-    match converge::wait(&plan.endpoints, s.channels, SETTLE_TIMEOUT).await {
-        Ok(took) => tracing::info!(took = ?took, "replicas agree on the stream ends"),
-        Err(why) => {
-            tracing::warn!(%why, "replicas had not converged before the final reads");
-            report.unconverged = Some(why);
-        }
-    }
     for (node, addr) in &plan.endpoints {
         let read = read_final(node, *addr, s.channels, &recorder).await;
         let error = match read {

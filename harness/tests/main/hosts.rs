@@ -48,6 +48,10 @@ leftovers() {
   done
   true
 }
+# How many hosts have the nft table loaded.
+tables() {
+  for i in 1 2 3; do ssh -F "$lab/ssh_config" 198.18.1.$i nft list tables; done | grep -c 'inet raftbus'
+}
 "#;
 
 /// Runs `script` inside a fresh 3-host ssh lab in `dir/lab`; returns the lab's exit code.
@@ -256,15 +260,17 @@ fn heal_after_sigkill_of_the_harness_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let fresh = dir.path().join("fresh");
-    // A loss window is on from 8s to ~11s: the kill lands while the table is loaded, and
-    // the lazy filesystems the hosts serve are mounted.
+    // A loss window is on from 8s to ~11s: the kill lands once every host has the table
+    // loaded (polled: on a loaded machine ssh commands take seconds), and the lazy
+    // filesystems the hosts serve are mounted.
     let script = format!(
         "\"$rb\" chaos --hosts \"$lab/hosts.toml\" --target bus --faults loss --lazy-fs \
          --duration 30s --warmup 2s --interval 12s --recovery 6s --rate 100 --seed 3 \
          --out {out} > \"$lab/run.log\" 2>&1 &\n\
          pid=$!\n\
          i=0; until grep -q numgen {out}/hosts-commands.jsonl 2>/dev/null || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done\n\
-         sleep 2; kill -9 $pid; wait $pid; echo $? > \"$lab/killed.rc\"\n\
+         j=0; until [ \"$(tables)\" = 3 ] || [ $j -ge 300 ]; do sleep 0.2; j=$((j+1)); done\n\
+         kill -9 $pid; wait $pid; echo $? > \"$lab/killed.rc\"\n\
          leftovers before\n\
          \"$rb\" hosts heal --hosts \"$lab/hosts.toml\" > \"$lab/heal.out\" 2>\"$lab/heal.err\"; echo $? > \"$lab/heal.rc\"\n\
          leftovers healed\n\
