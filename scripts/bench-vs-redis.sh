@@ -2,6 +2,10 @@
 # Side-by-side, one sitting: a 3-node bus (via its leader and via a follower) against
 # redis-server with appendfsync always and without persistence; redis-benchmark -c 50,
 # 100-byte payloads, XADD and PUBLISH. Prints one CSV row per case: rps, p50, p99 (ms).
+# Two rows say what limits the bus on this machine: the same XADD with the bus's log not
+# fsynced (known-bad, fsync = "never": its ceiling from CPU and network alone), and the
+# disk's synced writes per second with one writer (Redis) and three at once (three nodes
+# sharing one disk).
 #   scripts/bench-vs-redis.sh [node-binary]      (N=50000 requests per case; CONFIG=node.toml)
 set -u
 B=${1:-target/release/raftbus-node}
@@ -32,4 +36,19 @@ run "redis none PUBLISH" 16498 PUBLISH rp $PAYLOAD
 redis-benchmark -p $L -c 1 -n 5000 --csv XADD b1 '*' m $PAYLOAD 2>/dev/null | tail -1 | tr -d '"' | awk -F, '{print "bus XADD single client," $2 "," $5 "," $7}'
 redis-benchmark -p 16499 -c 1 -n 5000 --csv XADD r1 '*' m $PAYLOAD 2>/dev/null | tail -1 | tr -d '"' | awk -F, '{print "redis always XADD single client," $2 "," $5 "," $7}'
 redis-cli -p $L INFO persistence | grep -E "fsyncs|flushed|per_fsync" | tr -d '\r'
-kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf $D
+kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
+
+# The bus without fsync: what CPU and the network alone allow.
+printf 'version = 1\nfsync = "never"\n' > $D/nofsync.toml
+for i in 1 2 3; do $B --config $D/nofsync.toml --id $i --listen 127.0.0.1:1640$i --raft-listen 127.0.0.1:1740$i --peers $P --data-dir $D/nf$i > $D/nf$i.log 2>&1 & done
+sleep 3
+L=$(for i in 1 2 3; do redis-cli -p 1640$i INFO replication | grep -q role:leader && echo 1640$i; done)
+run "bus XADD via leader fsync never (known-bad; ceiling without the disk)" $L XADD bn '*' m $PAYLOAD
+kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
+
+# Synced 2 KiB writes per second where the data dirs are: one writer, then three at once.
+sync_rate() { dd if=/dev/zero of="$1" bs=2k count="$2" oflag=dsync 2>&1 | awk -v n="$2" '/copied/{for(i=1;i<=NF;i++) if($i=="s,") print n/$(i-1)}'; }
+echo "disk synced writes/s one writer,$(sync_rate $D/sync1 2000)"
+three=$( (for i in 1 2 3; do sync_rate $D/sync3-$i 1000 & done; wait) | awk '{s+=$1} END{print s}')
+echo "disk synced writes/s three writers together,$three"
+rm -rf $D
