@@ -12,12 +12,19 @@ B=${1:-target/release/raftbus-node}
 N=${N:-50000}
 D=$(mktemp -d)
 P=1=127.0.0.1:17401,2=127.0.0.1:17402,3=127.0.0.1:17403
-for i in 1 2 3; do $B ${CONFIG:+--config $CONFIG} --id $i --listen 127.0.0.1:1640$i --raft-listen 127.0.0.1:1740$i --peers $P --data-dir $D/n$i > $D/n$i.log 2>&1 & done
+# start_bus NAME [--config FILE]: three nodes with data dirs $D/NAME1..3.
+start_bus() {
+  local name=$1; shift
+  for i in 1 2 3; do $B "$@" --id $i --listen 127.0.0.1:1640$i --raft-listen 127.0.0.1:1740$i --peers $P --data-dir $D/$name$i > $D/$name$i.log 2>&1 & done
+}
+# bus_port ROLE: the client port of a node in that role (the first one).
+bus_port() { for i in 1 2 3; do redis-cli -p 1640$i INFO replication | grep -q "role:$1" && echo 1640$i; done | head -1; }
+start_bus n ${CONFIG:+--config $CONFIG}
 redis-server --port 16499 --bind 127.0.0.1 --save "" --dir $D --appendonly yes --appendfsync always --daemonize no > $D/redis.log 2>&1 &
 redis-server --port 16498 --bind 127.0.0.1 --save "" --appendonly no --daemonize no > $D/redis-none.log 2>&1 &
 sleep 3
-L=$(for i in 1 2 3; do redis-cli -p 1640$i INFO replication | grep -q role:leader && echo 1640$i; done)
-F=$(for i in 1 2 3; do redis-cli -p 1640$i INFO replication | grep -q role:follower && echo 1640$i; done | head -1)
+L=$(bus_port leader)
+F=$(bus_port follower)
 PAYLOAD=$(head -c 100 /dev/zero | tr '\0' x)
 # redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
 run() {
@@ -40,9 +47,9 @@ kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 
 # The bus without fsync: what CPU and the network alone allow.
 printf 'version = 1\nfsync = "never"\n' > $D/nofsync.toml
-for i in 1 2 3; do $B --config $D/nofsync.toml --id $i --listen 127.0.0.1:1640$i --raft-listen 127.0.0.1:1740$i --peers $P --data-dir $D/nf$i > $D/nf$i.log 2>&1 & done
+start_bus nf --config $D/nofsync.toml
 sleep 3
-L=$(for i in 1 2 3; do redis-cli -p 1640$i INFO replication | grep -q role:leader && echo 1640$i; done)
+L=$(bus_port leader)
 run "bus XADD via leader fsync never (known-bad; ceiling without the disk)" $L XADD bn '*' m $PAYLOAD
 kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 

@@ -6,6 +6,7 @@
 //! stop waiting when the ends have not moved for [`QUIET`] (a true divergence, or a node
 //! that stays down, does not resolve by waiting) or at the timeout; the divergence check
 //! then judges what the nodes hold, and the run's notes say that they had not converged.
+//! The ends last read are what the subscribers then drain to.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +20,18 @@ pub const QUIET: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(100);
 
 /// What each node answered for its stream ends: `None` when it could not be read.
-type Ends = Vec<(String, Option<Vec<EntryId>>)>;
+pub type Ends = Vec<(String, Option<Vec<EntryId>>)>;
+
+/// Per channel, the furthest end any node answered (`0-0` where none did).
+pub fn furthest(ends: &Ends, channels: usize) -> Vec<EntryId> {
+    let mut out = vec![EntryId::default(); channels];
+    for ids in ends.iter().filter_map(|(_, e)| e.as_ref()) {
+        for (o, id) in out.iter_mut().zip(ids) {
+            *o = (*o).max(*id);
+        }
+    }
+    out
+}
 
 /// Whether every node answered and all answers are the same.
 fn agree(ends: &Ends) -> bool {
@@ -48,13 +60,14 @@ fn describe(ends: &Ends) -> String {
         .join("; ")
 }
 
-/// Polls every node's stream ends until they agree; `Err` names the last disagreement
-/// (after [`QUIET`] without change, or at `timeout`).
+/// Polls every node's stream ends until they agree; returns the ends last read and how
+/// long that took, or `Err` naming the last disagreement (after [`QUIET`] without
+/// change, or at `timeout`).
 pub async fn wait(
     endpoints: &[(String, SocketAddr)],
     channels: usize,
     timeout: Duration,
-) -> Result<Duration, String> {
+) -> (Ends, Result<Duration, String>) {
     let start = Instant::now();
     let deadline = start + timeout;
     let mut last: Option<Ends> = None;
@@ -69,18 +82,19 @@ pub async fn wait(
             ends.push((node.clone(), read));
         }
         if agree(&ends) {
-            return Ok(start.elapsed());
+            return (ends, Ok(start.elapsed()));
         }
         let now = Instant::now();
         if last.as_ref() != Some(&ends) {
             changed_at = now;
         }
         if now.duration_since(changed_at) >= QUIET || now >= deadline {
-            return Err(format!(
+            let why = format!(
                 "stream ends still differ after {:.1}s: {}",
                 start.elapsed().as_secs_f64(),
                 describe(&ends)
-            ));
+            );
+            return (ends, Err(why));
         }
         last = Some(ends);
         tokio::time::sleep(POLL).await;
@@ -112,5 +126,16 @@ mod tests {
         let first_down: Ends = vec![("n1".into(), None), ("n2".into(), None)];
         assert!(!agree(&first_down));
         assert!(describe(&down).contains("n2: unreadable"));
+    }
+
+    #[test]
+    fn the_furthest_end_of_each_channel_over_the_nodes_that_answered() {
+        let ends: Ends = vec![
+            ("n1".into(), Some(vec![id(5), id(2)])),
+            ("n2".into(), None),
+            ("n3".into(), Some(vec![id(4), id(7)])),
+        ];
+        assert_eq!(furthest(&ends, 2), vec![id(5), id(7)]);
+        assert_eq!(furthest(&vec![("n1".into(), None)], 2), vec![id(0); 2]);
     }
 }

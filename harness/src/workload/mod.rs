@@ -336,7 +336,8 @@ pub async fn run(
         }
     }
     // Subscribers drain up to the ends the nodes agree on, and the final reads see them.
-    match converge::wait(&plan.endpoints, s.channels, SETTLE_TIMEOUT).await {
+    let (ends, converged) = converge::wait(&plan.endpoints, s.channels, SETTLE_TIMEOUT).await;
+    match converged {
         Ok(took) => tracing::info!(took = ?took, "replicas agree on the stream ends"),
         Err(why) => {
             tracing::warn!(%why, "replicas had not converged before the final reads");
@@ -346,7 +347,7 @@ pub async fn run(
     tracing::info!("load stopped, draining subscribers");
 
     report.drained = match s.mode {
-        Mode::Stream => drain_streams(plan, &progress).await,
+        Mode::Stream => drain_streams(&converge::furthest(&ends, s.channels), &progress).await,
         Mode::Pubsub => drain_quiet(&progress).await,
         Mode::Queue => drain_groups(plan).await,
     };
@@ -570,29 +571,13 @@ async fn record_group_states(node: &str, addr: SocketAddr, s: &Scenario, recorde
 }
 
 /// Waits until every subscriber, wherever it is connected now, has received each
-/// channel's last entry (the highest last id any node reports).
-async fn drain_streams(plan: &LoadPlan, progress: &[Arc<SubscriberProgress>]) -> bool {
-    let channels = plan.scenario.channels;
-    let mut target = vec![EntryId::default(); channels];
-    for (node, addr) in &plan.endpoints {
-        let ends = match admin(*addr).await {
-            Ok(mut conn) => last_ids(&mut conn, channels).await,
-            Err(e) => Err(e),
-        };
-        match ends {
-            Ok(ids) => {
-                for (t, id) in target.iter_mut().zip(ids) {
-                    *t = (*t).max(id);
-                }
-            }
-            Err(e) => tracing::warn!(%node, error = %e, "cannot read stream ends"),
-        }
-    }
+/// channel's `target` (the furthest end any node reported, see [`converge::furthest`]).
+async fn drain_streams(target: &[EntryId], progress: &[Arc<SubscriberProgress>]) -> bool {
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     loop {
         let caught_up = progress.iter().all(|p| {
             let last = p.last_ids.lock().expect("progress lock");
-            last.iter().zip(&target).all(|(l, t)| l >= t)
+            last.iter().zip(target).all(|(l, t)| l >= t)
         });
         if caught_up {
             return true;
