@@ -601,10 +601,22 @@ pub(crate) async fn bench_one(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_cost = stop_rx.clone();
     let load_work = async {
+        let cpu_window = tokio::spawn(workload::generator_cpu::measure(
+            clock.clone(),
+            s.warmup,
+            s.duration,
+        ));
         let r = workload::run(&plan, &clock, recorder).await;
+        // The window ends with the schedule, before the drain: normally done by now.
+        let generator = if cpu_window.is_finished() {
+            cpu_window.await.ok().flatten()
+        } else {
+            cpu_window.abort();
+            None
+        };
         // The load is over (or failed): the nemesis heals and stops.
         let _ = stop_tx.send(true);
-        r
+        (r, generator)
     };
     let nemesis_work = async move {
         match nemesis {
@@ -615,7 +627,7 @@ pub(crate) async fn bench_one(
     // CPU, memory and disk writes die with a process: sample them (and the bus's fsyncs)
     // every second, so that each lifetime a fault ends keeps its last figures.
     let sampler = target::cost::sample_periodically(shared.clone(), stop_rx_cost);
-    let (load, faults, ()) = tokio::join!(load_work, nemesis_work, sampler);
+    let ((load, generator), faults, ()) = tokio::join!(load_work, nemesis_work, sampler);
     let mut cluster = Arc::try_unwrap(shared)
         .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
         .unwrap_or_else(|_| {
@@ -785,6 +797,7 @@ pub(crate) async fn bench_one(
         recovery: outcome.recovery,
         environment: environment(network, version, notes),
         cost: Some(cost),
+        generator,
     };
     summary.write(dir)?;
     TimeSeries {
@@ -920,6 +933,12 @@ pub fn print_summary(s: &Summary, dir: &Path) {
             "  {name:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             p.count, p.p50, p.p90, p.p99, p.p999, p.max
         );
+    }
+    if let Some(g) = &s.generator {
+        println!("  generator  {}", g.describe());
+        if l.send_lag.p99 > 10_000 {
+            println!("  generator  behind its schedule: {}", g.why_behind());
+        }
     }
     if l.publish_censored > 0 {
         println!(

@@ -139,9 +139,13 @@ pub fn judge(s: &Summary, slo: &Slo) -> Judgement {
             s.verdict
         ))
     } else if generator_behind {
+        // Without CPU figures (older results), the lag alone cannot say more.
+        let why = s.generator.as_ref().map_or_else(
+            || "the limit is the generator's, not the target's".to_string(),
+            |g| g.why_behind(),
+        );
         Some(format!(
-            "the load generator fell behind its schedule at {rate} (send lag {} {}): the limit \
-             is the generator's, not the target's",
+            "the load generator fell behind its schedule at {rate} (send lag {} {}): {why}",
             slo.percentile,
             fmt(lag)
         ))

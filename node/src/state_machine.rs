@@ -456,6 +456,10 @@ impl StateMachine {
     /// channel, and a [`ChannelEvent::Trimmed`] for those the snapshot no longer holds.
     fn restore(&mut self, data: &[u8], announce: bool) -> Result<(), io::Error> {
         let body = SnapshotBody::decode(data).map_err(io_err)?;
+        self.restore_body(body, announce)
+    }
+
+    fn restore_body(&mut self, body: SnapshotBody, announce: bool) -> Result<(), io::Error> {
         let index = index_of(body.last_applied);
         let mut state = self.shared.state.write().expect("state lock poisoned");
         let mut channels = BTreeMap::new();
@@ -672,7 +676,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         crate::failpoint::point!("sm.snapshot_install", |msg| Err(io_err(msg)));
         let data = snapshot.into_inner();
-        self.restore(&data, true)?;
+        // Decoding every entry is CPU work: off the async workers, like the build.
+        let (data, body) = tokio::task::spawn_blocking(move || {
+            let body = SnapshotBody::decode(&data);
+            (data, body)
+        })
+        .await
+        .map_err(io_err)?;
+        self.restore_body(body.map_err(io_err)?, true)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
@@ -737,23 +748,31 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 extras,
             )
         };
-        let view = SnapshotView {
-            last_applied,
-            membership: &membership,
-            channels: channels
-                .iter()
-                .map(|(name, last_offset, entries)| SnapshotChannelView {
-                    name,
-                    last_offset: *last_offset,
-                    entries: entries
-                        .iter()
-                        .map(|e| (e.offset, e.fields.as_ref()))
-                        .collect(),
-                })
-                .collect(),
-            extras: &extras,
-        };
-        let data = bincode::serialize(&view).map_err(io_err)?;
+        // Serializing every entry is CPU work of its own: done off the async workers, so
+        // heartbeats and client I/O keep flowing meanwhile (a node may run one worker).
+        let snapshot_membership = membership.clone();
+        let data = tokio::task::spawn_blocking(move || {
+            let view = SnapshotView {
+                last_applied,
+                membership: &snapshot_membership,
+                channels: channels
+                    .iter()
+                    .map(|(name, last_offset, entries)| SnapshotChannelView {
+                        name,
+                        last_offset: *last_offset,
+                        entries: entries
+                            .iter()
+                            .map(|e| (e.offset, e.fields.as_ref()))
+                            .collect(),
+                    })
+                    .collect(),
+                extras: &extras,
+            };
+            bincode::serialize(&view)
+        })
+        .await
+        .map_err(io_err)?
+        .map_err(io_err)?;
         let meta = SnapshotMeta {
             last_log_id: last_applied,
             last_membership: membership,

@@ -459,8 +459,19 @@ fn latency_section(out: &mut String, s: &Summary) {
     if lag.count > 0 && lag.p99 > 10_000 {
         let _ = writeln!(
             out,
-            "<p class=\"warn\">The load generator fell behind its schedule (send lag p99 {}): part of the latency above may come from the generator, not the target.</p>",
-            fmt_us(lag.p99 as f64)
+            "<p class=\"warn\">The load generator fell behind its schedule (send lag p99 {}): part of the latency above may come from the generator, not the target.{}</p>",
+            fmt_us(lag.p99 as f64),
+            s.generator
+                .as_ref()
+                .map(|g| format!(" Why: {}.", esc(&g.why_behind())))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(g) = &s.generator {
+        let _ = writeln!(
+            out,
+            "<p class=\"sub\">Load generator over the measured window: {}.</p>",
+            esc(&g.describe())
         );
     }
 }

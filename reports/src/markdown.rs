@@ -238,6 +238,13 @@ pub fn run_markdown(run: &RunData) -> String {
     let mut out = String::new();
     run_body(&mut out, run, "##");
     out.push_str(&crate::cost::markdown(&[&run.summary]));
+    if let Some(g) = &run.summary.generator {
+        let _ = writeln!(
+            out,
+            "Load generator over the measured window: {}.\n",
+            md_esc(&g.describe())
+        );
+    }
     if !run.summary.recovery.is_empty() {
         out.push_str(&crate::durability::markdown(&crate::durability::rows(&[
             &run.summary,

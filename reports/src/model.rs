@@ -373,6 +373,109 @@ pub struct Summary {
     /// in results written before it was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
+    /// What the harness itself and the machine it runs on used while the load was
+    /// measured; absent in results written before it was measured, or where `/proc` could
+    /// not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorCpu>,
+}
+
+/// The harness's own CPU (load generator, subscribers, recorder: the process's threads, not
+/// the servers it started) and the machine's, over the measured window (warmup to the end of
+/// the schedule). With the send lag it tells a slow target from a generator, or a machine,
+/// that could not keep up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorCpu {
+    /// Length of the window, seconds.
+    pub window_s: f64,
+    /// User + system CPU seconds of the harness process's threads.
+    pub cpu_s: f64,
+    /// The harness thread that used the most CPU, by name, and its share of one CPU.
+    pub busiest_thread: String,
+    pub busiest_thread_share: f64,
+    /// CPUs of this machine (`/proc/stat`).
+    pub cpus: u32,
+    /// Share of this machine's CPU time that was busy (not idle or waiting for I/O), 0-1:
+    /// the generator, the target's servers when they run here, and everything else.
+    pub machine_busy: f64,
+    /// Share of the window in which some runnable task on the machine waited for a CPU
+    /// (`/proc/pressure/cpu`, "some"), 0-1; `None` where the kernel has no PSI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure: Option<f64>,
+}
+
+/// A CPU or thread counts as saturated from this busy share on.
+pub const SATURATED: f64 = 0.9;
+/// The machine's CPUs are contended when runnable tasks waited for one this share of the
+/// time: the generator's sends then wait behind the target's threads for a CPU.
+pub const CONTENDED: f64 = 0.2;
+
+impl GeneratorCpu {
+    /// CPUs the harness used on average over the window.
+    pub fn cpus_used(&self) -> f64 {
+        if self.window_s > 0.0 {
+            self.cpu_s / self.window_s
+        } else {
+            0.0
+        }
+    }
+
+    /// One line: what the harness and the machine used.
+    pub fn describe(&self) -> String {
+        format!(
+            "harness {:.2} of {} CPUs (busiest thread {} {:.0}%), machine {:.0}% busy{}, over {:.1}s",
+            self.cpus_used(),
+            self.cpus,
+            self.busiest_thread,
+            100.0 * self.busiest_thread_share,
+            100.0 * self.machine_busy,
+            self.pressure_text(),
+            self.window_s
+        )
+    }
+
+    fn pressure_text(&self) -> String {
+        self.cpu_pressure
+            .map(|p| format!(", tasks waiting for a CPU {:.0}% of the time", 100.0 * p))
+            .unwrap_or_default()
+    }
+
+    /// The machine's CPUs were saturated or contended (see [`CONTENDED`]).
+    pub fn machine_contended(&self) -> bool {
+        self.machine_busy >= SATURATED || self.cpu_pressure.is_some_and(|p| p >= CONTENDED)
+    }
+
+    /// Why a generator that fell behind its schedule did: it saturated (all CPUs, or one
+    /// thread), the machine's CPUs were saturated by everything on it together, or neither.
+    pub fn why_behind(&self) -> String {
+        let used = self.cpus_used();
+        if used >= SATURATED * self.cpus as f64 {
+            format!(
+                "the harness used {used:.2} of {} CPUs: the generator saturated, the limit is the generator's",
+                self.cpus
+            )
+        } else if self.busiest_thread_share >= SATURATED {
+            format!(
+                "the harness thread {} was {:.0}% busy: the generator saturated one thread, the limit is the generator's",
+                self.busiest_thread,
+                100.0 * self.busiest_thread_share
+            )
+        } else if self.machine_contended() {
+            format!(
+                "the machine's {} CPUs were {:.0}% busy{}, the harness using {used:.2} of them: generator and target compete for the CPUs, the limit is this machine's",
+                self.cpus,
+                100.0 * self.machine_busy,
+                self.pressure_text()
+            )
+        } else {
+            format!(
+                "no CPU was saturated or contended (harness {used:.2} of {} CPUs, machine {:.0}% busy{}): the lag is the generator's own scheduling",
+                self.cpus,
+                100.0 * self.machine_busy,
+                self.pressure_text()
+            )
+        }
+    }
 }
 
 /// What the target's server processes (bus nodes; redis-server and Sentinels) cost over

@@ -296,6 +296,7 @@ impl SyntheticRun {
                 notes: vec!["netem: unavailable, userspace delay used".to_string()],
             },
             cost: None,
+            generator: None,
         };
         summary.cost = self
             .cpu_s_per_1k

@@ -12,11 +12,13 @@
 //! - [`resp`] — a minimal RESP client for connections the harness fully controls.
 //! - [`discover`] — the Redis primary through Sentinel; settling before the final reads.
 //! - [`converge`] — waiting, before the final reads, until the replicas hold the same ends.
+//! - [`generator_cpu`] — the harness's own CPU and the machine's over the measured window.
 //! - [`progress`] — the progress display.
 
 pub mod consumer;
 pub mod converge;
 pub mod discover;
+pub mod generator_cpu;
 pub mod pacer;
 pub mod progress;
 pub mod publisher;
