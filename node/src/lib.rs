@@ -15,6 +15,8 @@
 //! - [`state_machine`] — the applied state: a stream per channel, retention, snapshots,
 //!   fan-out to subscribers.
 //! - [`log_store`] — the durable Raft log: segment files, checksums, group commit, vote file.
+//! - [`wire_bytes`] — byte strings encoded as such (serde's default is one call per byte).
+//! - [`background`] — bulk work (snapshots) on a lower-priority thread.
 //! - [`durable_file`] — atomic whole-file replacement (write, fsync, rename, fsync dir).
 //! - [`config`] — flags plus the validated TOML settings file.
 //! - [`node`] — wiring and the one-time cluster bootstrap.
@@ -22,6 +24,7 @@
 //! - [`failpoint`] — named failpoints and planted bugs for testing the harness (cargo
 //!   feature `failpoints` only; the default build has none).
 //! - [`types`] — the Raft type configuration.
+pub mod background;
 pub mod bus;
 pub mod command;
 pub mod config;
@@ -37,3 +40,4 @@ pub mod shutdown;
 pub mod state_machine;
 pub mod transaction;
 pub mod types;
+pub mod wire_bytes;

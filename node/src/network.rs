@@ -71,6 +71,7 @@ pub struct SnapshotChunk {
     pub transfer: u64,
     /// Where `data` starts in the snapshot.
     pub offset: u64,
+    #[serde(with = "crate::wire_bytes::bytes")]
     pub data: Vec<u8>,
     /// This is the last piece: install the snapshot.
     pub done: bool,

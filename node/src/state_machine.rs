@@ -24,6 +24,7 @@ use crate::types::{
     Entry, EntryPayload, LogId, Request, Response, Snapshot, SnapshotData, SnapshotMeta,
     StoredMembership, TypeConfig,
 };
+use crate::wire_bytes::{PairsBuf, PairsRef};
 
 /// Field/value pairs of one entry, owned.
 pub type FieldPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -329,7 +330,7 @@ impl SnapshotBody {
 struct SnapshotChannel {
     name: String,
     last_offset: u64,
-    entries: Vec<(u64, FieldPairs)>,
+    entries: Vec<(u64, PairsBuf)>,
 }
 
 #[derive(Serialize)]
@@ -344,13 +345,14 @@ struct SnapshotView<'a> {
 struct SnapshotChannelView<'a> {
     name: &'a str,
     last_offset: u64,
-    entries: Vec<(u64, &'a FieldPairs)>,
+    entries: Vec<(u64, PairsRef<'a>)>,
 }
 
 /// A snapshot file: metadata plus the body bytes.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
+    #[serde(with = "crate::wire_bytes::bytes")]
     data: Vec<u8>,
 }
 
@@ -373,24 +375,25 @@ struct SnapshotFile {
 type SnapshotSlot = Arc<tokio::sync::Mutex<SnapshotFile>>;
 
 /// Writes `stored` as the snapshot file unless the file already holds a snapshot at least
-/// as new. Returns whether it was written.
+/// as new. Returns whether it was written, and the snapshot back.
 async fn store_snapshot(
     slot: &SnapshotSlot,
     dir: &Path,
-    stored: &StoredSnapshot,
-) -> Result<bool, io::Error> {
+    stored: StoredSnapshot,
+) -> Result<(bool, StoredSnapshot), io::Error> {
     let mut file = slot.lock().await;
     if file.last_log_id.is_some() && file.last_log_id >= stored.meta.last_log_id {
-        return Ok(false);
+        return Ok((false, stored));
     }
-    let bytes = bincode::serialize(stored).map_err(io_err)?;
     let path = dir.join(SNAPSHOT_FILE);
-    tokio::task::spawn_blocking(move || durable_file::write_atomic(&path, &bytes))
-        .await
-        .map_err(io_err)?
-        .map_err(io_err)?;
+    // The file holds the whole body once more: framed and written off the async workers.
+    let stored = crate::background::run("rb-snap-store", move || {
+        let bytes = bincode::serialize(&stored).map_err(io_err)?;
+        durable_file::write_atomic(&path, &bytes).map(|()| stored)
+    })
+    .await??;
     file.last_log_id = stored.meta.last_log_id;
-    Ok(true)
+    Ok((true, stored))
 }
 
 /// Test hook: a snapshot build waits here after serializing, before it stores the file.
@@ -485,7 +488,7 @@ impl StateMachine {
                 });
             };
             let mut expected = known + 1;
-            for (offset, fields) in ch.entries {
+            for (offset, PairsBuf(fields)) in ch.entries {
                 let entry = StreamEntry {
                     offset,
                     fields: Arc::new(fields),
@@ -676,7 +679,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         crate::failpoint::point!("sm.snapshot_install", |msg| Err(io_err(msg)));
         let data = snapshot.into_inner();
-        // Decoding every entry is CPU work: off the async workers, like the build.
+        // Decoding every entry is CPU work: off the async workers, but at normal priority
+        // (unlike the build): a node catching up must not wait for an idle CPU.
         let (data, body) = tokio::task::spawn_blocking(move || {
             let body = SnapshotBody::decode(&data);
             (data, body)
@@ -688,7 +692,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data,
         };
-        if !store_snapshot(&self.snapshot_file, &self.dir, &stored).await? {
+        if !store_snapshot(&self.snapshot_file, &self.dir, stored)
+            .await?
+            .0
+        {
             tracing::warn!(last_log_id = ?meta.last_log_id, "installed snapshot is not newer than the stored one; file kept");
         }
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot from leader");
@@ -717,6 +724,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         crate::failpoint::point!("sm.snapshot_build", |msg| Err(io_err(msg)));
+        let started = std::time::Instant::now();
         // Copy the Arc'd entries under the lock, serialize outside it, so applying is
         // blocked only for the copy.
         let (last_applied, membership, channels, extras) = {
@@ -748,10 +756,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 extras,
             )
         };
-        // Serializing every entry is CPU work of its own: done off the async workers, so
-        // heartbeats and client I/O keep flowing meanwhile (a node may run one worker).
+        // Serializing every entry is CPU work of its own: done off the async workers and at
+        // a lower priority (crate::background), so the write path keeps flowing meanwhile.
+        let copied = started.elapsed();
         let snapshot_membership = membership.clone();
-        let data = tokio::task::spawn_blocking(move || {
+        let data = crate::background::run("rb-snap-encode", move || {
             let view = SnapshotView {
                 last_applied,
                 membership: &snapshot_membership,
@@ -762,7 +771,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                         last_offset: *last_offset,
                         entries: entries
                             .iter()
-                            .map(|e| (e.offset, e.fields.as_ref()))
+                            .map(|e| (e.offset, PairsRef(e.fields.as_slice())))
                             .collect(),
                     })
                     .collect(),
@@ -770,20 +779,29 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             bincode::serialize(&view)
         })
-        .await
-        .map_err(io_err)?
+        .await?
         .map_err(io_err)?;
         let meta = SnapshotMeta {
             last_log_id: last_applied,
             last_membership: membership,
         };
         let stored = StoredSnapshot { meta, data };
+        let encoded = started.elapsed();
         #[cfg(test)]
         if let Some(gate) = &self.gate {
             let _ = gate.acquire().await;
         }
-        if store_snapshot(&self.file, &self.dir, &stored).await? {
-            tracing::info!(last_log_id = ?stored.meta.last_log_id, bytes = stored.data.len(), "built snapshot");
+        let (stored_now, stored) = store_snapshot(&self.file, &self.dir, stored).await?;
+        if stored_now {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            tracing::info!(
+                last_log_id = ?stored.meta.last_log_id,
+                bytes = stored.data.len(),
+                copy_ms = ms(copied),
+                encode_ms = ms(encoded - copied),
+                store_ms = ms(started.elapsed() - encoded),
+                "built snapshot"
+            );
         } else {
             // openraft ignores a built snapshot older than the one it has.
             tracing::info!(last_log_id = ?stored.meta.last_log_id, "built snapshot superseded by a newer one; not stored");

@@ -12,6 +12,7 @@ pub type NodeId = u64;
 pub struct Append {
     pub channel: String,
     /// For XADD: the field/value pairs; for PUBLISH: a single `("message", payload)` pair.
+    #[serde(with = "crate::wire_bytes::pairs")]
     pub fields: Vec<(Vec<u8>, Vec<u8>)>,
     /// XADD MAXLEN: trim the channel to at most this many entries after appending.
     pub max_len: Option<u64>,
@@ -36,6 +37,7 @@ pub enum Request {
     Append {
         channel: String,
         /// For XADD: the field/value pairs; for PUBLISH: a single `("message", payload)` pair.
+        #[serde(with = "crate::wire_bytes::pairs")]
         fields: Vec<(Vec<u8>, Vec<u8>)>,
         /// XADD MAXLEN: trim the channel to at most this many entries after appending.
         max_len: Option<u64>,

@@ -346,10 +346,18 @@ impl Flusher {
     }
 
     fn purge(&mut self, purged: LogId, delete: &[u64]) -> io::Result<()> {
+        let started = Instant::now();
         // The purge point is durable before any file goes, so recovery knows why they are gone.
         self.meta.last_purged = Some(purged);
         self.write_meta()?;
-        self.delete_segments(delete)
+        self.delete_segments(delete)?;
+        tracing::info!(
+            index = purged.index,
+            segments = delete.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "purged log"
+        );
+        Ok(())
     }
 
     fn delete_segments(&mut self, segments: &[u64]) -> io::Result<()> {

@@ -811,48 +811,64 @@ impl LogStore {
     /// log id; returns once that is durable. Whole segments are deleted; a segment that still
     /// holds later entries stays until those are purged too.
     pub async fn purge_upto(&self, upto: LogId) -> Result<(), LogStoreError> {
-        let reply = {
-            let mut state = self.lock();
-            self.check_failed()?;
-            if state.last_purged.is_some_and(|p| p.index >= upto.index) {
-                return Ok(());
-            }
-            state.last_purged = Some(upto);
-            let next = upto.index + 1;
-            let mut delete = Vec::new();
-            while let Some(front) = state.segments.front() {
-                if front.first_index + front.locs.len() as u64 > next {
-                    break;
-                }
-                let size = front.size;
-                delete.push(front.first_index);
-                state.segments.pop_front();
-                state.total_bytes -= size;
-            }
-            if state.last_log_id.is_some_and(|id| id.index <= upto.index) {
-                state.last_log_id = None;
-            }
-            let empty = state.last_log_id.is_none();
-            trim_leaders(&mut state.leaders, next, empty);
-            while let Some(front) = state.cache.front() {
-                if front.entry.log_id.index > upto.index {
-                    break;
-                }
-                state.cache_bytes -= front.bytes;
-                state.cache.pop_front();
-            }
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            self.send(Op::Purge {
-                purged: upto,
-                delete,
-                reply,
-            })?;
-            rx
+        let Some(reply) = self.start_purge(upto)? else {
+            return Ok(());
         };
         reply
             .await
             .map_err(|_| LogStoreError::Closed)?
             .map_err(LogStoreError::Failed)
+    }
+
+    /// [`Self::purge_upto`] without the wait: reads and the log state forget the entries at
+    /// once, and the flusher makes the purge durable in queue order. The receiver (`None`:
+    /// nothing to purge) tells when it is. A purge that is not yet durable when the node
+    /// dies only leaves entries the snapshot already covers, and the flusher records the
+    /// purge point before it deletes any segment, so the log never has a hole.
+    pub fn start_purge(
+        &self,
+        upto: LogId,
+    ) -> Result<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>, LogStoreError> {
+        let mut state = self.lock();
+        self.check_failed()?;
+        if state.last_purged.is_some_and(|p| p.index >= upto.index) {
+            return Ok(None);
+        }
+        state.last_purged = Some(upto);
+        let next = upto.index + 1;
+        let mut delete = Vec::new();
+        while let Some(front) = state.segments.front() {
+            if front.first_index + front.locs.len() as u64 > next {
+                break;
+            }
+            let size = front.size;
+            delete.push(front.first_index);
+            state.segments.pop_front();
+            state.total_bytes -= size;
+        }
+        if state.last_log_id.is_some_and(|id| id.index <= upto.index) {
+            state.last_log_id = None;
+        }
+        let empty = state.last_log_id.is_none();
+        trim_leaders(&mut state.leaders, next, empty);
+        let mut forgotten = Vec::new();
+        while let Some(front) = state.cache.front() {
+            if front.entry.log_id.index > upto.index {
+                break;
+            }
+            state.cache_bytes -= front.bytes;
+            forgotten.extend(state.cache.pop_front());
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Op::Purge {
+            purged: upto,
+            delete,
+            reply,
+        })?;
+        // A snapshot's worth of entries is freed here, after the lock, which appends need.
+        drop(state);
+        drop(forgotten);
+        Ok(Some(rx))
     }
 
     /// Durably stores the vote (after everything queued before it).
@@ -1088,6 +1104,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        self.purge_upto(log_id).await.map_err(storage_err)
+        // openraft runs this on its core task and handles nothing else until it returns;
+        // waiting for the flusher's fsyncs here held every write for 20-100 ms after each
+        // snapshot. Not waiting is safe (see `start_purge`); a failed purge fails the
+        // flusher, and the next append reports it.
+        self.start_purge(log_id).map(drop).map_err(storage_err)
     }
 }

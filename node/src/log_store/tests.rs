@@ -1,7 +1,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{Cursor, Write};
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -440,7 +440,7 @@ async fn truncate_and_purge_across_segments() {
     append(&store, entries(3, boundary..20)).await;
 
     // Purge: whole segments below the purge point go, the one holding 8 stays.
-    store.purge(log_id(1, 7)).await.unwrap();
+    store.purge_upto(log_id(1, 7)).await.unwrap();
     let state = store.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, Some(log_id(1, 7)));
     assert_eq!(state.last_log_id, Some(log_id(3, 19)));
@@ -468,7 +468,7 @@ async fn truncate_and_purge_across_segments() {
     assert_eq!(store.try_get_log_entries(0..8).await.unwrap(), vec![]);
 
     // Purge past the end (a snapshot was installed): the log is empty but remembers the id.
-    store.purge(log_id(4, 40)).await.unwrap();
+    store.purge_upto(log_id(4, 40)).await.unwrap();
     let state = store.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, Some(log_id(4, 40)));
     assert_eq!(state.last_log_id, Some(log_id(4, 40)));
@@ -513,10 +513,10 @@ async fn truncate_everything_then_start_again() {
 async fn interrupted_purge_is_finished_on_open() {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path();
-    let mut store = LogStore::open_with(dir, tiny()).unwrap();
+    let store = LogStore::open_with(dir, tiny()).unwrap();
     append(&store, entries(1, 0..30)).await;
     let before = segment_files(dir);
-    store.purge(log_id(1, 12)).await.unwrap();
+    store.purge_upto(log_id(1, 12)).await.unwrap();
     drop(store);
     // Simulate a crash after the meta file was written but before segments were deleted:
     // put back a copy of the first deleted segment (content is irrelevant, it is purged).
@@ -559,6 +559,37 @@ async fn corrupt_meta_file_refuses_to_open() {
     fs::write(tmp.path().join(meta::META_FILE), b"{not json").unwrap();
     let err = LogStore::open(tmp.path()).err().expect("open must fail");
     assert!(matches!(err, LogStoreError::Meta { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn raft_purge_returns_before_the_flusher_and_is_durable_after() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let mut store = LogStore::open_with(dir, tiny()).unwrap();
+    append(&store, entries(1, 0..30)).await;
+    {
+        // openraft's core waits on this call: it must not wait for the flusher.
+        let shared = store.inner.shared.clone();
+        let _gate = shared.test_gate.lock().unwrap();
+        store
+            .purge(log_id(1, 12))
+            .now_or_never()
+            .expect("purge waited for the blocked flusher")
+            .unwrap();
+        assert_eq!(store.stats().first_index, Some(13));
+        assert_eq!(
+            indexes(&store.read_range(..).unwrap()),
+            (13..30).collect::<Vec<_>>()
+        );
+    }
+    drop(store);
+    let mut store = LogStore::open_with(dir, tiny()).unwrap();
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 12)));
+    assert_eq!(
+        store.try_get_log_entries(..).await.unwrap(),
+        entries(1, 13..30)
+    );
 }
 
 #[tokio::test]
