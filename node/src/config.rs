@@ -140,7 +140,8 @@ pub struct NodeSettings {
     pub limits: InputLimits,
     /// Committed entries a subscriber may lag behind before it is disconnected.
     pub subscriber_backlog: usize,
-    /// Build a snapshot (and purge the log before it) after this many new log entries.
+    /// Build a snapshot (and purge the log before it) about every this many applied log
+    /// entries; the nodes take turns, each at its own phase (`snapshot_schedule`).
     pub snapshot_every: u64,
     /// Log entries kept behind the latest snapshot, for followers that are a little behind.
     pub keep_after_snapshot: u64,

@@ -57,6 +57,11 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Atomically replaces `path` with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// Atomically replaces `path` with the concatenation of `parts` (no copy into one buffer).
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = unique_temp_path(path);
     {
@@ -65,7 +70,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .write(true)
             .truncate(true)
             .open(&tmp)?;
-        file.write_all(bytes)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
         file.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;

@@ -17,6 +17,7 @@
 //! - [`log_store`] — the durable Raft log: segment files, checksums, group commit, vote file.
 //! - [`wire_bytes`] — byte strings encoded as such (serde's default is one call per byte).
 //! - [`background`] — bulk work (snapshots) on a lower-priority thread.
+//! - [`snapshot_schedule`] — when each node snapshots: in turns, not all at once.
 //! - [`durable_file`] — atomic whole-file replacement (write, fsync, rename, fsync dir).
 //! - [`config`] — flags plus the validated TOML settings file.
 //! - [`node`] — wiring and the one-time cluster bootstrap.
@@ -37,6 +38,7 @@ pub mod node;
 pub mod resp;
 pub mod server;
 pub mod shutdown;
+pub mod snapshot_schedule;
 pub mod state_machine;
 pub mod transaction;
 pub mod types;

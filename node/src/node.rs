@@ -15,6 +15,7 @@ use crate::log_store::LogStore;
 use crate::network::{self, Peers, MAX_FRAME};
 use crate::server;
 use crate::shutdown::{self, Shutdown};
+use crate::snapshot_schedule::{self, SnapshotSchedule};
 use crate::state_machine::StateMachine;
 use crate::types::Raft;
 
@@ -75,7 +76,8 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
         heartbeat_interval: settings.heartbeat_ms,
         election_timeout_min: settings.election_timeout_min_ms,
         election_timeout_max: settings.election_timeout_max_ms,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+        // Periodic snapshots come from `snapshot_schedule`, which staggers them across nodes.
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: settings.keep_after_snapshot,
         // openraft gives an AppendEntries exactly one heartbeat interval to come back, so
         // one request must stay small enough to be sent, fsynced and answered in that time
@@ -95,6 +97,12 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
     .validate()
     .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+    let position = config
+        .peers
+        .keys()
+        .position(|&id| id == config.id)
+        .unwrap_or(0);
+    let schedule = SnapshotSchedule::new(settings.snapshot_every, position, config.peers.len());
     let peers = Peers::new(config.id, &config.peers, config.cluster_secret.clone());
     let raft = Raft::new(
         config.id,
@@ -123,6 +131,12 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
         tasks_stop.clone(),
     ));
 
+    let snapshots = tokio::spawn(snapshot_schedule::run(
+        raft.clone(),
+        schedule,
+        tasks_stop.clone(),
+    ));
+
     bootstrap_if_first(&config, &raft).await?;
 
     let clients = tokio::spawn(server::serve(client_listener, bus, tasks_stop.clone()));
@@ -138,6 +152,7 @@ pub async fn run(config: NodeConfig, mut stop: Shutdown) -> Result<(), NodeError
     trigger.fire();
     let _ = clients.await;
     let _ = raft_server.await;
+    let _ = snapshots.await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not stop cleanly");
     }

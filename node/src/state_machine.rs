@@ -356,6 +356,17 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
+impl StoredSnapshot {
+    /// The bytes bincode writes for this snapshot before `data`: the metadata and the
+    /// length of `data`. Written ahead of `data` they make the file without copying the
+    /// body into a second buffer of its size.
+    fn frame_head(&self) -> Result<Vec<u8>, bincode::Error> {
+        let mut head = bincode::serialize(&self.meta)?;
+        head.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
+        Ok(head)
+    }
+}
+
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 
 fn index_of(log_id: Option<LogId>) -> u64 {
@@ -386,10 +397,10 @@ async fn store_snapshot(
         return Ok((false, stored));
     }
     let path = dir.join(SNAPSHOT_FILE);
-    // The file holds the whole body once more: framed and written off the async workers.
+    // Framed and written off the async workers.
     let stored = crate::background::run("rb-snap-store", move || {
-        let bytes = bincode::serialize(&stored).map_err(io_err)?;
-        durable_file::write_atomic(&path, &bytes).map(|()| stored)
+        let head = stored.frame_head().map_err(io_err)?;
+        durable_file::write_atomic_parts(&path, &[&head, &stored.data]).map(|()| stored)
     })
     .await??;
     file.last_log_id = stored.meta.last_log_id;
@@ -866,6 +877,29 @@ mod tests {
         assert_eq!(shared.len("a"), 2);
         assert_eq!(shared.last_offset("a"), 3);
         assert_eq!(shared.range_rev("a", 0, u64::MAX, 1)[0].offset, 3);
+    }
+
+    #[test]
+    fn the_frame_head_and_the_data_are_what_bincode_writes_for_the_whole_snapshot() {
+        let stored = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(
+                    LeaderId {
+                        term: 3,
+                        node_id: 2,
+                    },
+                    41,
+                )),
+                last_membership: Default::default(),
+            },
+            data: (0..=255u8).cycle().take(1000).collect(),
+        };
+        let mut framed = stored.frame_head().unwrap();
+        framed.extend_from_slice(&stored.data);
+        assert_eq!(framed, bincode::serialize(&stored).unwrap());
+        let back: StoredSnapshot = bincode::deserialize(&framed).unwrap();
+        assert_eq!(back.data, stored.data);
+        assert_eq!(back.meta, stored.meta);
     }
 
     #[tokio::test]

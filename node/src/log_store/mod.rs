@@ -851,21 +851,21 @@ impl LogStore {
         }
         let empty = state.last_log_id.is_none();
         trim_leaders(&mut state.leaders, next, empty);
-        let mut forgotten = Vec::new();
-        while let Some(front) = state.cache.front() {
-            if front.entry.log_id.index > upto.index {
-                break;
-            }
-            state.cache_bytes -= front.bytes;
-            forgotten.extend(state.cache.pop_front());
-        }
+        // The purged entries leave with the cache's old buffer, to be freed after the lock
+        // (which appends need): moving them into a new collection here page-faulted
+        // megabytes under the lock, and freeing them here cost glibc's malloc tens of ms.
+        let purged = state
+            .cache
+            .partition_point(|c| c.entry.log_id.index <= upto.index);
+        state.cache_bytes -= state.cache.range(..purged).map(|c| c.bytes).sum::<usize>();
+        let kept = state.cache.split_off(purged);
+        let forgotten = std::mem::replace(&mut state.cache, kept);
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(Op::Purge {
             purged: upto,
             delete,
             reply,
         })?;
-        // A snapshot's worth of entries is freed here, after the lock, which appends need.
         drop(state);
         drop(forgotten);
         Ok(Some(rx))
