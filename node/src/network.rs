@@ -172,6 +172,12 @@ pub struct PeerClient {
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a request may wait to be queued on a connection. A peer cut off by a partition
+/// keeps its TCP connection "up" while nothing moves, so the queue fills and a send would
+/// wait until the partition heals. Measured before this bound: with the old leader isolated,
+/// the followers' write routers waited on it with their in-flight slots, and the new leader
+/// took no client write for the rest of the partition plus 2 s after it healed.
+const SEND_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl PeerClient {
     pub fn new(me: NodeId, target: NodeId, addr: SocketAddr, secret: Option<String>) -> Self {
@@ -353,9 +359,16 @@ impl PeerClient {
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().expect("pending lock").insert(id, tx);
         let frame = encode(&Envelope { id, body });
-        if conn.tx.send(frame).await.is_err() {
+        // `Sender::send` gives the frame back undelivered when cancelled, so a timeout here
+        // means nothing left this node.
+        let sent = tokio::time::timeout(SEND_TIMEOUT.min(timeout), conn.tx.send(frame)).await;
+        if !matches!(sent, Ok(Ok(()))) {
             conn.pending.lock().expect("pending lock").remove(&id);
-            conn.alive.store(false, Ordering::Release);
+            // A closed queue means the connection is gone; a full one may just be busy
+            // (a snapshot in transit), so it is kept.
+            if matches!(sent, Ok(Err(_))) {
+                conn.alive.store(false, Ordering::Release);
+            }
             return Err(PeerError::NotSent {
                 target: self.target,
             });
@@ -1022,6 +1035,45 @@ async fn receive_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_send_to_a_peer_that_stopped_reading_gives_up_instead_of_waiting() {
+        // A peer that says Welcome and then never reads again: to the sender it looks like
+        // one behind a partition, whose TCP connection stays up while nothing moves.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _peer = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut framed = Framed::new(stream, codec());
+            let _hello = framed.next().await;
+            let welcome = encode(&Envelope {
+                id: 0,
+                body: PeerResponse::Welcome,
+            });
+            framed.send(welcome).await.unwrap();
+            std::future::pending::<()>().await;
+            drop(framed);
+        });
+        let client = PeerClient::new(1, 2, addr, None);
+        let append = Append {
+            channel: "ch".into(),
+            fields: vec![(b"message".to_vec(), vec![b'x'; 64 << 10])],
+            max_len: None,
+        };
+        // Fill the connection's queue and socket buffers; then a send must fail as not sent
+        // (safe to route elsewhere) within its bound instead of waiting for the peer.
+        let refused = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let request = PeerRequest::Forward(vec![append.clone()]);
+                if let Err(e) = client.start_call(request, Duration::from_secs(30)).await {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("a send kept waiting on a peer that stopped reading");
+        assert!(matches!(refused, PeerError::NotSent { .. }), "{refused}");
+    }
 
     #[test]
     fn secret_comparison() {
