@@ -807,9 +807,9 @@ impl LogStore {
             .map_err(LogStoreError::Failed)
     }
 
-    /// Deletes every entry with index `<= upto.index` and remembers `upto` as the last purged
-    /// log id; returns once that is durable. Whole segments are deleted; a segment that still
-    /// holds later entries stays until those are purged too.
+    /// [`Self::start_purge`], then waits until the purge is durable: what tests check files
+    /// and reopened stores against (openraft's purge does not wait).
+    #[cfg(test)]
     pub async fn purge_upto(&self, upto: LogId) -> Result<(), LogStoreError> {
         let Some(reply) = self.start_purge(upto)? else {
             return Ok(());
@@ -820,9 +820,11 @@ impl LogStore {
             .map_err(LogStoreError::Failed)
     }
 
-    /// [`Self::purge_upto`] without the wait: reads and the log state forget the entries at
-    /// once, and the flusher makes the purge durable in queue order. The receiver (`None`:
-    /// nothing to purge) tells when it is. A purge that is not yet durable when the node
+    /// Deletes every entry with index `<= upto.index` and remembers `upto` as the last purged
+    /// log id. Whole segments are deleted; a segment that still holds later entries stays
+    /// until those are purged too. Reads and the log state forget the entries at once, and
+    /// the flusher makes the purge durable in queue order; the receiver (`None`: nothing to
+    /// purge) tells when it is. A purge that is not yet durable when the node
     /// dies only leaves entries the snapshot already covers, and the flusher records the
     /// purge point before it deletes any segment, so the log never has a hole.
     pub fn start_purge(
