@@ -143,6 +143,8 @@ impl ConsumerSpec {
 enum End {
     Failed(String),
     Crashed,
+    /// The run is over; the session finished the call it was in first.
+    Stopped,
 }
 
 pub struct Consumer {
@@ -178,11 +180,13 @@ impl Consumer {
             } else {
                 format!("c{}.{life}", self.spec.index)
             };
-            let end = tokio::select! {
-                e = self.session(&name, ended, &clock, &recorder) => e,
-                _ = stop.wait_for(|s| *s) => break,
-            };
+            // Not raced against `stop`: a cancelled XACK would go unrecorded although the
+            // node applied it, and the drain stops consumers as soon as a node shows every
+            // group settled, which is exactly then. The session checks `stop` between calls
+            // (a read blocks at most `BLOCK`).
+            let end = self.session(&name, ended, &clock, &recorder, &stop).await;
             match end {
+                End::Stopped => break,
                 End::Crashed => {
                     // Down until the fault heals, then a new life under a new name.
                     while self.control.is_down(slot) && !*stop.borrow() {
@@ -226,7 +230,14 @@ impl Consumer {
         Ok((node, conn))
     }
 
-    async fn session(&self, name: &str, ended: usize, clock: &Clock, recorder: &Recorder) -> End {
+    async fn session(
+        &self,
+        name: &str,
+        ended: usize,
+        clock: &Clock,
+        recorder: &Recorder,
+        stop: &watch::Receiver<bool>,
+    ) -> End {
         let (node, mut conn) = match self.connect(ended).await {
             Ok(c) => c,
             Err(e) => return End::Failed(e),
@@ -247,6 +258,9 @@ impl Consumer {
         };
         let slot = self.spec.slot();
         loop {
+            if *stop.borrow() {
+                return End::Stopped;
+            }
             if self.control.take_crash(slot) {
                 session.crash(&mut conn).await;
                 return End::Crashed;
