@@ -16,9 +16,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CorruptMode {
-    /// XOR one byte in the middle half of the file with a random non-zero mask.
+    /// XOR one byte in the middle half of the file's data with a random non-zero mask.
     FlipBits,
-    /// Cut the file at a point in its middle half.
+    /// Cut the file at a point in the middle half of its data.
     Truncate,
 }
 
@@ -75,6 +75,9 @@ pub fn corrupt_seeded(dir: &Path, mode: CorruptMode, seed: u64) -> Result<Corrup
 }
 
 /// Damages the largest regular file under `dir` (the lazy filesystem's trash excluded).
+/// The damage lands in the middle half of the file's data: the file up to its last non-zero
+/// byte. Zeros after that are space written ahead (logs preallocate so that an append does
+/// not change the file's size); a bit flipped there damages nothing a reader uses.
 /// Nothing may be using the file. Inverse: none for the data — the restarted node must
 /// detect it (and refuse to start or repair).
 pub fn corrupt<R: Rng + ?Sized>(
@@ -88,11 +91,6 @@ pub fn corrupt<R: Rng + ?Sized>(
             dir.display()
         ))
     })?;
-    let offset = if len < 4 {
-        rng.gen_range(0..len)
-    } else {
-        rng.gen_range(len / 4..len * 3 / 4)
-    };
     let full = dir.join(&path);
     let file = OpenOptions::new()
         .read(true)
@@ -100,6 +98,15 @@ pub fn corrupt<R: Rng + ?Sized>(
         .open(&full)
         .map_err(|e| Error::io(format!("opening {}", full.display()), e))?;
     let io = |e| Error::io(format!("corrupting {}", full.display()), e);
+    let data = match data_len(&file, len).map_err(io)? {
+        0 => len,
+        data => data,
+    };
+    let offset = if data < 4 {
+        rng.gen_range(0..data)
+    } else {
+        rng.gen_range(data / 4..data * 3 / 4)
+    };
     let mask = match mode {
         CorruptMode::FlipBits => {
             let mask: u8 = rng.gen_range(1..=255);
@@ -124,6 +131,22 @@ pub fn corrupt<R: Rng + ?Sized>(
     };
     tracing::info!(dir = %dir.display(), %report, "data file corrupted");
     Ok(report)
+}
+
+/// The length of `file` without its trailing zeros.
+fn data_len(file: &std::fs::File, len: u64) -> std::io::Result<u64> {
+    let mut end = len;
+    let mut buf = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(last) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 fn largest_file(dir: &Path) -> Result<Option<(PathBuf, u64)>> {
@@ -185,6 +208,42 @@ mod tests {
             std::fs::metadata(dir.path().join("log/seg")).unwrap().len(),
             r.offset
         );
+    }
+
+    #[test]
+    fn damage_lands_in_the_data_not_in_the_zeros_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1,000 bytes of data, then 200,000 zeros written ahead.
+        let mut data = vec![7u8; 1000];
+        data.resize(201_000, 0);
+        std::fs::write(dir.path().join("seg"), &data).unwrap();
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let r = corrupt(dir.path(), CorruptMode::FlipBits, &mut rng).unwrap();
+            assert!((250..750).contains(&r.offset), "{r}");
+            assert_eq!(r.len, 201_000);
+            // Undo, for the next seed.
+            corrupt_undo(dir.path(), &r);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let r = corrupt(dir.path(), CorruptMode::Truncate, &mut rng).unwrap();
+        assert!((250..750).contains(&r.offset), "{r}");
+    }
+
+    fn corrupt_undo(dir: &Path, r: &CorruptReport) {
+        let path = dir.join(&r.path);
+        let mut data = std::fs::read(&path).unwrap();
+        data[r.offset as usize] ^= r.mask.unwrap();
+        std::fs::write(&path, data).unwrap();
+    }
+
+    #[test]
+    fn a_file_of_zeros_is_damaged_anywhere_in_its_middle() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("seg"), vec![0u8; 1000]).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let r = corrupt(dir.path(), CorruptMode::FlipBits, &mut rng).unwrap();
+        assert!((250..750).contains(&r.offset), "{r}");
     }
 
     #[test]

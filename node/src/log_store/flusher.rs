@@ -80,6 +80,10 @@ pub(super) struct Flusher {
     meta: Meta,
     /// The segment currently written to, by first index.
     active: Option<(u64, File)>,
+    /// Bytes of `active` that exist in the file (records, then zeros written ahead).
+    active_len: u64,
+    /// How far ahead of the last record zeros are written ([`super::LogStoreConfig::zero_ahead_bytes`]).
+    zero_ahead: u64,
     /// `active` has writes that are not yet synced.
     dirty: bool,
     /// A file was created in the directory since the last directory sync.
@@ -102,12 +106,15 @@ impl Flusher {
         committed_interval: Duration,
         max_batch_ops: usize,
         fsync: bool,
+        zero_ahead: u64,
     ) -> Self {
         Flusher {
             dir,
             shared,
             meta,
             active: None,
+            active_len: 0,
+            zero_ahead,
             dirty: false,
             dir_dirty: false,
             pending: Vec::new(),
@@ -260,10 +267,21 @@ impl Flusher {
             } else {
                 OpenOptions::new().write(true).open(&path)?
             };
+            self.active_len = file.metadata()?.len();
             self.active = Some((write.segment, file));
         }
         if let Some((_, file)) = &self.active {
             file.write_all_at(&write.bytes, write.offset)?;
+            let end = write.offset + write.bytes.len() as u64;
+            self.active_len = self.active_len.max(end);
+            // The zeros share this batch's sync: one journal commit per `zero_ahead` bytes
+            // of log instead of one per batch. Recovery reads an all-zero tail as unused
+            // space (`segment::scan_segment`).
+            if self.zero_ahead > 0 && self.active_len < end + self.zero_ahead / 2 {
+                let zeros = vec![0u8; self.zero_ahead as usize];
+                file.write_all_at(&zeros, self.active_len)?;
+                self.active_len += self.zero_ahead;
+            }
             self.dirty = true;
         }
         Ok(())
@@ -341,6 +359,9 @@ impl Flusher {
             file.set_len(len)?;
             file.sync_data()?;
             self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+            if self.active.as_ref().map(|(active, _)| *active) == Some(segment) {
+                self.active_len = len;
+            }
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //!
 //! A segment file `log-<first index, 20 digits>.seg` is a sequence of records:
 //! `[payload length: u32 LE][crc32 of payload: u32 LE][payload = bincode(Entry)]`.
-//! Record `n` of a segment holds the entry with index `first_index + n`.
+//! Record `n` of a segment holds the entry with index `first_index + n`. The records may be
+//! followed by zeros, written ahead by the flusher; an all-zero tail is unused space.
 
 use std::fs::File;
 use std::io::Read;
@@ -136,9 +137,10 @@ pub(super) struct Scan {
     pub last_log_id: Option<LogId>,
     /// Bytes covered by valid records.
     pub valid_len: u64,
-    /// Size of the file.
+    /// Size of the file (records, then possibly zeros written ahead of them).
     pub file_len: u64,
-    /// The first invalid record, if the valid records do not reach the end of the file.
+    /// The first invalid record, if the valid records reach neither the end of the file nor
+    /// an all-zero tail.
     pub problem: Option<(u64, RecordProblem)>,
     /// With a problem: a valid record of a later index found after it (byte offset, index).
     /// A torn write only ever damages the end of what was written, so a good record behind
@@ -170,6 +172,8 @@ pub(super) fn scan_segment(path: &Path, first_index: u64) -> Result<Scan, LogSto
     while pos < data.len() {
         let payload = match check_record(&data[pos..]) {
             Ok(payload) => payload,
+            // Zeros written ahead of the records (`flusher`): unused space, not damage.
+            Err(_) if data[pos..].iter().all(|&b| b == 0) => break,
             Err(problem) => {
                 scan.problem = Some((pos as u64, problem));
                 let bad_index = first_index + scan.locs.len() as u64;

@@ -50,10 +50,21 @@ fn tiny() -> LogStoreConfig {
     }
 }
 
-/// One big segment.
+/// One big segment holding the records and nothing else, so that the damage tests can cut
+/// and flip bytes at offsets computed from the file length (no zeros written ahead).
 fn big() -> LogStoreConfig {
     LogStoreConfig {
         cache_entries: 4,
+        zero_ahead_bytes: 0,
+        ..LogStoreConfig::default()
+    }
+}
+
+/// One big segment with zeros written ahead of the records, as nodes run it.
+fn zeroed_ahead() -> LogStoreConfig {
+    LogStoreConfig {
+        cache_entries: 4,
+        zero_ahead_bytes: 4096,
         ..LogStoreConfig::default()
     }
 }
@@ -234,6 +245,86 @@ async fn torn_tail_cut_mid_record_is_dropped() {
     assert_eq!(store.try_get_log_entries(..).await.unwrap(), want);
 }
 
+/// Ten equal-size entries written with zeros ahead; returns the segment and the record bytes.
+async fn ten_entries_zeroed_ahead(tmp: &TempDir) -> (std::path::PathBuf, u64) {
+    let store = LogStore::open_with(tmp.path(), zeroed_ahead()).unwrap();
+    append(&store, entries(1, 0..10)).await;
+    let records = store.stats().bytes;
+    drop(store);
+    (last_segment(tmp.path()), records)
+}
+
+#[tokio::test]
+async fn zeros_written_ahead_are_unused_space_across_reopens() {
+    let tmp = TempDir::new().unwrap();
+    let (path, records) = ten_entries_zeroed_ahead(&tmp).await;
+    let file_len = fs::metadata(&path).unwrap().len();
+    assert!(
+        file_len >= records + 2048,
+        "zeros ahead: file {file_len} B, records {records} B"
+    );
+    assert!(fs::read(&path).unwrap()[records as usize..]
+        .iter()
+        .all(|&b| b == 0));
+
+    // Reopened: nothing dropped or truncated, and appends go on where the records end.
+    let store = LogStore::open_with(tmp.path(), zeroed_ahead()).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), file_len);
+    assert_eq!(store.stats().last_index, Some(9));
+    append(&store, entries(2, 10..40)).await;
+    drop(store);
+    let mut store = LogStore::open_with(tmp.path(), zeroed_ahead()).unwrap();
+    let mut want = entries(1, 0..10);
+    want.extend(entries(2, 10..40));
+    assert_eq!(store.try_get_log_entries(..).await.unwrap(), want);
+
+    // Truncation cuts the zeros too; later appends write zeros ahead again.
+    store.truncate_after(Some(log_id(2, 19))).await.unwrap();
+    append(&store, entries(3, 20..25)).await;
+    drop(store);
+    let mut store = LogStore::open_with(tmp.path(), zeroed_ahead()).unwrap();
+    let mut want = entries(1, 0..10);
+    want.extend(entries(2, 10..20));
+    want.extend(entries(3, 20..25));
+    assert_eq!(store.try_get_log_entries(..).await.unwrap(), want);
+    assert!(fs::metadata(&path).unwrap().len() > store.stats().bytes);
+}
+
+#[tokio::test]
+async fn a_torn_record_before_zeros_written_ahead_is_dropped() {
+    let tmp = TempDir::new().unwrap();
+    let (path, records) = ten_entries_zeroed_ahead(&tmp).await;
+    // The last record's second half never reached the disk: zeros from there on.
+    let record_len = records / 10;
+    let mut data = fs::read(&path).unwrap();
+    let torn_from = (records - record_len / 2) as usize;
+    data[torn_from..].fill(0);
+    fs::write(&path, &data).unwrap();
+
+    let mut store = LogStore::open_with(tmp.path(), zeroed_ahead()).unwrap();
+    assert_eq!(store.stats().last_index, Some(8));
+    assert_eq!(fs::metadata(&path).unwrap().len(), records - record_len);
+    assert_eq!(
+        store.try_get_log_entries(..).await.unwrap(),
+        entries(1, 0..9)
+    );
+}
+
+#[tokio::test]
+async fn a_zeroed_record_with_records_after_it_refuses_to_open() {
+    let tmp = TempDir::new().unwrap();
+    let (path, records) = ten_entries_zeroed_ahead(&tmp).await;
+    // Record 4 was lost in place (zeros), later records are intact: not a torn tail.
+    let record_len = (records / 10) as usize;
+    let mut data = fs::read(&path).unwrap();
+    data[4 * record_len..5 * record_len].fill(0);
+    fs::write(&path, &data).unwrap();
+    let err = LogStore::open_with(tmp.path(), zeroed_ahead())
+        .err()
+        .expect("refuses to open");
+    assert!(err.to_string().contains("middle of the log"), "{err}");
+}
+
 #[tokio::test]
 async fn torn_tail_garbage_and_short_header_are_dropped() {
     for garbage in [vec![0xffu8; 13], vec![0u8; 3], vec![0u8; 64], {
@@ -256,9 +347,15 @@ async fn torn_tail_garbage_and_short_header_are_dropped() {
             .unwrap();
 
         let mut store = LogStore::open_with(tmp.path(), big()).unwrap();
+        // Zeros read as space written ahead, which stays; anything else is cut off.
+        let kept = if garbage.iter().all(|&b| b == 0) {
+            good + garbage.len() as u64
+        } else {
+            good
+        };
         assert_eq!(
             fs::metadata(&path).unwrap().len(),
-            good,
+            kept,
             "garbage {garbage:?}"
         );
         assert_eq!(
