@@ -8,6 +8,8 @@
 # sharing one disk).
 #   scripts/bench-vs-redis.sh [node-binary]      (N=50000 requests per case; CONFIG=node.toml)
 set -u
+# The three nodes share this machine's cores, as `raftbus` runs them (target/bus.rs).
+export TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-$(( $(nproc) / 3 > 0 ? $(nproc) / 3 : 1 ))}
 B=${1:-target/release/raftbus-node}
 N=${N:-50000}
 D=$(mktemp -d)

@@ -112,7 +112,7 @@ fn write_path(c: &mut Criterion) {
                                         next - 1,
                                         Request::Append {
                                             channel: a.channel,
-                                            fields: a.fields,
+                                            fields: a.fields.to_vec(),
                                             max_len: a.max_len,
                                         },
                                     )

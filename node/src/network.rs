@@ -1057,7 +1057,7 @@ mod tests {
         let client = PeerClient::new(1, 2, addr, None);
         let append = Append {
             channel: "ch".into(),
-            fields: vec![(b"message".to_vec(), vec![b'x'; 64 << 10])],
+            fields: std::sync::Arc::new(vec![(b"message".to_vec(), vec![b'x'; 64 << 10])]),
             max_len: None,
         };
         // Fill the connection's queue and socket buffers; then a send must fail as not sent

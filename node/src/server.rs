@@ -199,11 +199,12 @@ pub fn xadd_append(x: XAdd) -> Result<Append, Frame> {
     };
     Ok(Append {
         channel: key_str(&x.key),
-        fields: x
-            .fields
-            .into_iter()
-            .map(|(f, v)| (f.to_vec(), v.to_vec()))
-            .collect(),
+        fields: Arc::new(
+            x.fields
+                .into_iter()
+                .map(|(f, v)| (f.to_vec(), v.to_vec()))
+                .collect(),
+        ),
         max_len,
     })
 }
@@ -1107,7 +1108,7 @@ async fn recv_feed(
 fn publish_append(channel: Bytes, message: Bytes) -> Append {
     Append {
         channel: String::from_utf8_lossy(&channel).into_owned(),
-        fields: vec![(b"message".to_vec(), message.to_vec())],
+        fields: Arc::new(vec![(b"message".to_vec(), message.to_vec())]),
         max_len: None,
     }
 }

@@ -537,7 +537,7 @@ impl StateMachine {
         channels: &mut Streams,
         index: u64,
         channel: String,
-        fields: FieldPairs,
+        fields: Fields,
         max_len: Option<u64>,
     ) -> u64 {
         let name: Arc<str> = match channels.get_key_value(channel.as_str()) {
@@ -549,7 +549,7 @@ impl StateMachine {
         ch.last_offset += 1;
         let entry = StreamEntry {
             offset: ch.last_offset,
-            fields: Arc::new(fields),
+            fields,
         };
         ch.bytes += entry.bytes();
         ch.entries.push_back(entry.clone());
@@ -594,8 +594,13 @@ impl StateMachine {
                         fields,
                         max_len,
                     }) => {
-                        let offset =
-                            self.apply_append(&mut state.channels, index, channel, fields, max_len);
+                        let offset = self.apply_append(
+                            &mut state.channels,
+                            index,
+                            channel,
+                            Arc::new(fields),
+                            max_len,
+                        );
                         replies.push(Response::Appended { offset });
                     }
                     EntryPayload::Normal(Request::Batch(appends)) => {

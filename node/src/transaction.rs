@@ -560,7 +560,7 @@ mod tests {
         ch.last_offset += 1;
         let e = StreamEntry {
             offset: ch.last_offset,
-            fields: Arc::new(a.fields),
+            fields: a.fields,
         };
         ch.bytes += e.bytes();
         ch.entries.push_back(e);
@@ -575,7 +575,7 @@ mod tests {
         Op::Append {
             append: Append {
                 channel: key.into(),
-                fields: vec![(b"f".to_vec(), b"v".to_vec())],
+                fields: Arc::new(vec![(b"f".to_vec(), b"v".to_vec())]),
                 max_len: None,
             },
             xadd: true,

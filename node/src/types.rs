@@ -12,8 +12,10 @@ pub type NodeId = u64;
 pub struct Append {
     pub channel: String,
     /// For XADD: the field/value pairs; for PUBLISH: a single `("message", payload)` pair.
-    #[serde(with = "crate::wire_bytes::pairs")]
-    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Shared: every copy of the append (proposal, log cache, AppendEntries, the applied
+    /// stream entry) holds the same bytes.
+    #[serde(with = "crate::wire_bytes::shared_pairs")]
+    pub fields: crate::state_machine::Fields,
     /// XADD MAXLEN: trim the channel to at most this many entries after appending.
     pub max_len: Option<u64>,
 }

@@ -94,6 +94,20 @@ pub mod pairs {
     }
 }
 
+/// Field/value pairs behind an `Arc`, encoded exactly as [`pairs`].
+pub mod shared_pairs {
+    use super::*;
+    use crate::state_machine::Fields;
+
+    pub fn serialize<S: Serializer>(pairs: &Fields, s: S) -> Result<S::Ok, S::Error> {
+        super::pairs::serialize(pairs, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Fields, D::Error> {
+        super::pairs::deserialize(d).map(Fields::new)
+    }
+}
+
 /// Field/value pairs borrowed for encoding (snapshot views).
 pub struct PairsRef<'a>(pub &'a [(Vec<u8>, Vec<u8>)]);
 

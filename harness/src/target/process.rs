@@ -31,6 +31,8 @@ pub struct ProcessSpec {
     /// stdout and stderr go here (appended across restarts).
     pub log: PathBuf,
     pub data_dir: PathBuf,
+    /// Environment variables set for a server started on this machine (not on a remote host).
+    pub env: Vec<(OsString, OsString)>,
 }
 
 /// The lazy filesystem writes back changes older than this, as the kernel's flusher does
@@ -297,6 +299,7 @@ pub fn start_local<S: Spawner + ?Sized>(
     })?;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);

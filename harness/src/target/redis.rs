@@ -168,6 +168,7 @@ pub async fn start(
                 args: args(port, host, &data_dir, opts, (i > 0).then(|| addrs[0])),
                 log: dir.join("logs").join(format!("{name}.log")),
                 data_dir,
+                env: Vec::new(),
             };
             procs.push(ServerProcess::start(spec, spawner.clone())?);
             addrs.push(addr);

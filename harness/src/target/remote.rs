@@ -280,6 +280,7 @@ impl RemoteSpawner {
                 .join("logs")
                 .join(format!("lazyfs-{name}.log")),
             data_dir: backing.clone(),
+            env: Vec::new(),
         };
         let mut serve = self.start_on(i, &spec)?;
         let socket = quote(&control.to_string_lossy());

@@ -105,6 +105,7 @@ pub async fn start(
                 args: vec![conf.into_os_string(), "--sentinel".into()],
                 log: dir.join("logs").join(format!("{name}.log")),
                 data_dir,
+                env: Vec::new(),
             };
             procs.push(ServerProcess::start(spec, spawner.clone())?);
             addrs.push(addr);

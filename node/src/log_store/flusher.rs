@@ -278,9 +278,16 @@ impl Flusher {
             // of log instead of one per batch. Recovery reads an all-zero tail as unused
             // space (`segment::scan_segment`).
             if self.zero_ahead > 0 && self.active_len < end + self.zero_ahead / 2 {
-                let zeros = vec![0u8; self.zero_ahead as usize];
-                file.write_all_at(&zeros, self.active_len)?;
-                self.active_len += self.zero_ahead;
+                // Page by page: one large write gets large page-cache folios, and a small
+                // append into one then dirties the whole folio, which /proc/<pid>/io
+                // counts as written (measured: 180 KB per 2 KiB append and sync, while
+                // the device wrote 6 KB); with pages both say about 6 KB.
+                const PAGE: [u8; 4096] = [0; 4096];
+                let until = self.active_len + self.zero_ahead;
+                while self.active_len < until {
+                    file.write_all_at(&PAGE, self.active_len)?;
+                    self.active_len += PAGE.len() as u64;
+                }
             }
             self.dirty = true;
         }
