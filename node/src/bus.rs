@@ -1,7 +1,8 @@
 //! The bus as client connections see it: replicated appends (batched, proposed here when
 //! this node leads, forwarded to the leader otherwise) and INFO.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 use crate::config::{NodeSettings, ReadConsistency};
 use crate::log_store::LogStore;
 use crate::network::{ForwardError, PeerRequest, PeerResponse, Peers};
+use crate::rates::RateWindow;
 use crate::server::ServerStats;
 use crate::shutdown::Shutdown;
 use crate::state_machine::SharedState;
@@ -85,6 +87,16 @@ pub struct Bus {
     log: LogStore,
     peers: Peers,
     queue: mpsc::UnboundedSender<Op>,
+    proposed: Arc<Proposed>,
+    /// Recent rates of fsyncs, flushed entries and proposed messages, for INFO.
+    rates: Arc<Mutex<RateWindow<3>>>,
+}
+
+/// What this node proposed as leader: Raft entries of client appends, and the appends in them.
+#[derive(Debug, Default)]
+struct Proposed {
+    batches: AtomicU64,
+    messages: AtomicU64,
 }
 
 /// Most appends in one Raft entry, by count and by payload bytes (at least one append), so
@@ -107,11 +119,26 @@ impl Bus {
     ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let inflight = settings.max_inflight_batches;
+        let proposed = Arc::new(Proposed::default());
+        let rates = Arc::new(Mutex::new(RateWindow::default()));
+        {
+            let (log, proposed) = (log.clone(), proposed.clone());
+            crate::rates::spawn_sampler(
+                rates.clone(),
+                move || {
+                    let l = log.stats();
+                    let messages = proposed.messages.load(Ordering::Relaxed);
+                    [l.fsyncs, l.entries_flushed, messages]
+                },
+                shutdown.clone(),
+            );
+        }
         let router = Router {
             id,
             raft: raft.clone(),
             peers: peers.clone(),
             queue: queue.clone(),
+            proposed: proposed.clone(),
             #[cfg(feature = "failpoints")]
             state: state.clone(),
         };
@@ -125,6 +152,8 @@ impl Bus {
             log,
             peers,
             queue,
+            proposed,
+            rates,
         }
     }
 
@@ -354,12 +383,35 @@ impl Bus {
         }
         if want("persistence") {
             let l = self.log.stats();
+            let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+            let [fsyncs_per_sec, entries_per_sec, messages_per_sec] = self
+                .rates
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .per_second();
+            let batches = self.proposed.batches.load(Ordering::Relaxed);
+            let messages = self.proposed.messages.load(Ordering::Relaxed);
             let _ = write!(
                 out,
                 "# Persistence\r\nlog_fsync:{}\r\nlog_segments:{}\r\nlog_bytes:{}\r\nlog_fsyncs:{}\r\n\
-                 log_entries_flushed:{}\r\nlog_cached_entries:{}\r\n\r\n",
+                 log_entries_flushed:{}\r\nlog_cached_entries:{}\r\n\
+                 log_entries_per_fsync:{:.2}\r\ninstantaneous_log_fsyncs_per_sec:{:.0}\r\n\
+                 instantaneous_log_entries_per_sec:{:.0}\r\n\
+                 proposed_batches:{}\r\nproposed_messages:{}\r\nproposed_messages_per_batch:{:.2}\r\n\
+                 instantaneous_proposed_messages_per_sec:{:.0}\r\n\r\n",
                 if l.fsync { "always" } else { "never" },
-                l.segments, l.bytes, l.fsyncs, l.entries_flushed, l.cached_entries
+                l.segments,
+                l.bytes,
+                l.fsyncs,
+                l.entries_flushed,
+                l.cached_entries,
+                ratio(l.entries_flushed, l.fsyncs),
+                fsyncs_per_sec,
+                entries_per_sec,
+                batches,
+                messages,
+                ratio(messages, batches),
+                messages_per_sec,
             );
         }
         if want("streams") || want("keyspace") {
@@ -398,6 +450,7 @@ struct Router {
     raft: Raft,
     peers: Peers,
     queue: mpsc::UnboundedSender<Op>,
+    proposed: Arc<Proposed>,
     /// For the offsets that planted bugs acknowledge with (failpoint builds).
     #[cfg(feature = "failpoints")]
     state: Arc<SharedState>,
@@ -489,6 +542,10 @@ impl Router {
         for op in &mut ops {
             op.maybe_sent = true;
         }
+        self.proposed.batches.fetch_add(1, Ordering::Relaxed);
+        self.proposed
+            .messages
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
         #[cfg(feature = "failpoints")]
         if crate::failpoint::planted(crate::failpoint::Bug::AckBeforeCommit) {
             self.acknowledge_unwritten(ops, "proposed, not committed");

@@ -16,6 +16,7 @@
 //!   fan-out to subscribers.
 //! - [`log_store`] — the durable Raft log: segment files, checksums, group commit, vote file.
 //! - [`wire_bytes`] — byte strings encoded as such (serde's default is one call per byte).
+//! - [`rates`] — instantaneous rates of counters for INFO (fsyncs and entries per second).
 //! - [`background`] — bulk work (snapshots) on a lower-priority thread.
 //! - [`snapshot_schedule`] — when each node snapshots: in turns, not all at once.
 //! - [`durable_file`] — atomic whole-file replacement (write, fsync, rename, fsync dir).
@@ -35,6 +36,7 @@ pub mod groups;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod rates;
 pub mod resp;
 pub mod server;
 pub mod shutdown;

@@ -143,3 +143,65 @@ async fn a_node_with_the_wrong_cluster_secret_is_refused() -> anyhow::Result<()>
     assert!(xrange(&cluster, outsider, "s").await?.is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_reports_group_commit_counts_and_rates() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3)?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let writers = 10;
+    let per_writer = 20;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let mut conn = cluster.conn(leader).await?;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_writer {
+                let _: String = redis::cmd("XADD")
+                    .arg(format!("gc{w}"))
+                    .arg("*")
+                    .arg("i")
+                    .arg(i)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let info = cluster.info_section(leader, "persistence").await?;
+    let num = |key: &str| -> anyhow::Result<f64> {
+        info.get(key)
+            .ok_or_else(|| anyhow::anyhow!("INFO has no {key}"))?
+            .parse::<f64>()
+            .map_err(|e| anyhow::anyhow!("{key}: {e}"))
+    };
+    let messages = num("proposed_messages")?;
+    let batches = num("proposed_batches")?;
+    assert!(messages >= f64::from(writers * per_writer), "{info:?}");
+    assert!(batches >= 1.0 && batches <= messages, "{info:?}");
+    let per_batch = num("proposed_messages_per_batch")?;
+    assert!((per_batch - messages / batches).abs() < 0.01, "{info:?}");
+    let fsyncs = num("log_fsyncs")?;
+    let per_fsync = num("log_entries_per_fsync")?;
+    assert!(fsyncs >= 1.0, "{info:?}");
+    assert!(
+        (per_fsync - num("log_entries_flushed")? / fsyncs).abs() < 0.01,
+        "{info:?}"
+    );
+    // The writes ended moments ago: the 1.6 s window still holds them.
+    assert!(num("instantaneous_log_fsyncs_per_sec")? > 0.0, "{info:?}");
+    assert!(num("instantaneous_log_entries_per_sec")? > 0.0, "{info:?}");
+    assert!(
+        num("instantaneous_proposed_messages_per_sec")? > 0.0,
+        "{info:?}"
+    );
+    // A follower proposes nothing; its rates fall back to zero once writes stop.
+    let follower = (leader + 1) % 3;
+    let finfo = cluster.info_section(follower, "persistence").await?;
+    assert_eq!(finfo["proposed_messages"], "0", "{finfo:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let finfo = cluster.info_section(follower, "persistence").await?;
+    assert_eq!(finfo["instantaneous_log_entries_per_sec"], "0", "{finfo:?}");
+    Ok(())
+}

@@ -206,11 +206,13 @@ impl Cluster {
 
     /// The replication section of INFO as key/value pairs.
     pub async fn info(&self, i: usize) -> Result<HashMap<String, String>> {
+        self.info_section(i, "replication").await
+    }
+
+    /// One INFO section of node `i`, as field -> value.
+    pub async fn info_section(&self, i: usize, section: &str) -> Result<HashMap<String, String>> {
         let mut c = self.conn(i).await?;
-        let text: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut c)
-            .await?;
+        let text: String = redis::cmd("INFO").arg(section).query_async(&mut c).await?;
         Ok(parse_info(&text))
     }
 
