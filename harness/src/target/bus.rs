@@ -133,10 +133,10 @@ pub fn version(program: &Path) -> String {
 /// worker per core; three nodes on 2 cores with 2 workers each measured 0.69-0.72 ms
 /// single-client XADD p50 against 0.60-0.62 ms with one each, at the same closed-loop
 /// throughput (the extra workers mostly wake each other). Nodes on their own hosts keep
-/// the default.
-fn shared_machine_env(spawner: &dyn Spawner, nodes: usize) -> Vec<(OsString, OsString)> {
+/// the default: a remote spawner does not pass [`ProcessSpec::env`] on.
+fn shared_machine_env(nodes: usize) -> Vec<(OsString, OsString)> {
     const WORKERS: &str = "TOKIO_WORKER_THREADS";
-    if spawner.network() == "ssh-hosts" || std::env::var_os(WORKERS).is_some() {
+    if std::env::var_os(WORKERS).is_some() {
         return Vec::new();
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -249,7 +249,7 @@ pub async fn start_with(
                 args: node_args,
                 log: dir.join("logs").join(format!("{name}.log")),
                 data_dir,
-                env: shared_machine_env(spawner.as_ref(), count),
+                env: shared_machine_env(count),
             };
             procs.push(ServerProcess::start(spec, spawner.clone())?);
         }
@@ -355,13 +355,13 @@ mod tests {
     fn nodes_on_one_machine_split_its_cores() {
         if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
             // A worker count set by the user is passed through untouched.
-            let env = shared_machine_env(&super::super::spawner::LoopbackSpawner, 3);
+            let env = shared_machine_env(3);
             assert!(env.is_empty(), "{env:?}");
             return;
         }
         let cores = std::thread::available_parallelism().unwrap().get();
         let workers = |nodes| {
-            let env = shared_machine_env(&super::super::spawner::LoopbackSpawner, nodes);
+            let env = shared_machine_env(nodes);
             assert_eq!(env.len(), 1, "{env:?}");
             assert_eq!(env[0].0, "TOKIO_WORKER_THREADS");
             env[0].1.to_str().unwrap().parse::<usize>().unwrap()
