@@ -14,34 +14,49 @@ B=${1:-target/release/raftbus-node}
 N=${N:-50000}
 D=$(mktemp -d)
 P=1=127.0.0.1:17401,2=127.0.0.1:17402,3=127.0.0.1:17403
-# start_bus NAME [--config FILE]: three nodes with data dirs $D/NAME1..3.
+# start_bus NAME [--config FILE]: three nodes with data dirs $D/NAME1..3; their pids in BUS_PIDS.
 start_bus() {
   local name=$1; shift
-  for i in 1 2 3; do $B "$@" --id $i --listen 127.0.0.1:1640$i --raft-listen 127.0.0.1:1740$i --peers $P --data-dir $D/$name$i > $D/$name$i.log 2>&1 & done
+  BUS_PIDS=""
+  for i in 1 2 3; do
+    $B "$@" --id $i --listen 127.0.0.1:1640$i --raft-listen 127.0.0.1:1740$i --peers $P --data-dir $D/$name$i > $D/$name$i.log 2>&1 &
+    BUS_PIDS="$BUS_PIDS $!"
+  done
 }
+# cpu_ticks PID...: user+sys clock ticks the processes have used so far.
+cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' /proc/$p/stat; done | awk '{s += $1} END {print s + 0}'; }
+TICK=$(getconf CLK_TCK)
 # bus_port ROLE: the client port of a node in that role (the first one).
 bus_port() { for i in 1 2 3; do redis-cli -p 1640$i INFO replication | grep -q "role:$1" && echo 1640$i; done | head -1; }
 start_bus n ${CONFIG:+--config $CONFIG}
+THREE=$BUS_PIDS
 redis-server --port 16499 --bind 127.0.0.1 --save "" --dir $D --appendonly yes --appendfsync always --daemonize no > $D/redis.log 2>&1 &
+ALWAYS=$!
 redis-server --port 16498 --bind 127.0.0.1 --save "" --appendonly no --daemonize no > $D/redis-none.log 2>&1 &
+NONE=$!
 sleep 3
 L=$(bus_port leader)
 F=$(bus_port follower)
 PAYLOAD=$(head -c 100 /dev/zero | tr '\0' x)
 # redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+# run NAME PORT "PIDS" COMMAND...: one case, with the CPU of PIDS per request.
 run() {
-  redis-benchmark -p "$2" -c 50 -n "$N" --csv "${@:3}" 2>/dev/null | tail -1 |
-    tr -d '"' | awk -F, -v name="$1" '{print name "," $2 "," $5 "," $7}'
+  local name=$1 port=$2 pids=$3 before out
+  shift 3
+  before=$(cpu_ticks $pids)
+  out=$(redis-benchmark -p "$port" -c 50 -n "$N" --csv "$@" 2>/dev/null | tail -1)
+  echo "$out" | tr -d '"' | awk -F, -v name="$name" -v ticks=$(( $(cpu_ticks $pids) - before )) \
+    -v hz=$TICK -v n=$N '{printf "%s,%s,%s,%s,%.1f\n", name, $2, $5, $7, ticks * 1e6 / hz / n}'
 }
-echo "case,rps,p50_ms,p99_ms"
-run "bus XADD via leader" $L XADD bl '*' m $PAYLOAD
-run "bus XADD via follower" $F XADD bf '*' m $PAYLOAD
-run "bus PUBLISH via leader" $L PUBLISH pl $PAYLOAD
-run "bus PUBLISH via follower" $F PUBLISH pf $PAYLOAD
-run "redis always XADD" 16499 XADD rx '*' m $PAYLOAD
-run "redis always PUBLISH" 16499 PUBLISH rp $PAYLOAD
-run "redis none XADD" 16498 XADD rx '*' m $PAYLOAD
-run "redis none PUBLISH" 16498 PUBLISH rp $PAYLOAD
+echo "case,rps,p50_ms,p99_ms,cpu_us_per_request"
+run "bus XADD via leader" $L "$THREE" XADD bl '*' m $PAYLOAD
+run "bus XADD via follower" $F "$THREE" XADD bf '*' m $PAYLOAD
+run "bus PUBLISH via leader" $L "$THREE" PUBLISH pl $PAYLOAD
+run "bus PUBLISH via follower" $F "$THREE" PUBLISH pf $PAYLOAD
+run "redis always XADD" 16499 $ALWAYS XADD rx '*' m $PAYLOAD
+run "redis always PUBLISH" 16499 $ALWAYS PUBLISH rp $PAYLOAD
+run "redis none XADD" 16498 $NONE XADD rx '*' m $PAYLOAD
+run "redis none PUBLISH" 16498 $NONE PUBLISH rp $PAYLOAD
 redis-benchmark -p $L -c 1 -n 5000 --csv XADD b1 '*' m $PAYLOAD 2>/dev/null | tail -1 | tr -d '"' | awk -F, '{print "bus XADD single client," $2 "," $5 "," $7}'
 redis-benchmark -p 16499 -c 1 -n 5000 --csv XADD r1 '*' m $PAYLOAD 2>/dev/null | tail -1 | tr -d '"' | awk -F, '{print "redis always XADD single client," $2 "," $5 "," $7}'
 redis-cli -p $L INFO persistence | grep -E "fsyncs|flushed|per_fsync" | tr -d '\r'
@@ -52,7 +67,14 @@ printf 'version = 1\nfsync = "never"\n' > $D/nofsync.toml
 start_bus nf --config $D/nofsync.toml
 sleep 3
 L=$(bus_port leader)
-run "bus XADD via leader fsync never (known-bad; ceiling without the disk)" $L XADD bn '*' m $PAYLOAD
+run "bus XADD via leader fsync never (known-bad; ceiling without the disk)" $L "$BUS_PIDS" XADD bn '*' m $PAYLOAD
+kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
+
+# One node: the same code, log and fsync, without replication (what one replica costs).
+$B ${CONFIG:+--config $CONFIG} --id 1 --listen 127.0.0.1:16401 --raft-listen 127.0.0.1:17401 --peers 1=127.0.0.1:17401 --data-dir $D/one > $D/one.log 2>&1 &
+ONE=$!
+sleep 3
+run "bus XADD one node (no replication)" 16401 $ONE XADD bo '*' m $PAYLOAD
 kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 
 # Synced 2 KiB writes per second where the data dirs are: one writer, then three at once.

@@ -105,6 +105,10 @@ const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// How long to wait before retrying while no leader is known or reachable.
 const RETRY_DELAY: Duration = Duration::from_millis(20);
+/// How long a forwarded batch keeps its in-flight slot while the leader's reply is out.
+/// Held, the slot makes the next batch wait and grow (one forward per several writes);
+/// released after this, a leader that died cannot stall later writes for longer.
+const FORWARD_SLOT_HOLD: Duration = Duration::from_millis(10);
 
 impl Bus {
     /// Creates the bus and starts its write router, which lives until `shutdown`.
@@ -662,15 +666,21 @@ impl Router {
                 return;
             }
         };
-        // The leader batches forwarded appends itself; holding the slot while its reply
-        // is outstanding would stall every later write behind a leader that just died.
-        drop(permit);
         for op in &mut ops {
             op.maybe_sent = true;
         }
         let retry = self.clone();
         tokio::spawn(async move {
-            let reply = waiting.await;
+            let mut waiting = std::pin::pin!(waiting);
+            let mut slot = Some(permit);
+            let reply = tokio::select! {
+                reply = &mut waiting => reply,
+                _ = tokio::time::sleep(FORWARD_SLOT_HOLD) => {
+                    slot = None;
+                    waiting.await
+                }
+            };
+            drop(slot);
             match reply {
                 Ok(PeerResponse::Forwarded(results)) if results.len() == ops.len() => {
                     let mut again = Vec::new();
