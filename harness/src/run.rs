@@ -1000,6 +1000,8 @@ pub fn print_summary(s: &Summary, dir: &Path) {
         n.starts_with("loss attribution:")
             || n.starts_with("corrupt at")
             || n.starts_with("a node died")
+            || n.contains("was not applied")
+            || n.contains("was never applied")
     }) {
         println!("  note    {n}");
     }

@@ -197,13 +197,16 @@ impl Nemesis {
             let mut rng = ChaCha8Rng::seed_from_u64(
                 self.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             );
-            let roles = self.roles().await;
+            // Nodes that refused to start after earlier damage are down for good: every fault
+            // chooses among the others (a kill of a "follower" must hit a running one).
+            let all_roles = self.roles().await;
+            let roles = self.alive(&all_roles);
             tracing::info!(step = %step, leader = ?roles.leader, "fault starting");
             let began = std::time::Instant::now();
             let result = if step.kind == FaultKind::Restart {
                 self.rolling_restart(&roles, &mut stop).await
             } else {
-                match self.apply(step, &roles, &mut rng) {
+                match self.apply(step, &roles, all_roles.nodes.len(), &mut rng) {
                     Ok(applied) => {
                         // The full planned length, even when role finding made it late.
                         let completed = wait_until(Instant::now() + step.duration, &mut stop).await;
@@ -338,17 +341,7 @@ impl Nemesis {
 
     /// `roles` without the nodes that refused to start after earlier damage.
     fn alive(&self, roles: &Roles) -> Roles {
-        let retired = lock(&self.retired);
-        Roles {
-            nodes: roles
-                .nodes
-                .iter()
-                .filter(|n| !retired.contains(*n))
-                .cloned()
-                .collect(),
-            leader: roles.leader.clone().filter(|l| !retired.contains(l)),
-            sentinels: roles.sentinels.clone(),
-        }
+        roles.without(&lock(&self.retired))
     }
 
     /// The node's process (on its host), its lazy filesystem (if mounted) and its durable
@@ -518,11 +511,13 @@ impl Nemesis {
         }
     }
 
-    /// Applies one step (not a rolling restart).
+    /// Applies one step (not a rolling restart) to the live `roles` of a cluster of
+    /// `cluster_size` nodes.
     fn apply(
         &self,
         step: &FaultStep,
         roles: &Roles,
+        cluster_size: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<Applied, ChaosError> {
         let selector = step.target.clone().unwrap_or(super::Selector::All);
@@ -637,8 +632,7 @@ impl Nemesis {
                 targets
             }
             FaultKind::PowerLoss | FaultKind::TornWrite => {
-                // A node that refused to start after earlier damage is down: no power to lose.
-                let targets = self.alive(roles).resolve(&selector, rng)?;
+                let targets = roles.resolve(&selector, rng)?;
                 let mut nodes = Vec::new();
                 for host in &targets {
                     let (process, disk, _) = self.disk_of(host)?;
@@ -670,12 +664,10 @@ impl Nemesis {
                 targets
             }
             FaultKind::Corrupt => {
-                // Nodes that refused earlier damage stay down: choose among the others,
-                // and never let the damaged ones together become more than a minority.
+                // Never let the damaged nodes together become more than a minority.
                 let retired = lock(&self.retired).clone();
-                let alive = self.alive(roles);
-                let minority = (roles.nodes.len().saturating_sub(1) / 2).max(1);
-                let targets = alive.resolve(&selector, rng)?;
+                let minority = (cluster_size.saturating_sub(1) / 2).max(1);
+                let targets = roles.resolve(&selector, rng)?;
                 if retired.len() + targets.len() > minority {
                     return Err(ChaosError::Apply {
                         kind: step.kind,
@@ -683,7 +675,7 @@ impl Nemesis {
                             "{} already refused to start after earlier damage; damaging {} too would leave more than a minority of {} nodes damaged",
                             retired.iter().cloned().collect::<Vec<_>>().join(","),
                             targets.join(","),
-                            roles.nodes.len()
+                            cluster_size
                         ),
                     });
                 }

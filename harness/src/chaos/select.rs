@@ -134,6 +134,21 @@ impl Roles {
         list.choose(rng).cloned()
     }
 
+    /// These roles without the nodes in `gone` (those that refused to start after earlier
+    /// damage): every fault then chooses among nodes that still run.
+    pub fn without(&self, gone: &std::collections::BTreeSet<String>) -> Roles {
+        Roles {
+            nodes: self
+                .nodes
+                .iter()
+                .filter(|n| !gone.contains(*n))
+                .cloned()
+                .collect(),
+            leader: self.leader.clone().filter(|l| !gone.contains(l)),
+            sentinels: self.sentinels.clone(),
+        }
+    }
+
     /// The leader, or (when there is none) a node chosen by `rng`.
     pub fn leader_or_any<R: Rng + ?Sized>(&self, rng: &mut R) -> String {
         self.leader
@@ -342,6 +357,28 @@ mod tests {
         };
         assert_eq!(pick(7), pick(7));
         assert_ne!(pick(7), pick(8));
+    }
+
+    #[test]
+    fn nodes_that_are_gone_are_never_chosen() {
+        let gone: std::collections::BTreeSet<String> = ["n2".to_string()].into();
+        let live = roles(3, Some("n1")).without(&gone);
+        assert_eq!(live.nodes, ["n1", "n3"]);
+        for seed in 0..50 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for sel in [
+                Selector::Follower,
+                Selector::Minority,
+                Selector::Majority,
+                Selector::All,
+            ] {
+                let chosen = live.resolve(&sel, &mut rng).unwrap();
+                assert!(!chosen.contains(&"n2".to_string()), "{sel}: {chosen:?}");
+            }
+            assert_eq!(live.resolve(&Selector::Follower, &mut rng).unwrap(), ["n3"]);
+        }
+        // A gone node is never the leader either.
+        assert_eq!(roles(3, Some("n2")).without(&gone).leader, None);
     }
 
     #[test]
