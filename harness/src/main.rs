@@ -11,12 +11,16 @@ use raftbus_faults::Lab;
 fn main() -> ExitCode {
     // Usage errors exit with 2 (clap's convention matches the contract).
     let cli = Cli::parse();
+    // fuser logs two things that are expected here: `[Not Implemented]` for calls the lazy
+    // disk answers with ENOSYS (xattrs), and a failed reply when a node was killed in the
+    // middle of a request (the kernel already dropped it). Mount errors reach us as errors.
+    const DEFAULT_FILTER: &str = "warn,raftbus=info,fuser=error,fuser::reply=off";
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,raftbus=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER)),
         )
         .init();
     // Commands that start servers run inside the lab. Lab::enter needs a single-threaded
