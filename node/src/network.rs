@@ -604,6 +604,15 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
             let sender = tokio::spawn(async move {
                 let mut input = input;
                 while let Some(req) = input.next().await {
+                    // An AppendEntries without entries carries only the new commit index (or
+                    // is a heartbeat). openraft wakes the replication streams for it before
+                    // the state machine applies the commit, so on one worker thread these
+                    // sends went out ahead of the client replies. Letting the ready tasks run
+                    // first answers a single client 5-11% sooner (p50, measured in
+                    // alternating pairs); followers learn the commit microseconds later.
+                    if req.entries.is_empty() {
+                        tokio::task::yield_now().await;
+                    }
                     let sent = client.start_call(PeerRequest::StreamAppend(req), ttl).await;
                     let failed = sent.is_err();
                     let sent = sent.map(|wait| Box::pin(wait) as PendingReply);
