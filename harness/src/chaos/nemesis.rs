@@ -199,14 +199,13 @@ impl Nemesis {
             );
             // Nodes that refused to start after earlier damage are down for good: every fault
             // chooses among the others (a kill of a "follower" must hit a running one).
-            let all_roles = self.roles().await;
-            let roles = self.alive(&all_roles);
+            let roles = self.alive(&self.roles().await);
             tracing::info!(step = %step, leader = ?roles.leader, "fault starting");
             let began = std::time::Instant::now();
             let result = if step.kind == FaultKind::Restart {
                 self.rolling_restart(&roles, &mut stop).await
             } else {
-                match self.apply(step, &roles, all_roles.nodes.len(), &mut rng) {
+                match self.apply(step, &roles, &mut rng) {
                     Ok(applied) => {
                         // The full planned length, even when role finding made it late.
                         let completed = wait_until(Instant::now() + step.duration, &mut stop).await;
@@ -511,13 +510,11 @@ impl Nemesis {
         }
     }
 
-    /// Applies one step (not a rolling restart) to the live `roles` of a cluster of
-    /// `cluster_size` nodes.
+    /// Applies one step (not a rolling restart) to the live `roles`.
     fn apply(
         &self,
         step: &FaultStep,
         roles: &Roles,
-        cluster_size: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<Applied, ChaosError> {
         let selector = step.target.clone().unwrap_or(super::Selector::All);
@@ -666,6 +663,8 @@ impl Nemesis {
             FaultKind::Corrupt => {
                 // Never let the damaged nodes together become more than a minority.
                 let retired = lock(&self.retired).clone();
+                // The live roles plus the retired nodes: the whole cluster.
+                let cluster_size = roles.nodes.len() + retired.len();
                 let minority = (cluster_size.saturating_sub(1) / 2).max(1);
                 let targets = roles.resolve(&selector, rng)?;
                 if retired.len() + targets.len() > minority {
