@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use redis::Value;
 
 use crate::util::Cluster;
@@ -190,11 +191,10 @@ async fn a_node_catching_up_by_snapshot_gets_the_groups() -> anyhow::Result<()> 
     cluster.restart(down)?;
     let state = converged(&cluster, "q", Duration::from_secs(30)).await?;
     assert!(state.contains("\"a\""), "{state}");
-    let log = std::fs::read_to_string(&cluster.nodes[down].log)?;
-    assert!(
-        log.contains("installed snapshot"),
-        "caught up by snapshot:\n{log}"
-    );
+    cluster
+        .wait_logged(&[down], "installed snapshot", Duration::from_secs(10))
+        .await
+        .context("caught up by snapshot")?;
     // And the state survives the snapshotted node's own restart from disk.
     cluster.kill(down);
     cluster.restart(down)?;

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::util::{wait_stream_len, xrange, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,10 +32,9 @@ async fn a_node_that_was_down_catches_up_by_snapshot() -> anyhow::Result<()> {
         xrange(&cluster, down, "big").await?,
         xrange(&cluster, leader, "big").await?
     );
-    let log = std::fs::read_to_string(&cluster.nodes[down].log)?;
-    assert!(
-        log.contains("installed snapshot"),
-        "node caught up by snapshot, log:\n{log}"
-    );
+    cluster
+        .wait_logged(&[down], "installed snapshot", Duration::from_secs(10))
+        .await
+        .context("node caught up by snapshot")?;
     Ok(())
 }

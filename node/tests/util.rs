@@ -239,6 +239,33 @@ impl Cluster {
         }
     }
 
+    /// Waits until one of `nodes` has logged a line containing `needle`; returns that node.
+    /// A node makes state visible before it logs that it did (an installed snapshot is
+    /// served while its file is still being written), so a log check must wait too.
+    pub async fn wait_logged(
+        &self,
+        nodes: &[usize],
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for &i in nodes {
+                let log = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+                if log.contains(needle) {
+                    return Ok(i);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no node of {nodes:?} logged {needle:?} within {timeout:?}; logs:\n{}",
+                    self.log_tails()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until a running node reports itself leader; returns its index.
     pub async fn wait_leader(&self, timeout: Duration) -> Result<usize> {
         let deadline = Instant::now() + timeout;
