@@ -3,7 +3,6 @@
 //! Sentinels ([`super::sentinel`]) that fail the primary over. Publishers talk to the
 //! primary (with Sentinel: the one Sentinel names); subscribers to every server.
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -79,61 +78,63 @@ pub fn detail(opts: &RedisOptions) -> String {
     parts.join(", ")
 }
 
-fn args(
+/// The config file of one server. Redis is deployed from a file, as with a package's
+/// `redis.conf`: Sentinel's failover ends with `CONFIG REWRITE`, so a promoted replica
+/// restarts as the primary instead of as a replica of the old one. Started from command-line
+/// options alone, the rewrite fails and every restart would go back to the first roles.
+fn config(
     port: u16,
     host: std::net::IpAddr,
     data_dir: &Path,
     opts: &RedisOptions,
     replica_of: Option<SocketAddr>,
-) -> Vec<OsString> {
+) -> String {
     let (appendonly, fsync) = match opts.persistence {
         RedisPersistence::None => ("no", "everysec"),
         RedisPersistence::Everysec => ("yes", "everysec"),
         RedisPersistence::Always => ("yes", "always"),
     };
-    let mut a: Vec<OsString> = [
-        "--port".to_string(),
-        port.to_string(),
-        "--bind".into(),
-        host.to_string(),
-        "--save".into(),
-        String::new(),
-        "--dir".into(),
-    ]
-    .into_iter()
-    .map(OsString::from)
-    .collect();
-    a.push(data_dir.as_os_str().to_owned());
-    for s in [
-        "--appendonly",
-        appendonly,
-        "--appendfsync",
-        fsync,
-        "--protected-mode",
-        "no",
-        "--daemonize",
-        "no",
-    ] {
-        a.push(s.into());
-    }
+    let mut c = format!(
+        "# written by the raftbus harness; Sentinel rewrites it on failover\n\
+         port {port}\n\
+         bind {host}\n\
+         save \"\"\n\
+         dir {dir}\n\
+         appendonly {appendonly}\n\
+         appendfsync {fsync}\n\
+         protected-mode no\n\
+         daemonize no\n",
+        dir = quoted(&data_dir.to_string_lossy()),
+    );
     if opts.min_replicas_to_write > 0 {
-        a.push("--min-replicas-to-write".into());
-        a.push(opts.min_replicas_to_write.to_string().into());
-        a.push("--min-replicas-max-lag".into());
-        a.push(
-            opts.min_replicas_max_lag
-                .as_secs()
-                .max(1)
-                .to_string()
-                .into(),
-        );
+        c.push_str(&format!(
+            "min-replicas-to-write {}\nmin-replicas-max-lag {}\n",
+            opts.min_replicas_to_write,
+            opts.min_replicas_max_lag.as_secs().max(1)
+        ));
     }
     if let Some(primary) = replica_of {
-        a.push("--replicaof".into());
-        a.push(primary.ip().to_string().into());
-        a.push(primary.port().to_string().into());
+        c.push_str(&format!("replicaof {} {}\n", primary.ip(), primary.port()));
     }
-    a
+    c
+}
+
+/// A config-file value in double quotes, as Redis's parser reads them back.
+fn quoted(value: &str) -> String {
+    let mut q = String::with_capacity(value.len() + 2);
+    q.push('"');
+    for ch in value.chars() {
+        match ch {
+            '"' | '\\' => {
+                q.push('\\');
+                q.push(ch);
+            }
+            '\n' => q.push_str("\\n"),
+            _ => q.push(ch),
+        }
+    }
+    q.push('"');
+    q
 }
 
 /// Starts Redis under `dir` (`dir/data/nI`, `dir/logs/nI.log`) and waits until it serves
@@ -162,10 +163,16 @@ pub async fn start(
             let addr = SocketAddr::new(host, port);
             super::check_client_addr(addr)?;
             let data_dir = spawner.server_path(name, &dir.join("data").join(name));
+            let conf = write_config(
+                dir,
+                name,
+                &config(port, host, &data_dir, opts, (i > 0).then(|| addrs[0])),
+            )?;
+            let conf = spawner.provide_file(name, &conf)?;
             let spec = ProcessSpec {
                 name: name.clone(),
                 program: program.clone(),
-                args: args(port, host, &data_dir, opts, (i > 0).then(|| addrs[0])),
+                args: vec![conf.into_os_string()],
                 log: dir.join("logs").join(format!("{name}.log")),
                 data_dir,
                 env: Vec::new(),
@@ -230,6 +237,17 @@ pub async fn start(
         attempts: START_ATTEMPTS,
         tail: last_clash,
     })
+}
+
+/// Writes `DIR/conf/NAME.conf`. It lives beside the data dir, not on the lazy disk: like
+/// `/etc/redis` it is not what a power loss of the data disk takes.
+fn write_config(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf, TargetError> {
+    let conf_dir = dir.join("conf");
+    let io = |what: String| move |source| TargetError::Io { what, source };
+    std::fs::create_dir_all(&conf_dir).map_err(io(format!("create {}", conf_dir.display())))?;
+    let conf = conf_dir.join(format!("{name}.conf"));
+    std::fs::write(&conf, text).map_err(io(format!("write {}", conf.display())))?;
+    Ok(conf)
 }
 
 /// Every server answers PING, and every replica's link to the primary is up.

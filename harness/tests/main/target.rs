@@ -93,3 +93,74 @@ async fn nodes_can_be_killed_restarted_paused_and_resumed() {
     drop(cluster);
     assert!(!alive(new_pid), "dropping the cluster kills its processes");
 }
+
+/// Sentinel's failover rewrites the servers' config files, so a promoted replica that
+/// restarts comes back as the primary, not as a replica of the old primary (which would
+/// wipe what it acknowledged since the promotion with a full resync).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promoted_replica_restarts_as_the_primary() {
+    use raftbus::workload::discover::majority_primary;
+    require_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RedisOptions {
+        replicas: 2,
+        sentinels: 3,
+        down_after: Duration::from_secs(1),
+        failover_timeout: Duration::from_secs(2),
+        ..RedisOptions::default()
+    };
+    let mut cluster = target::redis::start(dir.path(), &opts, Arc::new(LoopbackSpawner))
+        .await
+        .unwrap();
+    let sentinels: Vec<SocketAddr> = cluster
+        .sentinel_endpoints()
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let first = cluster.endpoints()[0].1;
+    cluster.node_mut("n1").unwrap().process.kill();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let promoted = loop {
+        let named = majority_primary(&sentinels, Duration::from_secs(1)).await;
+        if let Some(p) = named.filter(|p| *p != first) {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let name = cluster
+        .endpoints()
+        .into_iter()
+        .find(|(_, a)| *a == promoted)
+        .map(|(n, _)| n)
+        .expect("the new primary is one of the servers");
+    let conf = dir.path().join("conf").join(format!("{name}.conf"));
+    let role_in_file = || {
+        std::fs::read_to_string(&conf)
+            .unwrap()
+            .contains("replicaof")
+    };
+    while role_in_file() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Sentinel did not rewrite {}",
+            conf.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let node = cluster.node_mut(&name).unwrap();
+    node.process.kill();
+    node.process.restart().unwrap();
+    assert!(
+        wait_ping(promoted).await,
+        "{name} answers after its restart"
+    );
+    let text = target::info(&name, promoted, "replication").await.unwrap();
+    assert_eq!(
+        target::info_field(&text, "role"),
+        Some("master"),
+        "{name} restarted as: {text}"
+    );
+}
