@@ -163,6 +163,8 @@ pub struct WorkloadFields {
     pub request_timeout: Option<Duration>,
     pub redis_persistence: Option<RedisPersistence>,
     pub redis_replicas: Option<usize>,
+    /// Redis Sentinels (0 or 3) that fail the primary over: Redis as teams deploy it.
+    pub redis_sentinels: Option<usize>,
 }
 
 impl WorkloadFields {
@@ -180,6 +182,7 @@ impl WorkloadFields {
             request_timeout: self.request_timeout.or(base.request_timeout),
             redis_persistence: self.redis_persistence.or(base.redis_persistence),
             redis_replicas: self.redis_replicas.or(base.redis_replicas),
+            redis_sentinels: self.redis_sentinels.or(base.redis_sentinels),
         }
     }
 
@@ -217,6 +220,9 @@ impl WorkloadFields {
         }
         if let Some(v) = self.redis_replicas {
             s.redis.replicas = v;
+        }
+        if let Some(v) = self.redis_sentinels {
+            s.redis.sentinels = v;
         }
     }
 }
@@ -274,6 +280,7 @@ pub struct SuiteScenario {
     pub request_timeout: Option<Duration>,
     pub redis_persistence: Option<RedisPersistence>,
     pub redis_replicas: Option<usize>,
+    pub redis_sentinels: Option<usize>,
 }
 
 /// The default shortest load duration of a budget-shared scenario.
@@ -293,6 +300,7 @@ impl SuiteScenario {
             request_timeout: self.request_timeout,
             redis_persistence: self.redis_persistence,
             redis_replicas: self.redis_replicas,
+            redis_sentinels: self.redis_sentinels,
         }
     }
 
@@ -679,6 +687,8 @@ target = "both"
 duration = "20s"
 rate = 900
 redis_persistence = "always"
+redis_replicas = 2
+redis_sentinels = 3
 "#,
         )
         .unwrap();
@@ -688,7 +698,18 @@ redis_persistence = "always"
         assert_eq!(h.rate, 900.0);
         assert_eq!(h.channels, 3);
         assert_eq!(h.redis.persistence, RedisPersistence::Always);
+        assert_eq!((h.redis.replicas, h.redis.sentinels), (2, 3));
         assert_eq!(h.target, TargetKind::Both);
+    }
+
+    #[test]
+    fn sentinels_without_replicas_are_refused_by_the_harness_validation() {
+        let err = parse(
+            "version = 1\nname = \"t\"\n[[scenario]]\nname = \"r\"\ncommand = \"chaos\"\ntarget = \"redis\"\nshare = 1.0\nfaults = [\"kill\"]\nredis_sentinels = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("replica"), "{err}");
     }
 
     #[test]

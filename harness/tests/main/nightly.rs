@@ -261,17 +261,17 @@ fn bad_budgets_and_environments_fail_before_running() {
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
-/// The shipped suite for real: `RAFTBUS_NIGHTLY_ROOT=/tmp/nightly RAFTBUS_NIGHTLY_BUDGET=17m
+/// The shipped suite for real: `RAFTBUS_NIGHTLY_ROOT=/tmp/nightly RAFTBUS_NIGHTLY_BUDGET=18m
 /// cargo test -p raftbus --test main nightly::shipped_suite -- --ignored --nocapture`;
 /// run it twice into the same ROOT to see the comparison.
 #[test]
-#[ignore = "runs the default suite for its whole budget (17m unless RAFTBUS_NIGHTLY_BUDGET)"]
+#[ignore = "runs the default suite for its whole budget (18m unless RAFTBUS_NIGHTLY_BUDGET)"]
 fn shipped_suite_runs_valid_within_its_budget() {
     require_redis();
     let root = std::env::var_os("RAFTBUS_NIGHTLY_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("raftbus-nightly"));
-    let budget = std::env::var("RAFTBUS_NIGHTLY_BUDGET").unwrap_or_else(|_| "17m".into());
+    let budget = std::env::var("RAFTBUS_NIGHTLY_BUDGET").unwrap_or_else(|_| "18m".into());
     let budget = humantime::parse_duration(&budget).expect("a duration");
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/nightly.toml");
     let outcome = night(&options(&root, &suite, budget));
