@@ -262,3 +262,30 @@ async fn redis_ready(nodes: &[(String, SocketAddr)]) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_the_way_redis_reads_them_back() {
+        assert_eq!(quoted("/tmp/run 1/n1"), "\"/tmp/run 1/n1\"");
+        assert_eq!(quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn only_replicas_name_a_primary_and_limits_appear_when_set() {
+        let host: std::net::IpAddr = "198.18.1.1".parse().unwrap();
+        let primary: SocketAddr = "198.18.1.1:7000".parse().unwrap();
+        let mut opts = RedisOptions::default();
+        let first = config(7000, host, Path::new("/d/n1"), &opts, None);
+        assert!(first.contains("port 7000\n"), "{first}");
+        assert!(first.contains("dir \"/d/n1\"\n"), "{first}");
+        assert!(!first.contains("replicaof"), "{first}");
+        assert!(!first.contains("min-replicas"), "{first}");
+        opts.min_replicas_to_write = 1;
+        let replica = config(7001, host, Path::new("/d/n2"), &opts, Some(primary));
+        assert!(replica.contains("replicaof 198.18.1.1 7000\n"), "{replica}");
+        assert!(replica.contains("min-replicas-to-write 1\n"), "{replica}");
+    }
+}
