@@ -5,7 +5,8 @@
 # Two rows say what limits the bus on this machine: the same XADD with the bus's log not
 # fsynced (known-bad, fsync = "never": its ceiling from CPU and network alone), and the
 # disk's synced writes per second with one writer (Redis) and three at once (three nodes
-# sharing one disk).
+# sharing one disk). CPU and context switches per request are summed over the target's
+# processes (all three nodes for the bus).
 #   scripts/bench-vs-redis.sh [node-binary]      (N=50000 requests per case; CONFIG=node.toml)
 set -u
 # The three nodes share this machine's cores, as `raftbus` runs them (target/bus.rs).
@@ -25,6 +26,9 @@ start_bus() {
 }
 # cpu_ticks PID...: user+sys clock ticks the processes have used so far.
 cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' /proc/$p/stat; done | awk '{s += $1} END {print s + 0}'; }
+# ctx_switches PID...: context switches (voluntary + involuntary) of their threads so far;
+# every thread of a node or of redis-server lives as long as its process.
+ctx_switches() { for p in "$@"; do cat /proc/$p/task/*/status 2>/dev/null; done | awk '/^(nonvoluntary|voluntary)_ctxt_switches:/ {s += $2} END {print s + 0}'; }
 TICK=$(getconf CLK_TCK)
 # bus_port ROLE: the client port of a node in that role (the first one).
 bus_port() { for i in 1 2 3; do redis-cli -p 1640$i INFO replication | grep -q "role:$1" && echo 1640$i; done | head -1; }
@@ -39,16 +43,19 @@ L=$(bus_port leader)
 F=$(bus_port follower)
 PAYLOAD=$(head -c 100 /dev/zero | tr '\0' x)
 # redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-# run NAME PORT "PIDS" COMMAND...: one case, with the CPU of PIDS per request.
+# run NAME PORT "PIDS" COMMAND...: one case, with the CPU and the context switches of PIDS
+# per request.
 run() {
-  local name=$1 port=$2 pids=$3 before out
+  local name=$1 port=$2 pids=$3 before switches out
   shift 3
   before=$(cpu_ticks $pids)
+  switches=$(ctx_switches $pids)
   out=$(redis-benchmark -p "$port" -c 50 -n "$N" --csv "$@" 2>/dev/null | tail -1)
   echo "$out" | tr -d '"' | awk -F, -v name="$name" -v ticks=$(( $(cpu_ticks $pids) - before )) \
-    -v hz=$TICK -v n=$N '{printf "%s,%s,%s,%s,%.1f\n", name, $2, $5, $7, ticks * 1e6 / hz / n}'
+    -v cs=$(( $(ctx_switches $pids) - switches )) -v hz=$TICK -v n=$N \
+    '{printf "%s,%s,%s,%s,%.1f,%.2f\n", name, $2, $5, $7, ticks * 1e6 / hz / n, cs / n}'
 }
-echo "case,rps,p50_ms,p99_ms,cpu_us_per_request"
+echo "case,rps,p50_ms,p99_ms,cpu_us_per_request,context_switches_per_request"
 run "bus XADD via leader" $L "$THREE" XADD bl '*' m $PAYLOAD
 run "bus XADD via follower" $F "$THREE" XADD bf '*' m $PAYLOAD
 run "bus PUBLISH via leader" $L "$THREE" PUBLISH pl $PAYLOAD

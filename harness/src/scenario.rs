@@ -124,7 +124,7 @@ impl RedisPersistence {
 pub struct RedisOptions {
     #[serde(default = "default_persistence")]
     pub persistence: RedisPersistence,
-    /// Asynchronous replicas (`--replicaof`), 0 to 4.
+    /// Asynchronous replicas (`replicaof` in their config files), 0 to 4.
     #[serde(default)]
     pub replicas: usize,
     /// Sentinels (`redis-server --sentinel`) watching the primary, each in its own lab

@@ -1,7 +1,8 @@
 //! The Redis baseline: `redis-server` from `PATH`, a primary `n1` and optionally replicas
-//! `n2`.. (`--replicaof`), with `min-replicas-to-write` when asked, and optionally three
-//! Sentinels ([`super::sentinel`]) that fail the primary over. Publishers talk to the
-//! primary (with Sentinel: the one Sentinel names); subscribers to every server.
+//! `n2`.. (`replicaof`), with `min-replicas-to-write` when asked, and optionally three
+//! Sentinels ([`super::sentinel`]) that fail the primary over. Each server runs from its
+//! own config file, which Sentinel rewrites. Publishers talk to the primary (with Sentinel:
+//! the one Sentinel names); subscribers to every server.
 
 use std::net::SocketAddr;
 use std::path::Path;
