@@ -327,11 +327,12 @@ impl Bus {
             let _ = write!(
                 out,
                 "# Server\r\nredis_version:7.2.0\r\nraftbus_version:{}\r\nredis_mode:standalone\r\n\
-                 node_id:{}\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+                 node_id:{}\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\ncpu_scheduling:{}\r\n\r\n",
                 env!("CARGO_PKG_VERSION"),
                 self.id,
                 std::process::id(),
-                stats.uptime().as_secs()
+                stats.uptime().as_secs(),
+                self.settings.cpu_scheduling.as_str()
             );
         }
         if want("clients") {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use raftbus_node::config::{parse_peers, NodeConfig, NodeSettings};
+use raftbus_node::config::{parse_peers, CpuScheduling, NodeConfig, NodeSettings};
 use raftbus_node::{node, shutdown};
 
 /// glibc's malloc made each snapshot stall every write for 50-100 ms: freeing the purged
@@ -98,6 +98,7 @@ fn main() -> ExitCode {
         }
     };
 
+    set_cpu_scheduling(config.settings.cpu_scheduling);
     let mut builder = if one_worker_thread() {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -145,6 +146,21 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Sets the policy on this thread before the runtime starts, so every thread the node
+/// creates (runtime workers, the log flusher, blocking tasks) inherits it. A kernel that
+/// refuses leaves the default policy, with a warning: it changes speed, not behaviour.
+fn set_cpu_scheduling(policy: CpuScheduling) {
+    let CpuScheduling::Batch = policy else {
+        return;
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread and `param` outlives the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(error = %e, "cannot set cpu_scheduling = \"batch\"; threads keep the default policy");
     }
 }
 

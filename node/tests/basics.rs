@@ -205,3 +205,53 @@ async fn info_reports_group_commit_counts_and_rates() -> anyhow::Result<()> {
     assert_eq!(finfo["instantaneous_log_entries_per_sec"], "0", "{finfo:?}");
     Ok(())
 }
+
+/// The scheduling policy of every thread of a node process, from `/proc/<pid>/task/*/stat`
+/// (field 41; 0 is SCHED_OTHER, 3 is SCHED_BATCH).
+fn thread_policies(pid: u32) -> anyhow::Result<Vec<u32>> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("stat"))?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+        let policy = rest
+            .split_whitespace()
+            .nth(41 - 3)
+            .ok_or_else(|| anyhow::anyhow!("short stat: {stat}"))?;
+        policies.push(policy.parse()?);
+    }
+    Ok(policies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_thread_runs_with_the_configured_cpu_scheduling() -> anyhow::Result<()> {
+    for (settings, policy, name) in [
+        (None, 3, "batch"),
+        (Some("cpu_scheduling = \"normal\"\n"), 0, "normal"),
+    ] {
+        let cluster = Cluster::start_with(1, settings, None)?;
+        cluster.wait_leader(Duration::from_secs(20)).await?;
+        // A write, so the log flusher and the runtime have both run.
+        let mut c = cluster.conn(0).await?;
+        let _: String = redis::cmd("XADD")
+            .arg("s")
+            .arg("*")
+            .arg("m")
+            .arg("x")
+            .query_async(&mut c)
+            .await?;
+        let info = cluster.info_section(0, "server").await?;
+        assert_eq!(info["cpu_scheduling"], name);
+        let pid: u32 = info["process_id"].parse()?;
+        let policies = thread_policies(pid)?;
+        assert!(
+            policies.len() >= 2,
+            "the runtime and the flusher: {policies:?}"
+        );
+        assert!(
+            policies.iter().all(|p| *p == policy),
+            "{name}: every thread has policy {policy}: {policies:?}"
+        );
+    }
+    Ok(())
+}
