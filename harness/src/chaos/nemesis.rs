@@ -855,11 +855,15 @@ impl Nemesis {
     async fn wait_whole(&self, stop: &mut watch::Receiver<bool>) -> bool {
         let deadline = Instant::now() + REJOIN_TIMEOUT;
         while Instant::now() < deadline && !*stop.borrow() {
+            // Nodes that refused to start stay down: whole means every other one is back.
+            let gone = lock(&self.retired).clone();
             let whole = match self.target {
-                Target::Bus => crate::target::bus::leader(&self.endpoints).await.is_some(),
+                Target::Bus => crate::target::bus::leader(&self.endpoints, &gone)
+                    .await
+                    .is_some(),
                 Target::Redis => {
                     let mut all = true;
-                    for (name, addr) in &self.endpoints {
+                    for (name, addr) in self.endpoints.iter().filter(|(n, _)| !gone.contains(n)) {
                         all &= tokio::time::timeout(
                             ROLE_TIMEOUT,
                             crate::target::info(name, *addr, "replication"),

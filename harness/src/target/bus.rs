@@ -1,6 +1,7 @@
 //! The bus: `nodes` raftbus-node processes forming one Raft group, ready once every node
 //! answers `INFO replication` and they agree on a leader.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -257,7 +258,7 @@ pub async fn start_with(
             names.iter().cloned().zip(client.iter().copied()).collect();
         let outcome = wait_ready(&mut procs, "bus leader election", LEADER_TIMEOUT, || {
             let probe = probe.clone();
-            async move { leader(&probe).await.is_some() }
+            async move { leader(&probe, &BTreeSet::new()).await.is_some() }
         })
         .await?;
         match outcome {
@@ -313,11 +314,16 @@ pub fn parse_raft_info(text: &str) -> RaftInfo {
     }
 }
 
-/// The leader id when every node answers and all agree on one leader that says so itself.
-pub async fn leader(nodes: &[(String, SocketAddr)]) -> Option<u64> {
+/// The leader id when every node not in `gone` answers and all agree on one leader that
+/// says so itself. `nodes` is the whole cluster in id order (`n1` first); `gone` names
+/// nodes that are down for good (a node that refused to start on a corrupted log).
+pub async fn leader(nodes: &[(String, SocketAddr)], gone: &BTreeSet<String>) -> Option<u64> {
     let mut agreed: Option<u64> = None;
     let mut leader_confirms = false;
     for (i, (name, addr)) in nodes.iter().enumerate() {
+        if gone.contains(name) {
+            continue;
+        }
         let text = info(name, *addr, "replication").await.ok()?;
         let ri = parse_raft_info(&text);
         let id = ri.leader_id?;

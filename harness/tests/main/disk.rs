@@ -198,3 +198,45 @@ fn a_corrupted_node_refuses_to_start_and_nothing_corrupt_is_served() {
     assert_eq!(s.verdict, Verdict::Valid);
     assert_no_mount_under(&dir);
 }
+
+/// A rolling restart after a node refused to start (its log corrupted) restarts the nodes
+/// that are up and ends once they are whole again, instead of waiting for the one that
+/// stays down until the run ends.
+#[test]
+fn a_rolling_restart_after_a_corrupted_node_restarts_the_others_and_ends() {
+    if !require_lab() || !require_fuse() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let scenario = tmp.path().join("corrupt-restart.toml");
+    std::fs::write(
+        &scenario,
+        "version = 1\nname = \"corrupt-restart\"\ntarget = \"bus\"\nrate = 500\nwarmup = \"2s\"\n\
+         channels = 2\nseed = 5\nduration = \"26s\"\n\
+         [[fault]]\nat = \"3s\"\nduration = \"2s\"\nkind = \"corrupt\"\ntarget = \"n3\"\n\
+         [[fault]]\nat = \"8s\"\nduration = \"10s\"\nkind = \"restart\"\n",
+    )
+    .unwrap();
+    let out = util::run(&[
+        "chaos",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
+    let s = util::summary(&dir);
+    assert_eq!(s.checks.excused.len(), 1, "n3 stays down: {:?}", s.checks);
+    let restart = s.faults.iter().find(|f| f.kind == "restart").unwrap();
+    let mut targets = restart.targets.clone();
+    targets.sort();
+    assert_eq!(targets, ["n1", "n2"], "{restart:?}");
+    assert!(!restart.detail.contains("stopped"), "{}", restart.detail);
+    assert!(
+        restart.end_s < 20.0,
+        "the restart ended with the cluster whole, not with the run: {restart:?}"
+    );
+    let recovery = s.recovery.iter().find(|r| r.kind == "restart").unwrap();
+    assert!(recovery.first_ok_after_s.is_some(), "{recovery:?}");
+}
