@@ -338,6 +338,22 @@ where
     }
 }
 
+/// Writes a server's config file `conf_dir/NAME.conf` here and hands it to the spawner,
+/// which copies it to the server's host when that is another machine; returns the path the
+/// server is started with.
+fn provide_config(
+    spawner: &dyn Spawner,
+    conf_dir: &Path,
+    name: &str,
+    text: &str,
+) -> Result<PathBuf, TargetError> {
+    let io = |what: String| move |source| TargetError::Io { what, source };
+    std::fs::create_dir_all(conf_dir).map_err(io(format!("create {}", conf_dir.display())))?;
+    let conf = conf_dir.join(format!("{name}.conf"));
+    std::fs::write(&conf, text).map_err(io(format!("write {}", conf.display())))?;
+    spawner.provide_file(name, &conf)
+}
+
 /// Removes what a failed startup attempt left, so the next one starts clean.
 fn clear_attempt(dir: &Path, names: &[String]) {
     for name in names {

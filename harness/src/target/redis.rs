@@ -12,8 +12,8 @@ use std::time::Duration;
 use raftbus_reports::model::Target;
 
 use super::{
-    clear_attempt, info, info_field, wait_ready, Cluster, Node, ProcessSpec, ServerProcess,
-    Spawner, Startup, TargetError, START_ATTEMPTS,
+    clear_attempt, info, info_field, provide_config, wait_ready, Cluster, Node, ProcessSpec,
+    ServerProcess, Spawner, Startup, TargetError, START_ATTEMPTS,
 };
 use crate::scenario::{RedisOptions, RedisPersistence};
 
@@ -164,12 +164,14 @@ pub async fn start(
             let addr = SocketAddr::new(host, port);
             super::check_client_addr(addr)?;
             let data_dir = spawner.server_path(name, &dir.join("data").join(name));
-            let conf = write_config(
-                dir,
+            // Beside the data dir, not on the lazy disk: like `/etc/redis`, it is not what a
+            // power loss of the data disk takes.
+            let conf = provide_config(
+                spawner.as_ref(),
+                &dir.join("conf"),
                 name,
                 &config(port, host, &data_dir, opts, (i > 0).then(|| addrs[0])),
             )?;
-            let conf = spawner.provide_file(name, &conf)?;
             let spec = ProcessSpec {
                 name: name.clone(),
                 program: program.clone(),
@@ -238,17 +240,6 @@ pub async fn start(
         attempts: START_ATTEMPTS,
         tail: last_clash,
     })
-}
-
-/// Writes `DIR/conf/NAME.conf`. It lives beside the data dir, not on the lazy disk: like
-/// `/etc/redis` it is not what a power loss of the data disk takes.
-fn write_config(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf, TargetError> {
-    let conf_dir = dir.join("conf");
-    let io = |what: String| move |source| TargetError::Io { what, source };
-    std::fs::create_dir_all(&conf_dir).map_err(io(format!("create {}", conf_dir.display())))?;
-    let conf = conf_dir.join(format!("{name}.conf"));
-    std::fs::write(&conf, text).map_err(io(format!("write {}", conf.display())))?;
-    Ok(conf)
 }
 
 /// Every server answers PING, and every replica's link to the primary is up.

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    wait_ready, Node, ProcessSpec, ServerProcess, Spawner, Startup, TargetError, START_ATTEMPTS,
+    provide_config, wait_ready, Node, ProcessSpec, ServerProcess, Spawner, Startup, TargetError,
+    START_ATTEMPTS,
 };
 use crate::scenario::RedisOptions;
 use crate::workload::discover::{sentinel_master_info, MASTER_NAME};
@@ -76,10 +77,6 @@ pub async fn start(
         super::clear_attempt(dir, &names);
         spawner.clear_attempt(&names);
         let _ = std::fs::remove_dir_all(&conf_dir);
-        std::fs::create_dir_all(&conf_dir).map_err(|source| TargetError::Io {
-            what: format!("create {}", conf_dir.display()),
-            source,
-        })?;
         let mut procs = Vec::new();
         let mut addrs = Vec::new();
         for name in &names {
@@ -91,14 +88,12 @@ pub async fn start(
             let addr = SocketAddr::new(host, port);
             super::check_client_addr(addr)?;
             let data_dir = spawner.server_path(name, &dir.join("data").join(name));
-            let conf = conf_dir.join(format!("{name}.conf"));
-            std::fs::write(&conf, config(addr, primary, &data_dir, opts)).map_err(|source| {
-                TargetError::Io {
-                    what: format!("write {}", conf.display()),
-                    source,
-                }
-            })?;
-            let conf = spawner.provide_file(name, &conf)?;
+            let conf = provide_config(
+                spawner.as_ref(),
+                &conf_dir,
+                name,
+                &config(addr, primary, &data_dir, opts),
+            )?;
             let spec = ProcessSpec {
                 name: name.clone(),
                 program: program.to_path_buf(),
