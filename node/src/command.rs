@@ -253,6 +253,12 @@ pub enum Command {
     PSubscribe(Vec<Bytes>),
     /// No patterns: all of them.
     PUnsubscribe(Vec<Bytes>),
+    /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB`: this node's subscribers
+    /// (as in a Redis Cluster, each node answers for its own connections).
+    Pubsub(PubsubQuery),
+    /// `RESET`: the connection as if new (no transaction, subscriptions, name; RESP2; not
+    /// authenticated when a password is set).
+    Reset,
     XAdd(XAdd),
     XRead(XRead),
     /// XRANGE and XREVRANGE.
@@ -321,6 +327,21 @@ pub struct ClientFilter {
     pub pubsub: Option<bool>,
     /// CLIENT KILL: leave the calling connection alone (default yes in the new form).
     pub skipme: bool,
+}
+
+/// The `PUBSUB` introspection subcommands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PubsubQuery {
+    /// Channels with at least one subscriber, optionally those matching a glob pattern.
+    Channels(Option<Bytes>),
+    /// Subscriber counts of these channels (patterns not counted).
+    NumSub(Vec<Bytes>),
+    /// Distinct patterns subscribed to.
+    NumPat,
+    /// Sharded channels: the bus has no SSUBSCRIBE, so there are none.
+    ShardChannels,
+    /// Sharded subscriber counts: zero for each channel.
+    ShardNumSub(Vec<Bytes>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,8 +454,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("ping", -1, false),
     spec("psubscribe", -2, false),
     spec("publish", 3, true),
+    spec("pubsub", -2, false),
     spec("punsubscribe", -1, false),
     spec("quit", -1, false),
+    spec("reset", 1, false),
     spec("scan", -2, false),
     spec("select", 2, false),
     spec("subscribe", -2, false),
@@ -470,6 +493,11 @@ const SUBCOMMANDS: &[(&str, &str, i32)] = &[
     ("command", "docs", -2),
     ("command", "info", -2),
     ("config", "get", -3),
+    ("pubsub", "channels", -2),
+    ("pubsub", "numsub", -2),
+    ("pubsub", "numpat", 2),
+    ("pubsub", "shardchannels", -2),
+    ("pubsub", "shardnumsub", -2),
     ("xgroup", "create", -5),
     ("xgroup", "setid", -5),
     ("xgroup", "destroy", 4),
@@ -593,7 +621,6 @@ const REFUSED: &[&str] = &[
     "psetex",
     "psync",
     "pttl",
-    "pubsub",
     "randomkey",
     "readonly",
     "readwrite",
@@ -601,7 +628,6 @@ const REFUSED: &[&str] = &[
     "renamenx",
     "replconf",
     "replicaof",
-    "reset",
     "restore",
     "restore-asking",
     "role",
@@ -699,6 +725,7 @@ const REFUSED: &[&str] = &[
     "command|getkeys",
     "command|getkeysandflags",
     "config|help",
+    "pubsub|help",
     "config|set",
     "config|rewrite",
     "config|resetstat",
@@ -751,6 +778,18 @@ fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&b| (b'!'..=b'~').contains(&b))
 }
 
+/// The lowercase name Redis reports a request by: `client|id` for a subcommand of a
+/// container command, else the command name.
+pub fn full_name(args: &[Bytes]) -> String {
+    let name = args.first().map(|n| lowercase(n)).unwrap_or_default();
+    match args.get(1) {
+        Some(sub) if SUBCOMMANDS.iter().any(|(c, _, _)| *c == name) => {
+            format!("{name}|{}", lowercase(sub))
+        }
+        _ => name,
+    }
+}
+
 impl Command {
     /// Parses request arguments (name first) into a command.
     pub fn parse(args: &[Bytes]) -> Result<Command, CommandError> {
@@ -788,6 +827,7 @@ impl Command {
             }
             return match name.as_str() {
                 "client" => parse_client(&sub, args),
+                "pubsub" => parse_pubsub(&sub, args),
                 "xgroup" => Ok(Command::Write(
                     "xgroup",
                     Op::Group(groups::parse_xgroup(&sub, &args[2..])?),
@@ -818,6 +858,7 @@ impl Command {
             "echo" => Ok(Command::Echo(rest[0].clone())),
             "hello" => parse_hello(rest),
             "quit" => Ok(Command::Quit),
+            "reset" => Ok(Command::Reset),
             "auth" => match rest {
                 [password] => Ok(Command::Auth {
                     username: None,
@@ -904,6 +945,8 @@ impl Command {
             Command::Unsubscribe(_) => "unsubscribe",
             Command::PSubscribe(_) => "psubscribe",
             Command::PUnsubscribe(_) => "punsubscribe",
+            Command::Pubsub(_) => "pubsub",
+            Command::Reset => "reset",
             Command::XAdd(_) => "xadd",
             Command::XRead(_) => "xread",
             Command::XRange(r) if r.rev => "xrevrange",
@@ -942,6 +985,7 @@ impl Command {
                 | Command::PUnsubscribe(_)
                 | Command::Ping(_)
                 | Command::Quit
+                | Command::Reset
         )
     }
 
@@ -949,9 +993,31 @@ impl Command {
     pub fn allowed_before_auth(&self) -> bool {
         matches!(
             self,
-            Command::Auth { .. } | Command::Hello(_) | Command::Quit
+            Command::Auth { .. } | Command::Hello(_) | Command::Quit | Command::Reset
         )
     }
+}
+
+/// `PUBSUB CHANNELS [pattern]` takes one pattern at most; Redis words that error its own way.
+fn parse_pubsub(sub: &str, args: &[Bytes]) -> Result<Command, CommandError> {
+    let at_most_one = |what: &str| {
+        if args.len() > 3 {
+            return Err(CommandError::Custom(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{what}'. Try PUBSUB HELP."
+            )));
+        }
+        Ok(args.get(2).cloned())
+    };
+    Ok(Command::Pubsub(match sub {
+        "channels" => PubsubQuery::Channels(at_most_one("CHANNELS")?),
+        "numsub" => PubsubQuery::NumSub(args[2..].to_vec()),
+        "numpat" => PubsubQuery::NumPat,
+        "shardchannels" => {
+            at_most_one("SHARDCHANNELS")?;
+            PubsubQuery::ShardChannels
+        }
+        _ => PubsubQuery::ShardNumSub(args[2..].to_vec()),
+    }))
 }
 
 fn parse_client(sub: &str, args: &[Bytes]) -> Result<Command, CommandError> {
@@ -1601,7 +1667,7 @@ mod tests {
             err("FLUSHDB async"),
             "ERR FLUSHDB is not supported by raftbus"
         );
-        assert_eq!(COMMANDS.len(), 39);
+        assert_eq!(COMMANDS.len(), 41);
         assert_eq!(err("get k"), "ERR GET is not supported by raftbus");
         assert_eq!(err("watch k"), "ERR WATCH is not supported by raftbus");
         assert!(COMMANDS
@@ -1699,6 +1765,53 @@ mod tests {
         assert!(parse("ping").unwrap().allowed_while_subscribed());
         assert!(!parse("publish a b").unwrap().allowed_while_subscribed());
         assert!(parse("auth x").unwrap().allowed_before_auth());
+        assert!(parse("reset").unwrap().allowed_before_auth());
+        let args = |line: &str| line.split(' ').map(b).collect::<Vec<_>>();
+        assert_eq!(full_name(&args("PUBSUB NumPat")), "pubsub|numpat");
+        assert_eq!(full_name(&args("XADD s * a 1")), "xadd");
+        assert_eq!(full_name(&args("client")), "client");
+        assert!(parse("reset").unwrap().allowed_while_subscribed());
+        assert!(!parse("pubsub numpat").unwrap().allowed_while_subscribed());
+        assert_eq!(
+            parse("pubsub channels"),
+            Ok(Command::Pubsub(PubsubQuery::Channels(None)))
+        );
+        assert_eq!(
+            parse("PUBSUB CHANNELS news.*"),
+            Ok(Command::Pubsub(PubsubQuery::Channels(Some(b("news.*")))))
+        );
+        assert_eq!(
+            err("pubsub channels a b"),
+            "ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. Try PUBSUB HELP."
+        );
+        assert_eq!(
+            parse("pubsub numsub a b"),
+            Ok(Command::Pubsub(PubsubQuery::NumSub(vec![b("a"), b("b")])))
+        );
+        assert_eq!(
+            parse("pubsub numsub"),
+            Ok(Command::Pubsub(PubsubQuery::NumSub(vec![])))
+        );
+        assert_eq!(
+            err("pubsub numpat x"),
+            "ERR wrong number of arguments for 'pubsub|numpat' command"
+        );
+        assert_eq!(
+            parse("pubsub shardnumsub x"),
+            Ok(Command::Pubsub(PubsubQuery::ShardNumSub(vec![b("x")])))
+        );
+        assert_eq!(
+            err("pubsub bogus"),
+            "ERR unknown subcommand 'bogus'. Try PUBSUB HELP."
+        );
+        assert_eq!(
+            err("pubsub"),
+            "ERR wrong number of arguments for 'pubsub' command"
+        );
+        assert_eq!(
+            err("reset x"),
+            "ERR wrong number of arguments for 'reset' command"
+        );
         assert!(!parse("xlen x").unwrap().allowed_before_auth());
         assert_eq!(
             CommandError::NotAllowedWhileSubscribed("xadd".into()).to_string(),

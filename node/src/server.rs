@@ -35,7 +35,7 @@
 //! cannot be delivered; their subscribers are disconnected with the same "lagged" reason
 //! as a slow subscriber, so the gap is visible to them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,8 +51,8 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use crate::bus::{Bus, ReadIndexError, WriteError};
 use crate::command::{
-    ClientCommand, ClientFilter, Command, CommandError, CommandSubcommand, Hello, StreamId,
-    TrimStrategy, XAdd, XAddId, XRange, XRead, XReadId, COMMANDS,
+    ClientCommand, ClientFilter, Command, CommandError, CommandSubcommand, Hello, PubsubQuery,
+    StreamId, TrimStrategy, XAdd, XAddId, XRange, XRead, XReadId, COMMANDS,
 };
 use crate::config::ReadConsistency;
 use crate::groups::{GroupOp, ReadGroup};
@@ -85,8 +85,7 @@ pub struct ClientInfo {
     laddr: String,
     created: Instant,
     name: Mutex<Option<Bytes>>,
-    subs: AtomicUsize,
-    psubs: AtomicUsize,
+    subscriptions: Mutex<SubscribedNames>,
     resp: AtomicI64,
     kill: Notify,
 }
@@ -101,10 +100,7 @@ impl ClientInfo {
             .as_ref()
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
-        let (sub, psub) = (
-            self.subs.load(Ordering::Relaxed),
-            self.psubs.load(Ordering::Relaxed),
-        );
+        let (sub, psub) = self.subscription_counts();
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags={} db=0 sub={} psub={} ssub=0 multi=-1 cmd=NULL user=default resp={}\n",
             self.id,
@@ -119,8 +115,15 @@ impl ClientInfo {
         )
     }
 
+    /// Channels and patterns subscribed to.
+    fn subscription_counts(&self) -> (usize, usize) {
+        let s = self.subscriptions.lock().expect("subscriptions lock");
+        (s.channels.len(), s.patterns.len())
+    }
+
     fn matches(&self, f: &ClientFilter, me: u64) -> bool {
-        let pubsub = self.subs.load(Ordering::Relaxed) + self.psubs.load(Ordering::Relaxed) > 0;
+        let (sub, psub) = self.subscription_counts();
+        let pubsub = sub + psub > 0;
         f.ids.as_ref().is_none_or(|ids| ids.contains(&self.id))
             && f.addr.as_ref().is_none_or(|a| *a == self.addr)
             && f.laddr.as_ref().is_none_or(|a| *a == self.laddr)
@@ -160,6 +163,61 @@ pub async fn serve(listener: TcpListener, bus: Bus, mut shutdown: Shutdown) {
     }
 }
 
+/// A connection's subscriptions by name, as CLIENT LIST and PUBSUB see them.
+#[derive(Debug, Default)]
+struct SubscribedNames {
+    channels: Vec<Bytes>,
+    patterns: Vec<Bytes>,
+}
+
+/// `PUBSUB` over this node's connections (each node answers for its own subscribers, as
+/// the nodes of a Redis Cluster do).
+fn pubsub_query(clients: &BTreeMap<u64, Arc<ClientInfo>>, q: PubsubQuery) -> Frame {
+    let subscribed = || {
+        clients
+            .values()
+            .map(|c| c.subscriptions.lock().expect("subscriptions lock"))
+    };
+    let bulks = |names: BTreeSet<Bytes>| Frame::Array(names.into_iter().map(Frame::Bulk).collect());
+    match q {
+        PubsubQuery::Channels(pattern) => bulks(
+            subscribed()
+                .flat_map(|s| s.channels.clone())
+                .filter(|ch| pattern.as_ref().is_none_or(|p| glob_match(p, ch)))
+                .collect(),
+        ),
+        PubsubQuery::NumSub(channels) => {
+            let mut counts: BTreeMap<&Bytes, i64> = channels.iter().map(|ch| (ch, 0)).collect();
+            for s in subscribed() {
+                for ch in &s.channels {
+                    if let Some(n) = counts.get_mut(ch) {
+                        *n += 1;
+                    }
+                }
+            }
+            Frame::Array(
+                channels
+                    .iter()
+                    .flat_map(|ch| [Frame::Bulk(ch.clone()), Frame::Integer(counts[ch])])
+                    .collect(),
+            )
+        }
+        PubsubQuery::NumPat => Frame::Integer(
+            subscribed()
+                .flat_map(|s| s.patterns.clone())
+                .collect::<BTreeSet<_>>()
+                .len() as i64,
+        ),
+        PubsubQuery::ShardChannels => Frame::Array(vec![]),
+        PubsubQuery::ShardNumSub(channels) => Frame::Array(
+            channels
+                .into_iter()
+                .flat_map(|ch| [Frame::Bulk(ch), Frame::Integer(0)])
+                .collect(),
+        ),
+    }
+}
+
 /// What to do when a reply's turn comes.
 enum Reply {
     Frame(Frame),
@@ -176,6 +234,9 @@ enum Reply {
         names: Vec<Bytes>,
         pattern: bool,
     },
+    /// `RESET`'s part that waits for the replies before it: leave every subscription
+    /// without confirmations, switch to RESP2, then answer.
+    Reset,
 }
 
 /// Subscribed channels or patterns, each with the applied index it took effect at: it
@@ -309,8 +370,7 @@ impl Connection {
                 .unwrap_or_default(),
             created: Instant::now(),
             name: Mutex::new(None),
-            subs: AtomicUsize::new(0),
-            psubs: AtomicUsize::new(0),
+            subscriptions: Mutex::default(),
             resp: AtomicI64::new(2),
             kill: Notify::new(),
         });
@@ -471,6 +531,18 @@ impl Connection {
                 self.leave(names, pattern);
                 false
             }
+            Reply::Reset => {
+                self.channels.clear();
+                self.patterns.clear();
+                self.feed = None;
+                self.count_subscriptions();
+                self.proto = Protocol::Resp2;
+                self.info
+                    .resp
+                    .store(Protocol::Resp2.version(), Ordering::Relaxed);
+                encode(&Frame::simple("RESET"), self.proto, &mut self.out);
+                false
+            }
         }
     }
 
@@ -500,32 +572,18 @@ impl Connection {
                 return Some(Reply::Frame(e.to_frame()));
             }
         };
-        if !self.authenticated
-            && !matches!(
-                command,
-                Command::Auth { .. } | Command::Hello(_) | Command::Quit
-            )
-        {
+        if !self.authenticated && !command.allowed_before_auth() {
             return Some(Reply::Frame(CommandError::NoAuth.to_frame()));
         }
-        if self.subscribed()
-            && self.proto == Protocol::Resp2
-            && !matches!(
-                command,
-                Command::Subscribe(_)
-                    | Command::Unsubscribe(_)
-                    | Command::PSubscribe(_)
-                    | Command::PUnsubscribe(_)
-                    | Command::Ping(_)
-                    | Command::Quit
-            )
+        if self.subscribed() && self.proto == Protocol::Resp2 && !command.allowed_while_subscribed()
         {
-            let e = CommandError::NotAllowedWhileSubscribed(command.name().to_string());
+            let e = CommandError::NotAllowedWhileSubscribed(crate::command::full_name(&args));
             return Some(Reply::Frame(e.to_frame()));
         }
         if let Some(m) = &mut self.multi {
             match command {
-                Command::Exec | Command::Discard | Command::Quit => {}
+                // RESET ends the transaction rather than joining it, as in Redis.
+                Command::Exec | Command::Discard | Command::Quit | Command::Reset => {}
                 Command::Multi => {
                     return Some(Reply::Frame(Frame::error(
                         "ERR MULTI calls can not be nested",
@@ -553,6 +611,18 @@ impl Connection {
             Command::Auth { username, password } => self.auth(username.as_ref(), &password),
             Command::Client(c) => self.client(c),
             Command::Select => Frame::ok(),
+            Command::Pubsub(q) => {
+                let clients = self.bus.server_stats.clients.lock().expect("clients lock");
+                pubsub_query(&clients, q)
+            }
+            Command::Reset => {
+                // What later commands are judged by changes now; what earlier replies are
+                // encoded with changes when RESET's turn comes.
+                self.multi = None;
+                self.authenticated = self.bus.settings.requirepass.is_none();
+                self.set_name(None);
+                return Some(Reply::Reset);
+            }
             Command::Publish { channel, message } => {
                 self.spawn_write(publish_append(channel, message), |offset| {
                     Frame::Integer(offset as i64)
@@ -643,12 +713,7 @@ impl Connection {
             self.info.resp.store(p.version(), Ordering::Relaxed);
         }
         if let Some(name) = h.setname {
-            self.name = Some(name);
-            self.info
-                .name
-                .lock()
-                .expect("client name lock")
-                .clone_from(&self.name);
+            self.set_name(Some(name));
         }
         let role = if self.bus.is_leader() {
             "master"
@@ -668,6 +733,15 @@ impl Connection {
             pair("role", Frame::bulk(Bytes::from_static(role.as_bytes()))),
             pair("modules", Frame::Array(vec![])),
         ])
+    }
+
+    fn set_name(&mut self, name: Option<Bytes>) {
+        self.name = name;
+        self.info
+            .name
+            .lock()
+            .expect("client name lock")
+            .clone_from(&self.name);
     }
 
     fn check_password(&self, user: Option<&Bytes>, pass: &[u8]) -> Result<(), CommandError> {
@@ -695,12 +769,7 @@ impl Connection {
     fn client(&mut self, c: ClientCommand) -> Frame {
         match c {
             ClientCommand::SetName(name) => {
-                self.name = (!name.is_empty()).then_some(name);
-                self.info
-                    .name
-                    .lock()
-                    .expect("client name lock")
-                    .clone_from(&self.name);
+                self.set_name((!name.is_empty()).then_some(name));
                 Frame::ok()
             }
             ClientCommand::List(filter) => {
@@ -999,11 +1068,11 @@ impl Connection {
         self.count_subscriptions();
     }
 
+    /// Publishes this connection's subscriptions for CLIENT LIST and PUBSUB.
     fn count_subscriptions(&self) {
-        self.info.subs.store(self.channels.len(), Ordering::Relaxed);
-        self.info
-            .psubs
-            .store(self.patterns.len(), Ordering::Relaxed);
+        let mut s = self.info.subscriptions.lock().expect("subscriptions lock");
+        s.channels = self.channels.keys().cloned().collect();
+        s.patterns = self.patterns.keys().cloned().collect();
     }
 
     fn leave(&mut self, names: Vec<Bytes>, pattern: bool) {

@@ -95,3 +95,33 @@ async fn redis_rs_streams_api_works_against_the_bus() -> anyhow::Result<()> {
     assert_eq!(v, "2");
     Ok(())
 }
+
+/// With `requirepass`, commands wait for AUTH (or HELLO AUTH), and RESET makes the
+/// connection unauthenticated again, as Redis does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_makes_a_connection_authenticate_again() -> anyhow::Result<()> {
+    use raftbus_node::resp::Frame;
+    let cluster = Cluster::start_with(1, Some("version = 1\nrequirepass = \"s3cret\"\n"), None)?;
+    // No leader is needed: AUTH, RESET and a replica read are the node's own.
+    let mut conn = crate::util::RawConn::connect(cluster.nodes[0].client).await?;
+    let mut ask = async |args: &[&str]| -> anyhow::Result<Frame> {
+        conn.send(args).await?;
+        conn.read(Duration::from_secs(5))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no reply to {args:?}"))
+    };
+    let noauth = Frame::Error("NOAUTH Authentication required.".into());
+    assert_eq!(ask(&["XLEN", "k"]).await?, noauth);
+    assert_eq!(
+        ask(&["AUTH", "wrong"]).await?,
+        Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+    );
+    assert_eq!(ask(&["AUTH", "s3cret"]).await?, Frame::ok());
+    assert_eq!(ask(&["XLEN", "k"]).await?, Frame::Integer(0));
+    assert_eq!(ask(&["RESET"]).await?, Frame::simple("RESET"));
+    assert_eq!(ask(&["XLEN", "k"]).await?, noauth);
+    let hello = ask(&["HELLO", "3", "AUTH", "default", "s3cret"]).await?;
+    assert!(matches!(hello, Frame::Map(_)), "{hello:?}");
+    assert_eq!(ask(&["XLEN", "k"]).await?, Frame::Integer(0));
+    Ok(())
+}

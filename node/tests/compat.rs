@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{free_addrs, Cluster};
+use raftbus_node::resp::Frame;
+
+use crate::util::{free_addrs, Cluster, RawConn};
 
 fn missing(what: &str) -> bool {
     if std::env::var_os("RAFTBUS_ALLOW_SKIP").is_some_and(|v| v == "1") {
@@ -275,6 +277,111 @@ async fn redis_rs_consumer_groups_get_the_same_replies_from_the_bus_and_redis() 
     assert!(
         a.contains("BUSYGROUP") && a.contains("carol autoclaims"),
         "{a}"
+    );
+    Ok(())
+}
+
+/// Sends one command and returns every frame that comes back within a short wait.
+async fn exchange(conn: &mut RawConn, commands: &[&str]) -> anyhow::Result<Vec<Frame>> {
+    for command in commands {
+        conn.send(&command.split(' ').collect::<Vec<_>>()).await?;
+    }
+    let mut frames = Vec::new();
+    let mut wait = Duration::from_secs(5);
+    while let Some(frame) = conn.read(wait).await? {
+        frames.push(frame);
+        // Once the first reply is in, the rest follow at once.
+        wait = Duration::from_millis(300);
+    }
+    Ok(frames)
+}
+
+/// The same array with its elements in order (PUBSUB CHANNELS lists in hash-table order).
+fn sorted(frames: Vec<Frame>) -> Vec<Frame> {
+    frames
+        .into_iter()
+        .map(|f| match f {
+            Frame::Array(mut items) => {
+                items.sort_by_key(|i| format!("{i:?}"));
+                Frame::Array(items)
+            }
+            other => other,
+        })
+        .collect()
+}
+
+/// Subscribers on one server, then PUBSUB and RESET as a client library would use them;
+/// one line per exchange. HELLO's reply (server version, client id) is left out.
+async fn pubsub_session(addr: std::net::SocketAddr) -> anyhow::Result<Vec<String>> {
+    // Connections 0-2 subscribe; 3 asks.
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(RawConn::connect(addr).await?);
+    }
+    let steps: &[(usize, &[&str])] = &[
+        (0, &["SUBSCRIBE news.a news.b"]),
+        (1, &["SUBSCRIBE news.a", "PSUBSCRIBE news.*"]),
+        (2, &["PSUBSCRIBE news.* other.?"]),
+        (3, &["PUBSUB CHANNELS"]),
+        (3, &["PUBSUB CHANNELS news.?"]),
+        (3, &["PUBSUB CHANNELS *b"]),
+        (3, &["PUBSUB NUMSUB news.a news.b none"]),
+        (3, &["PUBSUB NUMSUB"]),
+        (3, &["PUBSUB NUMPAT"]),
+        (3, &["PUBSUB SHARDCHANNELS"]),
+        (3, &["PUBSUB SHARDNUMSUB x"]),
+        (3, &["PUBSUB CHANNELS a b"]),
+        (3, &["PUBSUB NUMPAT x"]),
+        (3, &["PUBSUB bogus"]),
+        (3, &["PUBSUB"]),
+        // Subscribed (RESP2): only the subscriber's commands and RESET run.
+        (1, &["PUBSUB NUMPAT", "CLIENT ID", "RESET", "PING"]),
+        (3, &["PUBSUB NUMSUB news.a", "PUBSUB NUMPAT"]),
+        (2, &["PUNSUBSCRIBE other.?"]),
+        (3, &["PUBSUB NUMPAT"]),
+        (3, &["CLIENT SETNAME foo", "HELLO 3"]),
+        (
+            3,
+            &["MULTI", "RESET", "CLIENT GETNAME", "EXEC", "XLEN nokey"],
+        ),
+    ];
+    let mut out = Vec::new();
+    for &(conn, commands) in steps {
+        let frames = exchange(&mut conns[conn], commands).await?;
+        let frames = match commands[0] {
+            c if c.starts_with("PUBSUB CHANNELS") => sorted(frames),
+            "CLIENT SETNAME foo" => continue,
+            _ => frames,
+        };
+        out.push(format!("{conn} {}: {frames:?}", commands.join("; ")));
+    }
+    Ok(out)
+}
+
+/// PUBSUB introspection and RESET, frame for frame as redis-server answers them. On the bus
+/// each node counts its own subscribers (as each node of a Redis Cluster does), so the
+/// session runs on one node: a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_introspection_and_reset_get_the_same_replies_from_the_bus_and_redis(
+) -> anyhow::Result<()> {
+    if !on_path("redis-server") && missing("redis-server on PATH") {
+        return Ok(());
+    }
+    let (_redis, port) = start_redis()?;
+    let from_redis = pubsub_session(([127, 0, 0, 1], port).into()).await?;
+    let cluster = Cluster::start(3)?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let from_bus = pubsub_session(cluster.nodes[(leader + 1) % 3].client).await?;
+    assert_eq!(
+        from_redis.join("\n"),
+        from_bus.join("\n"),
+        "PUBSUB/RESET replies differ between redis-server (left) and the bus (right)"
+    );
+    let text = from_bus.join("\n");
+    assert!(
+        text.contains(r#"PUBSUB NUMSUB news.a news.b none: [Array([Bulk(b"news.a"), Integer(2), Bulk(b"news.b"), Integer(1), Bulk(b"none"), Integer(0)])]"#)
+            && text.contains(r#"PUBSUB NUMSUB news.a; PUBSUB NUMPAT: [Array([Bulk(b"news.a"), Integer(1)]), Integer(2)]"#),
+        "{text}"
     );
     Ok(())
 }

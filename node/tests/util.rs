@@ -7,6 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bytes::BytesMut;
+use raftbus_node::resp::{Frame, FrameDecoder, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 pub fn init_tracing() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -364,5 +368,58 @@ pub async fn wait_stream_len(
             bail!("stream {key} did not reach {len} entries on every node within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A raw RESP connection, so a test sees exactly what a server sends and when.
+pub struct RawConn {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> Result<RawConn> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    return Ok(RawConn {
+                        stream,
+                        buf: BytesMut::new(),
+                        decoder: FrameDecoder::new(Limits::default()),
+                    })
+                }
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e).with_context(|| format!("connect to {addr}"))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    pub async fn send(&mut self, args: &[&str]) -> Result<()> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.stream.write_all(out.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// The next frame, or `None` when none comes within `timeout`.
+    pub async fn read(&mut self, timeout: Duration) -> Result<Option<Frame>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(0)) => bail!("connection closed by the server"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
     }
 }
