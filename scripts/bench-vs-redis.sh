@@ -6,7 +6,9 @@
 # fsynced (known-bad, fsync = "never": its ceiling from CPU and network alone), and the
 # disk's synced writes per second with one writer (Redis) and three at once (three nodes
 # sharing one disk). CPU and context switches per request are summed over the target's
-# processes (all three nodes for the bus).
+# processes (all three nodes for the bus). The single-client rows take the bus's
+# single-client latency apart: one node or three, log fsynced or not (what replication costs,
+# what the fsync costs with one node on the disk and with three).
 #   scripts/bench-vs-redis.sh [node-binary]      (N=50000 requests per case; CONFIG=node.toml)
 set -u
 # The three nodes share this machine's cores, as `raftbus` runs them (target/bus.rs).
@@ -64,8 +66,11 @@ run "redis always XADD" 16499 $ALWAYS XADD rx '*' m $PAYLOAD
 run "redis always PUBLISH" 16499 $ALWAYS PUBLISH rp $PAYLOAD
 run "redis none XADD" 16498 $NONE XADD rx '*' m $PAYLOAD
 run "redis none PUBLISH" 16498 $NONE PUBLISH rp $PAYLOAD
-redis-benchmark -p $L -c 1 -n 5000 --csv XADD b1 '*' m $PAYLOAD 2>/dev/null | tail -1 | tr -d '"' | awk -F, '{print "bus XADD single client," $2 "," $5 "," $7}'
-redis-benchmark -p 16499 -c 1 -n 5000 --csv XADD r1 '*' m $PAYLOAD 2>/dev/null | tail -1 | tr -d '"' | awk -F, '{print "redis always XADD single client," $2 "," $5 "," $7}'
+# single NAME PORT: one client, 5000 XADDs: rps, p50, p99.
+single() { redis-benchmark -p "$2" -c 1 -n 5000 --csv XADD s1 '*' m $PAYLOAD 2>/dev/null | tail -1 | tr -d '"' | awk -F, -v name="$1" '{print name "," $2 "," $5 "," $7}'; }
+single "bus XADD single client" $L
+single "redis always XADD single client" 16499
+single "redis none XADD single client" 16498
 redis-cli -p $L INFO persistence | grep -E "fsyncs|flushed|per_fsync" | tr -d '\r'
 kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 
@@ -75,6 +80,7 @@ start_bus nf --config $D/nofsync.toml
 sleep 3
 L=$(bus_port leader)
 run "bus XADD via leader fsync never (known-bad; ceiling without the disk)" $L "$BUS_PIDS" XADD bn '*' m $PAYLOAD
+single "bus XADD single client fsync never (known-bad)" $L
 kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 
 # One node: the same code, log and fsync, without replication (what one replica costs).
@@ -82,6 +88,11 @@ $B ${CONFIG:+--config $CONFIG} --id 1 --listen 127.0.0.1:16401 --raft-listen 127
 ONE=$!
 sleep 3
 run "bus XADD one node (no replication)" 16401 $ONE XADD bo '*' m $PAYLOAD
+single "bus XADD single client one node" 16401
+kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
+$B --config $D/nofsync.toml --id 1 --listen 127.0.0.1:16401 --raft-listen 127.0.0.1:17401 --peers 1=127.0.0.1:17401 --data-dir $D/onenf > $D/onenf.log 2>&1 &
+sleep 3
+single "bus XADD single client one node fsync never (known-bad)" 16401
 kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 
 # Synced 2 KiB writes per second where the data dirs are: one writer, then three at once.
