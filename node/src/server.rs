@@ -744,15 +744,16 @@ impl Connection {
             .clone_from(&self.name);
     }
 
+    /// Redis's rules for its one user, `default`: without `requirepass` it has no password,
+    /// so the two-argument form (and HELLO AUTH) accepts any password for it, while the
+    /// one-argument form is refused as a likely misconfiguration.
     fn check_password(&self, user: Option<&Bytes>, pass: &[u8]) -> Result<(), CommandError> {
-        let Some(expected) = &self.bus.settings.requirepass else {
-            return Err(CommandError::NoPasswordConfigured);
-        };
         let user_ok = user.is_none_or(|u| u.as_ref() == b"default");
-        if user_ok && expected.as_bytes() == pass {
-            Ok(())
-        } else {
-            Err(CommandError::WrongPass)
+        match &self.bus.settings.requirepass {
+            None if user.is_none() => Err(CommandError::NoPasswordConfigured),
+            None if user_ok => Ok(()),
+            Some(expected) if user_ok && expected.as_bytes() == pass => Ok(()),
+            _ => Err(CommandError::WrongPass),
         }
     }
 

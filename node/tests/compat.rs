@@ -310,9 +310,9 @@ fn sorted(frames: Vec<Frame>) -> Vec<Frame> {
         .collect()
 }
 
-/// Subscribers on one server, then PUBSUB and RESET as a client library would use them;
-/// one line per exchange. HELLO's reply (server version, client id) is left out.
-async fn pubsub_session(addr: std::net::SocketAddr) -> anyhow::Result<Vec<String>> {
+/// Subscribers on one server, then PUBSUB, RESET and AUTH as a client library would use
+/// them; one line per exchange. HELLO's reply (server version, client id) is left out.
+async fn connection_session(addr: std::net::SocketAddr) -> anyhow::Result<Vec<String>> {
     // Connections 0-2 subscribe; 3 asks.
     let mut conns = Vec::new();
     for _ in 0..4 {
@@ -344,6 +344,17 @@ async fn pubsub_session(addr: std::net::SocketAddr) -> anyhow::Result<Vec<String
             3,
             &["MULTI", "RESET", "CLIENT GETNAME", "EXEC", "XLEN nokey"],
         ),
+        // No password set: the default user takes any password, the one-argument form is
+        // refused, another user does not exist.
+        (
+            3,
+            &[
+                "AUTH x",
+                "AUTH default x",
+                "AUTH bob x",
+                "HELLO 2 AUTH bob x",
+            ],
+        ),
     ];
     let mut out = Vec::new();
     for &(conn, commands) in steps {
@@ -358,24 +369,23 @@ async fn pubsub_session(addr: std::net::SocketAddr) -> anyhow::Result<Vec<String
     Ok(out)
 }
 
-/// PUBSUB introspection and RESET, frame for frame as redis-server answers them. On the bus
+/// PUBSUB introspection, RESET and AUTH, frame for frame as redis-server answers them. On the bus
 /// each node counts its own subscribers (as each node of a Redis Cluster does), so the
 /// session runs on one node: a follower.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pubsub_introspection_and_reset_get_the_same_replies_from_the_bus_and_redis(
-) -> anyhow::Result<()> {
+async fn pubsub_reset_and_auth_get_the_same_replies_from_the_bus_and_redis() -> anyhow::Result<()> {
     if !on_path("redis-server") && missing("redis-server on PATH") {
         return Ok(());
     }
     let (_redis, port) = start_redis()?;
-    let from_redis = pubsub_session(([127, 0, 0, 1], port).into()).await?;
+    let from_redis = connection_session(([127, 0, 0, 1], port).into()).await?;
     let cluster = Cluster::start(3)?;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
-    let from_bus = pubsub_session(cluster.nodes[(leader + 1) % 3].client).await?;
+    let from_bus = connection_session(cluster.nodes[(leader + 1) % 3].client).await?;
     assert_eq!(
         from_redis.join("\n"),
         from_bus.join("\n"),
-        "PUBSUB/RESET replies differ between redis-server (left) and the bus (right)"
+        "PUBSUB/RESET/AUTH replies differ between redis-server (left) and the bus (right)"
     );
     let text = from_bus.join("\n");
     assert!(
