@@ -783,11 +783,14 @@ fn valid_name(name: &[u8]) -> bool {
 pub fn full_name(args: &[Bytes]) -> String {
     let name = args.first().map(|n| lowercase(n)).unwrap_or_default();
     match args.get(1) {
-        Some(sub) if SUBCOMMANDS.iter().any(|(c, _, _)| *c == name) => {
-            format!("{name}|{}", lowercase(sub))
-        }
+        Some(sub) if is_container(&name) => format!("{name}|{}", lowercase(sub)),
         _ => name,
     }
+}
+
+/// Whether the (lowercase) command has subcommands ([`SUBCOMMANDS`]).
+fn is_container(name: &str) -> bool {
+    SUBCOMMANDS.iter().any(|(c, _, _)| *c == name)
 }
 
 impl Command {
@@ -803,8 +806,7 @@ impl Command {
         let Some(spec) = COMMANDS.iter().find(|c| c.name == name) else {
             return Err(unknown_command(args));
         };
-        let is_container = SUBCOMMANDS.iter().any(|(c, _, _)| *c == name);
-        if is_container && args.len() >= 2 {
+        if is_container(&name) && args.len() >= 2 {
             let sub = lowercase(&args[1]);
             let full = format!("{name}|{sub}");
             if REFUSED.contains(&full.as_str()) {

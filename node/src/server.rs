@@ -535,7 +535,7 @@ impl Connection {
                 self.channels.clear();
                 self.patterns.clear();
                 self.feed = None;
-                self.count_subscriptions();
+                self.publish_subscriptions();
                 self.proto = Protocol::Resp2;
                 self.info
                     .resp
@@ -1066,11 +1066,11 @@ impl Connection {
             set.entry(name.clone()).or_insert(start);
             self.confirm(kind, Frame::Bulk(name));
         }
-        self.count_subscriptions();
+        self.publish_subscriptions();
     }
 
     /// Publishes this connection's subscriptions for CLIENT LIST and PUBSUB.
-    fn count_subscriptions(&self) {
+    fn publish_subscriptions(&self) {
         let mut s = self.info.subscriptions.lock().expect("subscriptions lock");
         s.channels = self.channels.keys().cloned().collect();
         s.patterns = self.patterns.keys().cloned().collect();
@@ -1107,7 +1107,7 @@ impl Connection {
         if !self.subscribed() {
             self.feed = None;
         }
-        self.count_subscriptions();
+        self.publish_subscriptions();
     }
 
     /// Hands an announcement to this subscriber if one of its subscriptions wants it;
