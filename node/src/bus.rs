@@ -177,7 +177,7 @@ impl Bus {
                     {
                         Ok(self.state.applied_index())
                     }
-                    Some(leader) if leader == self.id => leader_read_index(&self.raft).await,
+                    Some(leader) if leader == self.id => self.leader_read_index().await,
                     Some(leader) => {
                         let peer = self
                             .peers
@@ -212,6 +212,12 @@ impl Bus {
             }
             tokio::time::sleep(RETRY_DELAY).await;
         }
+    }
+
+    /// The read index on this node as leader, confirmed with a quorum (see
+    /// [`crate::read_index`]). Fails when this node is not, or no longer, the leader.
+    pub(crate) async fn leader_read_index(&self) -> Result<u64, String> {
+        crate::read_index::on_leader(&self.raft, &self.peers).await
     }
 
     /// Waits until this node has applied everything committed in the cluster before the
@@ -433,16 +439,6 @@ impl Bus {
         }
         out
     }
-}
-
-/// The read index on this node as leader: its commit index (at least its first entry of
-/// the term), after a heartbeat round sent after this call was acknowledged by a quorum
-/// (ReadIndex: no lease is trusted). Fails when this node is not, or no longer, the leader.
-pub(crate) async fn leader_read_index(raft: &Raft) -> Result<u64, String> {
-    raft.get_read_log_id(openraft::ReadPolicy::ReadIndex)
-        .await
-        .map(|(read, _)| read.index())
-        .map_err(|e| e.to_string())
 }
 
 /// Turns queued appends into Raft proposals: batches whatever has queued up while earlier

@@ -6,6 +6,8 @@
 //! - [`command`] — client commands parsed from frames, with Redis-style arity errors.
 //! - [`bus`] — what connections call: replicated appends (forwarded to the leader from a
 //!   follower) and local reads.
+//! - [`read_index`] — the read index for linearizable reads and subscriptions, served
+//!   only after a quorum confirmed the leader.
 //! - [`network`] — Raft RPC and write forwarding between nodes over TCP, with the cluster
 //!   secret handshake.
 //! - [`transaction`] — MULTI/EXEC and every write beyond plain appends (XTRIM, XDEL, DEL,
@@ -37,6 +39,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod rates;
+pub mod read_index;
 pub mod resp;
 pub mod server;
 pub mod shutdown;

@@ -59,6 +59,9 @@ pub enum PeerRequest {
     /// A follower asks the leader for the cluster's read index (the log index up to which
     /// everything committed so far lies), confirmed by a quorum.
     ReadIndex,
+    /// A leader asks a voter whether it still holds that leader's vote, to confirm a read
+    /// index (see [`crate::read_index`]).
+    ConfirmLeader(crate::types::LeaderId),
 }
 
 /// A piece of a snapshot in transfer (see [`PeerRequest::SnapshotChunk`]).
@@ -97,6 +100,8 @@ pub enum PeerResponse {
     Exec(Result<Vec<crate::transaction::Value>, ForwardError>),
     /// The leader's read index, or why it could not confirm one (e.g. not the leader).
     ReadIndex(Result<u64, String>),
+    /// Whether the voter still holds the asking leader's vote, or why it could not tell.
+    ConfirmLeader(Result<bool, String>),
 }
 
 /// Why a forwarded write was not acknowledged.
@@ -889,10 +894,10 @@ async fn serve_peer(
             }
             PeerRequest::Forward(appends) => appends,
             other => {
-                let raft = bus.raft.clone();
+                let bus = bus.clone();
                 let incoming = incoming.clone();
                 tokio::spawn(async move {
-                    let body = handle(&raft, &incoming, other).await;
+                    let body = handle(&bus, &incoming, other).await;
                     let _ = tx.send(encode(&Envelope { id: env.id, body })).await;
                 });
                 continue;
@@ -994,10 +999,11 @@ struct Incoming {
 }
 
 async fn handle(
-    raft: &Raft,
+    bus: &Bus,
     incoming: &tokio::sync::Mutex<Option<Incoming>>,
     req: PeerRequest,
 ) -> PeerResponse {
+    let raft = &bus.raft;
     match req {
         PeerRequest::Hello { .. } => PeerResponse::Refused("hello sent twice".into()),
         PeerRequest::AppendEntries(r) => {
@@ -1014,11 +1020,10 @@ async fn handle(
         PeerRequest::StreamAppend(_) => {
             PeerResponse::Refused("stream appends are piped, not handled".into())
         }
-        PeerRequest::ReadIndex => PeerResponse::ReadIndex(
-            crate::bus::leader_read_index(raft)
-                .await
-                .map_err(|e| e.to_string()),
-        ),
+        PeerRequest::ReadIndex => PeerResponse::ReadIndex(bus.leader_read_index().await),
+        PeerRequest::ConfirmLeader(leader) => {
+            PeerResponse::ConfirmLeader(crate::read_index::holds_vote_for(raft, leader).await)
+        }
     }
 }
 

@@ -173,15 +173,44 @@ impl Cluster {
 
     /// Sends a signal (`STOP`, `CONT`, ...) to node `i` without reaping it.
     pub fn signal(&self, i: usize, signal: &str) -> Result<()> {
-        let Some(c) = &self.nodes[i].child else {
-            bail!("node {} is not running", i + 1)
-        };
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(c.id().to_string())
-            .status()?;
-        if !status.success() {
-            bail!("kill -{signal} of node {} failed", i + 1);
+        self.signal_all(&[i], signal)
+    }
+
+    /// Sends a signal to several nodes with one kill(1), so they get it together.
+    pub fn signal_all(&self, nodes: &[usize], signal: &str) -> Result<()> {
+        let mut kill = Command::new("kill");
+        kill.arg(format!("-{signal}"));
+        for &i in nodes {
+            let Some(c) = &self.nodes[i].child else {
+                bail!("node {} is not running", i + 1)
+            };
+            kill.arg(c.id().to_string());
+        }
+        if !kill.status()?.success() {
+            bail!("kill -{signal} of nodes {nodes:?} failed");
+        }
+        if signal == "STOP" {
+            self.wait_stopped(nodes)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every thread of the nodes has stopped. kill(2) returns once SIGSTOP is
+    /// queued; a thread on another (virtual) CPU runs on until it is interrupted, and on a
+    /// loaded machine it can still answer a Raft RPC after kill returned.
+    fn wait_stopped(&self, nodes: &[usize]) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for &i in nodes {
+            let Some(c) = &self.nodes[i].child else {
+                bail!("node {} is not running", i + 1)
+            };
+            let tasks = format!("/proc/{}/task", c.id());
+            while !all_threads_stopped(&tasks)? {
+                if Instant::now() > deadline {
+                    bail!("node {} did not stop within 10s of SIGSTOP", i + 1);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         Ok(())
     }
@@ -422,4 +451,19 @@ impl RawConn {
             }
         }
     }
+}
+
+/// Whether every thread under `/proc/<pid>/task` is in state T (stopped by a signal).
+fn all_threads_stopped(tasks: &str) -> Result<bool> {
+    for task in std::fs::read_dir(tasks).with_context(|| format!("reading {tasks}"))? {
+        let stat = std::fs::read_to_string(task?.path().join("stat"))?;
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if state != Some('T') {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
