@@ -12,7 +12,10 @@
 //!   directory durable (a prefix, as a journalling filesystem commits it). A power loss undoes
 //!   the rest, newest first. This is stricter than LazyFS, which does not model directories.
 //! - **Torn writes.** [`Volume::tear_last_write`] is a power loss in which the newest unsynced
-//!   write reached the backing file only in part (a prefix of it).
+//!   write reached the backing file only in part (a prefix of it). A disk writes whole
+//!   sectors, from what the page cache holds when it writes them: the bytes of that sector
+//!   before the write (earlier unsynced writes included) reach the disk with it. Other
+//!   unsynced writes are lost, so a hole can precede it, but never inside one sector.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -28,6 +31,8 @@ use serde::{Deserialize, Serialize};
 pub const TRASH: &str = ".raftbus-lazyfs-trash";
 /// Bytes per dirty page.
 pub(crate) const PAGE: u64 = 4096;
+/// Bytes per disk sector: the unit a disk writes (see [`Volume::tear_last_write`]).
+pub(crate) const SECTOR: u64 = 512;
 /// Inode number of the root directory.
 pub(crate) const ROOT: u64 = 1;
 
@@ -763,8 +768,11 @@ impl Volume {
     }
 
     /// Power loss in which the newest unsynced write survives as a prefix of `keep` (0 to 1,
-    /// of its length; at least one byte is kept and at least one lost when it has two). Without
-    /// any unsynced write this is a plain [`Volume::drop_unsynced`].
+    /// of its length; at least one byte is kept and at least one lost when it has two), with
+    /// the bytes its first sector held before it as the page cache has them now (a sector
+    /// is written whole: an earlier unsynced write to that sector cannot be lost while a
+    /// later one survives). Without any unsynced write this is a plain
+    /// [`Volume::drop_unsynced`].
     pub fn tear_last_write(&mut self, keep: f64) -> io::Result<DropReport> {
         let newest = self
             .data
@@ -784,8 +792,13 @@ impl Volume {
                 ((len as f64 * keep.clamp(0.0, 1.0)) as u64).clamp(1, len - 1)
             };
             let path = self.path_of(ino)?;
+            let sector_start = offset / SECTOR * SECTOR;
+            let mut sector = self.read(ino, sector_start, offset - sector_start)?;
+            // A file extended past its end by this write reads short there: zeros.
+            sector.resize((offset - sector_start) as usize, 0);
+            sector.extend_from_slice(&bytes[..kept as usize]);
             let file = self.backing_file(ino)?;
-            file.write_all_at(&bytes[..kept as usize], offset)?;
+            file.write_all_at(&sector, sector_start)?;
             file.sync_data()?;
             torn = Some(TornWrite {
                 path: path.display().to_string(),
@@ -935,24 +948,45 @@ mod tests {
         assert!(!dir.path().join("other").exists());
     }
 
-    #[test]
-    fn torn_write_leaves_a_prefix() {
+    /// A file `file` holding "first;" synced, then "second;" written after it, unsynced.
+    fn synced_then_unsynced(file: &str) -> (tempfile::TempDir, Volume, u64) {
         let (dir, mut v) = vol();
-        let f = v.create_file(ROOT, name("aof"), 0o644).unwrap();
+        let f = v.create_file(ROOT, name(file), 0o644).unwrap();
         v.sync_dir(ROOT).unwrap();
         v.write(f, 0, b"first;").unwrap();
         v.sync_file(f).unwrap();
         v.write(f, 6, b"second;").unwrap();
+        (dir, v, f)
+    }
+
+    #[test]
+    fn torn_write_leaves_a_prefix() {
+        let (dir, mut v, f) = synced_then_unsynced("aof");
         v.write(f, 13, b"0123456789").unwrap();
         let r = v.tear_last_write(0.5).unwrap();
         let t = r.torn.unwrap();
         assert_eq!((t.offset, t.len, t.kept), (13, 10, 5));
-        // The earlier unsynced write is gone, a prefix of the last one is there.
+        // A prefix of the last write is there, and the earlier unsynced write in its sector
+        // with it: the disk wrote that sector whole.
         let on_disk = fs::read(dir.path().join("aof")).unwrap();
-        assert_eq!(&on_disk[..6], b"first;");
-        assert!(on_disk[6..13].iter().all(|&b| b == 0));
-        assert_eq!(&on_disk[13..], b"01234");
+        assert_eq!(on_disk, b"first;second;01234");
         assert_eq!(v.read(f, 0, 100).unwrap(), on_disk);
+    }
+
+    #[test]
+    fn a_torn_write_loses_earlier_unsynced_writes_in_other_sectors() {
+        let (dir, mut v, f) = synced_then_unsynced("log");
+        // The last write starts in the third sector: the second write's sector was
+        // written back or not, independently of it (here: not).
+        v.write(f, 1100, b"0123456789").unwrap();
+        let r = v.tear_last_write(0.3).unwrap();
+        assert_eq!(r.torn.unwrap().kept, 3);
+        let on_disk = fs::read(dir.path().join("log")).unwrap();
+        assert_eq!(on_disk.len(), 1103);
+        assert_eq!(&on_disk[..6], b"first;");
+        assert!(on_disk[6..1100].iter().all(|&b| b == 0), "a hole");
+        assert_eq!(&on_disk[1100..], b"012");
+        assert_eq!(v.read(f, 0, 2000).unwrap(), on_disk);
     }
 
     #[test]

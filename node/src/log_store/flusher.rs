@@ -170,12 +170,12 @@ impl Flusher {
 
     fn handle(&mut self, op: Op) {
         match op {
-            Op::Write(write) => {
+            Op::Write(mut write) => {
                 if let Some(reason) = self.failed.clone() {
                     complete(write.done, Err(&reason));
                     return;
                 }
-                if let Err(e) = self.write(&write) {
+                if let Err(e) = self.write(&mut write) {
                     self.fail(format!("cannot write log segment {}: {e}", write.segment));
                     let reason = self.failed.clone().unwrap_or_default();
                     complete(write.done, Err(&reason));
@@ -247,7 +247,7 @@ impl Flusher {
         })
     }
 
-    fn write(&mut self, write: &WriteOp) -> io::Result<()> {
+    fn write(&mut self, write: &mut WriteOp) -> io::Result<()> {
         // `sleep(ms)` here holds this node's new entries out of even the page cache, so a
         // SIGKILL meanwhile loses them on this node (a test of acknowledgement without the
         // leader's own copy).
@@ -271,6 +271,11 @@ impl Flusher {
             self.active = Some((write.segment, file));
         }
         if let Some((_, file)) = &self.active {
+            // Nothing of this segment waits for a sync: say so in the first record, so that
+            // recovery can tell damage to synced records from a torn last round.
+            if !self.dirty && write.bytes.len() as u64 >= super::segment::HEADER_LEN {
+                super::segment::mark_synced_before(&mut write.bytes);
+            }
             file.write_all_at(&write.bytes, write.offset)?;
             let end = write.offset + write.bytes.len() as u64;
             self.active_len = self.active_len.max(end);

@@ -13,11 +13,15 @@
 //! `sync_data` covers every append queued since the previous one, and an append's callback runs
 //! only after its data is durable.
 //!
-//! On open, a damaged record at the end of the last segment (a torn write from a crash) ends
-//! the log: the file is truncated there and a warning says how many bytes were dropped. A
-//! damaged record anywhere else — in a sealed segment, or in the last one with a valid
-//! record of a later index behind it — is corruption and [`LogStore::open`] refuses to
+//! On open, a damaged record in the last write round of the last segment (a torn write from
+//! a crash: until a sync, writes reach the disk in any order, so a lost record may have later
+//! ones of the same round behind it) ends the log: the file is truncated there and a
+//! warning says how many bytes were dropped. A damaged record anywhere else — in a sealed
+//! segment, or in the last one with a valid record behind it that was written after a sync
+//! (marked so, see [`segment`]) — is damage to synced data: [`LogStore::open`] refuses to
 //! start (the node exits with the error naming the file and byte), so it never serves it.
+//! Damage to a last round that had been synced is indistinguishable from a torn one and is
+//! cut too; that takes a failing disk and a crash in the same moments.
 
 mod flusher;
 mod meta;
@@ -360,7 +364,8 @@ fn read_runs(runs: Vec<DiskRun>) -> Result<Vec<Entry>, LogStoreError> {
             };
             let at = (loc.offset - start) as usize;
             let payload = segment::check_record(&buf[at..at + loc.record_len() as usize])
-                .map_err(|p| corrupt(p.to_string()))?;
+                .map_err(|p| corrupt(p.to_string()))?
+                .payload;
             let entry = segment::decode_payload(payload).map_err(corrupt)?;
             let want = run.first_index + k as u64;
             if entry.log_id.index != want {
@@ -394,6 +399,8 @@ struct Recovered {
     segments: VecDeque<SegMeta>,
     leaders: VecDeque<(u64, LeaderId)>,
     last_log_id: Option<LogId>,
+    /// `sync_data` calls on segment files made while recovering.
+    fsyncs: u64,
 }
 
 /// Scans every segment, truncates a torn tail of the last one and checks the log is one
@@ -432,11 +439,23 @@ fn recover(dir: &Path, last_purged: Option<LogId>) -> Result<Recovered, LogStore
     let mut segments: VecDeque<SegMeta> = VecDeque::new();
     let mut leaders: VecDeque<(u64, LeaderId)> = VecDeque::new();
     let mut last_log_id = None;
+    let mut fsyncs = 0;
     let count = keep.len();
     for (k, first) in keep.into_iter().enumerate() {
         let path = segment::segment_path(dir, first);
         let is_last = k + 1 == count;
         let scan = segment::scan_segment(&path, first)?;
+        if is_last && scan.problem.is_none() {
+            // What a crash left in the page cache is read as log, and answered to the
+            // leader as stored: make it so before anything else. The first record written
+            // after this claims everything before it is synced (`segment`).
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|file| file.sync_data())
+                .map_err(|e| LogStoreError::io(&path, e))?;
+            fsyncs += 1;
+        }
         if let Some((offset, problem)) = &scan.problem {
             if !is_last {
                 return Err(LogStoreError::Corrupt {
@@ -445,20 +464,24 @@ fn recover(dir: &Path, last_purged: Option<LogId>) -> Result<Recovered, LogStore
                     reason: format!("{problem} inside a sealed segment, refusing to start"),
                 });
             }
-            if let Some((good_at, good_index)) = scan.valid_after {
+            if let Some(later) = scan.later_round {
                 return Err(LogStoreError::Corrupt {
                     path,
                     offset: *offset,
                     reason: format!(
-                        "{problem} in the middle of the log (a valid record of index {good_index} follows at byte {good_at}), refusing to start"
+                        "{problem} in the middle of the log (a valid record of index {} follows at byte {}, written after everything before it was synced), refusing to start",
+                        later.index, later.offset
                     ),
                 });
             }
+            // Valid records behind the damage, none written after a sync: all of it is the
+            // last write round, which the crash caught before its sync made it whole.
             tracing::warn!(
                 path = %path.display(),
                 offset,
                 dropped_bytes = scan.file_len - scan.valid_len,
                 reason = %problem,
+                unsynced_valid_records_from = scan.valid_after.map(|f| f.index),
                 "torn tail in the last log segment, truncating"
             );
             let file = OpenOptions::new()
@@ -468,6 +491,7 @@ fn recover(dir: &Path, last_purged: Option<LogId>) -> Result<Recovered, LogStore
             file.set_len(scan.valid_len)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| LogStoreError::io(&path, e))?;
+            fsyncs += 1;
         }
         if scan.locs.is_empty() {
             if is_last {
@@ -535,6 +559,7 @@ fn recover(dir: &Path, last_purged: Option<LogId>) -> Result<Recovered, LogStore
         segments,
         leaders,
         last_log_id,
+        fsyncs,
     })
 }
 
@@ -566,6 +591,7 @@ impl LogStore {
         }
         let meta = meta::load(dir)?;
         let recovered = recover(dir, meta.last_purged)?;
+        let recovery_fsyncs = recovered.fsyncs;
         let total_bytes = recovered.segments.iter().map(|s| s.size).sum();
         let state = State {
             segments: recovered.segments,
@@ -591,7 +617,7 @@ impl LogStore {
             dir: dir.to_path_buf(),
             state: Mutex::new(state),
             flushed_seq: AtomicU64::new(0),
-            fsyncs: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(recovery_fsyncs),
             entries_flushed: AtomicU64::new(0),
             failed: OnceLock::new(),
             #[cfg(test)]

@@ -1,9 +1,16 @@
 //! On-disk record format and segment scanning.
 //!
 //! A segment file `log-<first index, 20 digits>.seg` is a sequence of records:
-//! `[payload length: u32 LE][crc32 of payload: u32 LE][payload = bincode(Entry)]`.
+//! `[payload length: u32 LE][check: u32 LE][payload = bincode(Entry)]`.
 //! Record `n` of a segment holds the entry with index `first_index + n`. The records may be
 //! followed by zeros, written ahead by the flusher; an all-zero tail is unused space.
+//!
+//! The check is the crc32 of the payload, XORed with [`SYNCED_BEFORE`] on a record the
+//! flusher wrote while everything before it in the segment was already synced (the first
+//! record after each sync). Such a record behind a damaged one proves the damaged one had
+//! been synced: power loss cannot have done it, the data was damaged in place. Damage
+//! followed only by unmarked records lies in the last write round, which a power loss may
+//! leave with holes (writes reach the disk in any order until a sync), so it is a torn tail.
 
 use std::fs::File;
 use std::io::Read;
@@ -20,6 +27,26 @@ pub(super) const HEADER_LEN: u64 = 8;
 
 /// Upper bound on one record's payload; a larger length field is treated as garbage.
 pub(super) const MAX_PAYLOAD_LEN: u32 = 512 << 20;
+
+/// XORed into the check of a record written after everything before it was synced. Every
+/// byte differs from zero, so damage to one byte of the check cannot turn a plain check
+/// into a marked one or back.
+const SYNCED_BEFORE: u32 = 0x5bd1_e995;
+
+/// Marks the record at the start of `record` as written after everything before it in its
+/// segment was synced (see the module docs).
+pub(super) fn mark_synced_before(record: &mut [u8]) {
+    let check = u32::from_le_bytes(record[4..8].try_into().expect("a record header"));
+    record[4..8].copy_from_slice(&(check ^ SYNCED_BEFORE).to_le_bytes());
+}
+
+/// One record that passed its checks.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Record<'a> {
+    pub payload: &'a [u8],
+    /// Written after everything before it in the segment was synced.
+    pub synced_before: bool,
+}
 
 /// Where one entry's record lives inside its segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +126,7 @@ impl std::fmt::Display for RecordProblem {
 }
 
 /// Splits the record at the start of `buf` into its payload, checking length and crc.
-pub(super) fn check_record(buf: &[u8]) -> Result<&[u8], RecordProblem> {
+pub(super) fn check_record(buf: &[u8]) -> Result<Record<'_>, RecordProblem> {
     if (buf.len() as u64) < HEADER_LEN {
         return Err(RecordProblem::ShortHeader);
     }
@@ -116,10 +143,14 @@ pub(super) fn check_record(buf: &[u8]) -> Result<&[u8], RecordProblem> {
         });
     }
     let payload = &rest[..len as usize];
-    if crc32fast::hash(payload) != crc {
+    let hash = crc32fast::hash(payload);
+    if hash != crc && hash ^ SYNCED_BEFORE != crc {
         return Err(RecordProblem::CrcMismatch);
     }
-    Ok(payload)
+    Ok(Record {
+        payload,
+        synced_before: hash != crc,
+    })
 }
 
 pub(super) fn decode_payload(payload: &[u8]) -> Result<Entry, String> {
@@ -142,10 +173,23 @@ pub(super) struct Scan {
     /// The first invalid record, if the valid records reach neither the end of the file nor
     /// an all-zero tail.
     pub problem: Option<(u64, RecordProblem)>,
-    /// With a problem: a valid record of a later index found after it (byte offset, index).
-    /// A torn write only ever damages the end of what was written, so a good record behind
-    /// a bad one means the bad one was damaged in place: corruption, not a torn tail.
-    pub valid_after: Option<(u64, u64)>,
+    /// With a problem: the first valid record of a later index found after it.
+    pub valid_after: Option<Found>,
+    /// With a problem: the first valid record after it that was written once everything
+    /// before it was synced. It proves the damaged record had been synced, so the damage
+    /// is corruption in place, not a torn tail (see the module docs).
+    pub later_round: Option<Found>,
+}
+
+/// A valid record found past a damaged one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Found {
+    /// Byte offset of its header.
+    pub offset: u64,
+    pub index: u64,
+    pub synced_before: bool,
+    /// Its length with the header.
+    pub record_len: u64,
 }
 
 /// Reads and checks every record of the segment starting at `first_index`.
@@ -167,17 +211,21 @@ pub(super) fn scan_segment(path: &Path, first_index: u64) -> Result<Scan, LogSto
         file_len,
         problem: None,
         valid_after: None,
+        later_round: None,
     };
     let mut pos = 0usize;
     while pos < data.len() {
         let payload = match check_record(&data[pos..]) {
-            Ok(payload) => payload,
+            Ok(record) => record.payload,
             // Zeros written ahead of the records (`flusher`): unused space, not damage.
             Err(_) if data[pos..].iter().all(|&b| b == 0) => break,
             Err(problem) => {
                 scan.problem = Some((pos as u64, problem));
                 let bad_index = first_index + scan.locs.len() as u64;
                 scan.valid_after = find_valid_record_after(&data, pos + 1, bad_index);
+                scan.later_round = scan
+                    .valid_after
+                    .and_then(|first| find_later_round(&data, first));
                 break;
             }
         };
@@ -217,11 +265,7 @@ const MAX_INDEX_SKIP: u64 = 1 << 20;
 
 /// Looks for a valid record holding an index after `bad_index` anywhere from byte `from` on.
 /// The index field is checked first, so most offsets cost one comparison.
-pub(super) fn find_valid_record_after(
-    data: &[u8],
-    from: usize,
-    bad_index: u64,
-) -> Option<(u64, u64)> {
+pub(super) fn find_valid_record_after(data: &[u8], from: usize, bad_index: u64) -> Option<Found> {
     let header = HEADER_LEN as usize;
     let min_payload = INDEX_IN_PAYLOAD + 8;
     let mut pos = from;
@@ -229,13 +273,31 @@ pub(super) fn find_valid_record_after(
         let at = pos + header + INDEX_IN_PAYLOAD;
         let index = u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
         if index > bad_index && index - bad_index <= MAX_INDEX_SKIP {
-            if let Ok(payload) = check_record(&data[pos..]) {
-                if decode_payload(payload).is_ok_and(|e| e.log_id.index == index) {
-                    return Some((pos as u64, index));
+            if let Ok(record) = check_record(&data[pos..]) {
+                if decode_payload(record.payload).is_ok_and(|e| e.log_id.index == index) {
+                    return Some(Found {
+                        offset: pos as u64,
+                        index,
+                        synced_before: record.synced_before,
+                        record_len: HEADER_LEN + record.payload.len() as u64,
+                    });
                 }
             }
         }
         pos += 1;
     }
     None
+}
+
+/// From the valid record `first` on, the first valid record marked as written after a sync:
+/// follows the chain of records, and searches past any further damage.
+fn find_later_round(data: &[u8], first: Found) -> Option<Found> {
+    let mut found = first;
+    loop {
+        if found.synced_before {
+            return Some(found);
+        }
+        let next = (found.offset + found.record_len) as usize;
+        found = find_valid_record_after(data, next, found.index)?;
+    }
 }

@@ -248,7 +248,7 @@ async fn torn_tail_cut_mid_record_is_dropped() {
 /// Ten equal-size entries written with zeros ahead; returns the segment and the record bytes.
 async fn ten_entries_zeroed_ahead(tmp: &TempDir) -> (std::path::PathBuf, u64) {
     let store = LogStore::open_with(tmp.path(), zeroed_ahead()).unwrap();
-    append(&store, entries(1, 0..10)).await;
+    one_round_each(&store, 0..10).await;
     let records = store.stats().bytes;
     drop(store);
     (last_segment(tmp.path()), records)
@@ -314,7 +314,8 @@ async fn a_torn_record_before_zeros_written_ahead_is_dropped() {
 async fn a_zeroed_record_with_records_after_it_refuses_to_open() {
     let tmp = TempDir::new().unwrap();
     let (path, records) = ten_entries_zeroed_ahead(&tmp).await;
-    // Record 4 was lost in place (zeros), later records are intact: not a torn tail.
+    // Record 4 was lost in place (zeros); record 5, written after record 4 was synced, is
+    // intact: not a torn tail.
     let record_len = (records / 10) as usize;
     let mut data = fs::read(&path).unwrap();
     data[4 * record_len..5 * record_len].fill(0);
@@ -418,12 +419,13 @@ async fn crc_flip_in_sealed_segment_refuses_to_open() {
 
 #[tokio::test]
 async fn corruption_in_the_middle_of_the_last_segment_refuses_to_open() {
-    // One flip in a payload, one in a length field: both leave valid records behind them,
-    // so neither may be mistaken for a torn tail (which would silently drop entries 3..10).
+    // One flip in a payload, one in a length field: both leave valid records behind them
+    // that were written after a sync, so neither may be mistaken for a torn tail (which would
+    // silently drop entries 3..10).
     for (what, at) in [("payload", HEADER_LEN + 5), ("length field", 1)] {
         let tmp = TempDir::new().unwrap();
         let store = LogStore::open_with(tmp.path(), big()).unwrap();
-        append(&store, entries(1, 0..10)).await;
+        one_round_each(&store, 0..10).await;
         drop(store);
         let path = last_segment(tmp.path());
         let len = fs::metadata(&path).unwrap().len();
@@ -455,10 +457,133 @@ fn the_index_sits_where_the_corruption_scan_looks_for_it() {
         u64::from_le_bytes(buf[at..at + 8].try_into().unwrap()),
         0x0102_0304_0506
     );
+    let found = segment::find_valid_record_after(&buf, 0, 0x0102_0304_0505).expect("found");
+    assert_eq!((found.offset, found.index), (0, 0x0102_0304_0506));
+    assert_eq!(found.record_len, buf.len() as u64);
+    assert!(!found.synced_before, "encoded records carry no mark");
+}
+
+/// Appends `range` one entry per sync, so every record is its own write round.
+async fn one_round_each(store: &LogStore, range: std::ops::Range<u64>) {
+    for e in entries(1, range) {
+        append(store, vec![e]).await;
+    }
+}
+
+/// Whether each record of the file carries the written-after-a-sync mark, in order.
+fn marks(path: &Path, count: usize) -> Vec<bool> {
+    let data = fs::read(path).unwrap();
+    let mut pos = 0;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let record = segment::check_record(&data[pos..]).expect("valid record");
+        out.push(record.synced_before);
+        pos += HEADER_LEN as usize + record.payload.len();
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_first_record_after_each_sync_is_marked_and_no_other() {
+    let tmp = TempDir::new().unwrap();
+    let mut store = LogStore::open_with(tmp.path(), big()).unwrap();
+    one_round_each(&store, 0..3).await;
+    append(&store, entries(1, 3..6)).await;
+    drop(store);
+    let path = last_segment(tmp.path());
     assert_eq!(
-        segment::find_valid_record_after(&buf, 0, 0x0102_0304_0505),
-        Some((0, 0x0102_0304_0506))
+        marks(&path, 6),
+        [true, true, true, true, false, false],
+        "three rounds of one record, then one round of three"
     );
+    // Marked or not, every record reads back.
+    store = LogStore::open_with(tmp.path(), big()).unwrap();
+    assert_eq!(
+        store.try_get_log_entries(0..6).await.unwrap(),
+        entries(1, 0..6)
+    );
+}
+
+#[tokio::test]
+async fn opening_syncs_what_a_crash_left_in_the_page_cache() {
+    // After a SIGKILL the page cache still holds writes that were never synced; reopening
+    // reads them as log, so it must make them durable before it serves or extends them.
+    let tmp = TempDir::new().unwrap();
+    let store = LogStore::open_with(tmp.path(), big()).unwrap();
+    assert_eq!(store.stats().fsyncs, 0, "an empty log has nothing to sync");
+    append(&store, entries(1, 0..3)).await;
+    drop(store);
+    let store = LogStore::open_with(tmp.path(), big()).unwrap();
+    assert_eq!(
+        store.stats().fsyncs,
+        1,
+        "the last segment is synced at open"
+    );
+}
+
+#[tokio::test]
+async fn damage_in_the_last_write_round_is_a_torn_tail_even_with_valid_records_after_it() {
+    // Until a sync, writes reach the disk in any order: a power loss can lose one record of
+    // the last round and keep a later one. Nothing of that round was acknowledged as
+    // durable, so the log ends before the damage (zeros: a lost write; a flip: the residue
+    // of a half-written sector).
+    for (what, zero) in [("zeroed", true), ("flipped", false)] {
+        let tmp = TempDir::new().unwrap();
+        let store = LogStore::open_with(tmp.path(), big()).unwrap();
+        one_round_each(&store, 0..5).await;
+        let synced = store.stats().bytes;
+        append(&store, entries(1, 5..10)).await;
+        drop(store);
+        let path = last_segment(tmp.path());
+        let len = fs::metadata(&path).unwrap().len();
+        let record = len / 10;
+        // Record 6 is the second of the last round.
+        if zero {
+            let mut data = fs::read(&path).unwrap();
+            data[(6 * record) as usize..(7 * record) as usize].fill(0);
+            fs::write(&path, &data).unwrap();
+        } else {
+            flip_byte(&path, 6 * record + HEADER_LEN + 5);
+        }
+        let mut store = LogStore::open_with(tmp.path(), big())
+            .unwrap_or_else(|e| panic!("{what}: a torn last round must not stop the node: {e}"));
+        assert_eq!(store.stats().last_index, Some(5), "{what}");
+        assert_eq!(
+            store.try_get_log_entries(0..6).await.unwrap(),
+            entries(1, 0..6),
+            "{what}"
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            synced + record,
+            "{what}: cut right before the damage"
+        );
+    }
+}
+
+#[tokio::test]
+async fn damage_before_a_later_round_refuses_to_open_even_when_the_last_round_is_torn() {
+    // Record 3 was synced: record 4 was written after a sync, so a power loss cannot explain
+    // the damage. Later damage in the last round does not change that.
+    let tmp = TempDir::new().unwrap();
+    let store = LogStore::open_with(tmp.path(), big()).unwrap();
+    one_round_each(&store, 0..5).await;
+    append(&store, entries(1, 5..10)).await;
+    drop(store);
+    let path = last_segment(tmp.path());
+    let len = fs::metadata(&path).unwrap().len();
+    let record = len / 10;
+    flip_byte(&path, 3 * record + HEADER_LEN + 5);
+    flip_byte(&path, 8 * record + HEADER_LEN + 5);
+    let err = LogStore::open_with(tmp.path(), big())
+        .err()
+        .expect("refuses to open");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("middle of the log") && msg.contains("index 4"),
+        "{msg}"
+    );
+    assert_eq!(fs::metadata(&path).unwrap().len(), len, "the log was cut");
 }
 
 #[tokio::test]
