@@ -341,7 +341,9 @@ mod enabled {
     }
 
     /// Hands an applied entry to this node's subscribers, unless `bug.skip_delivery` drops
-    /// it or `bug.reorder_delivery` holds it back until after the next one.
+    /// it or `bug.reorder_delivery` holds it back until after the next one of its channel
+    /// (order is promised per channel: released after another channel's entry, it would be
+    /// no reordering at all, and a workload that writes its channels in turn never saw one).
     pub fn announce(tx: &broadcast::Sender<Committed>, committed: Committed) {
         let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
         if planted(Bug::SkipDelivery) {
@@ -353,10 +355,15 @@ mod enabled {
             *held = Some(committed);
             return;
         }
+        let release = held
+            .as_ref()
+            .is_some_and(|late| late.channel == committed.channel);
         // No receivers is fine: nobody subscribed on this node.
         let _ = tx.send(committed);
-        if let Some(late) = held.take() {
-            let _ = tx.send(late);
+        if release {
+            if let Some(late) = held.take() {
+                let _ = tx.send(late);
+            }
         }
     }
 
@@ -429,14 +436,47 @@ mod enabled {
     mod tests {
         use super::*;
 
+        /// Tests that arm `bug.reorder_delivery` share its process-wide state: one at a time.
+        static REORDER_ARMED: Mutex<()> = Mutex::new(());
+
         #[test]
         fn every_nth_occasion() {
+            let _one = REORDER_ARMED.lock().unwrap_or_else(|e| e.into_inner());
             fail::cfg(Bug::ReorderDelivery.name(), "return(3)").unwrap();
             OCCASIONS[Bug::ReorderDelivery as usize].store(0, Ordering::Relaxed);
             let fired: Vec<bool> = (0..6).map(|_| planted(Bug::ReorderDelivery)).collect();
             fail::remove(Bug::ReorderDelivery.name());
             assert_eq!(fired, [false, false, true, false, false, true]);
             assert!(!planted(Bug::ReorderDelivery));
+        }
+
+        #[test]
+        fn reorder_delivery_swaps_two_entries_of_one_channel() {
+            let _one = REORDER_ARMED.lock().unwrap_or_else(|e| e.into_inner());
+            let (tx, mut rx) = broadcast::channel(8);
+            let at = |index: u64, channel: &str| Committed {
+                index,
+                channel: channel.into(),
+                event: crate::state_machine::ChannelEvent::Trimmed {
+                    first: index,
+                    last: index,
+                },
+            };
+            fail::cfg(Bug::ReorderDelivery.name(), "return(1)").unwrap();
+            OCCASIONS[Bug::ReorderDelivery as usize].store(0, Ordering::Relaxed);
+            announce(&tx, at(1, "a"));
+            // Another channel's entry passes; the held one waits for its own channel.
+            announce(&tx, at(2, "b"));
+            fail::remove(Bug::ReorderDelivery.name());
+            announce(&tx, at(3, "a"));
+            let seen: Vec<(u64, String)> = std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|c| (c.index, c.channel.to_string()))
+                .collect();
+            assert_eq!(
+                seen,
+                [(2, "b".into()), (3, "a".into()), (1, "a".into())],
+                "channel a goes backwards"
+            );
         }
 
         #[test]
