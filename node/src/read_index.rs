@@ -10,7 +10,8 @@
 //! that. A leader whose followers had just been stopped served a linearizable read that way
 //! (CI, test `reads::a_cut_off_leader_refuses_linearizable_reads`). So the read index takes
 //! openraft's answer for the index only, and confirms the leadership itself: one
-//! [`PeerRequest::ConfirmLeader`] to every other voter, sent after the index was taken.
+//! [`PeerRequest::ConfirmLeader`] to every other voter, sent once the read began (side by
+//! side with openraft's round), for the leader id the index then turns out to be under.
 //!
 //! Why that suffices: a voter that answers "my vote is for you, term T" has never voted in a
 //! later term (votes only grow). If a majority answers so after the read began, no leader of
@@ -33,16 +34,28 @@ use crate::types::{LeaderId, NodeId, Raft};
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The read index on this node as leader: its commit index (at least its first entry of
-/// the term), confirmed afterwards by a quorum of voters that still hold this leader's
-/// vote (no lease is trusted). Fails when this node is not, or no longer, the leader.
+/// the term), and a quorum of voters that still hold this leader's vote, asked after the
+/// read began (no lease is trusted). The two run side by side, one round trip in all; the
+/// confirmation counts only if it was for the leader id the index was taken under. Fails
+/// when this node is not, or no longer, the leader.
 pub(crate) async fn on_leader(raft: &Raft, peers: &Peers) -> Result<u64, String> {
-    let (read, _) = raft
-        .get_read_log_id(openraft::ReadPolicy::ReadIndex)
-        .await
-        .map_err(|e| e.to_string())?;
+    let believed = raft.metrics().borrow_watched().vote.leader_id;
+    let index = async {
+        raft.get_read_log_id(openraft::ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (read, confirmed) = tokio::join!(index, confirm(raft, peers, believed));
+    let (read, _) = read?;
+    confirmed?;
     // The read index is this leader's own entry (its first of the term or a later one),
-    // so its leader id is this leader's.
-    confirm(raft, peers, *read.committed_leader_id()).await?;
+    // so its leader id is the one this leader held when it took the index.
+    if *read.committed_leader_id() != believed {
+        return Err(format!(
+            "leadership changed while the read index was taken ({believed} confirmed, index under {})",
+            read.committed_leader_id()
+        ));
+    }
     Ok(read.index())
 }
 
