@@ -176,15 +176,20 @@ impl Cluster {
         self.signal_all(&[i], signal)
     }
 
+    /// The process id of node `i`, which must be running.
+    fn pid(&self, i: usize) -> Result<u32> {
+        match &self.nodes[i].child {
+            Some(c) => Ok(c.id()),
+            None => bail!("node {} is not running", i + 1),
+        }
+    }
+
     /// Sends a signal to several nodes with one kill(1), so they get it together.
     pub fn signal_all(&self, nodes: &[usize], signal: &str) -> Result<()> {
         let mut kill = Command::new("kill");
         kill.arg(format!("-{signal}"));
         for &i in nodes {
-            let Some(c) = &self.nodes[i].child else {
-                bail!("node {} is not running", i + 1)
-            };
-            kill.arg(c.id().to_string());
+            kill.arg(self.pid(i)?.to_string());
         }
         if !kill.status()?.success() {
             bail!("kill -{signal} of nodes {nodes:?} failed");
@@ -201,10 +206,7 @@ impl Cluster {
     fn wait_stopped(&self, nodes: &[usize]) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         for &i in nodes {
-            let Some(c) = &self.nodes[i].child else {
-                bail!("node {} is not running", i + 1)
-            };
-            let tasks = format!("/proc/{}/task", c.id());
+            let tasks = format!("/proc/{}/task", self.pid(i)?);
             while !all_threads_stopped(&tasks)? {
                 if Instant::now() > deadline {
                     bail!("node {} did not stop within 10s of SIGSTOP", i + 1);

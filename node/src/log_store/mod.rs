@@ -445,7 +445,8 @@ fn recover(dir: &Path, last_purged: Option<LogId>) -> Result<Recovered, LogStore
         let path = segment::segment_path(dir, first);
         let is_last = k + 1 == count;
         let scan = segment::scan_segment(&path, first)?;
-        if is_last && scan.problem.is_none() {
+        // (An empty last segment is removed below; there is nothing to sync.)
+        if is_last && scan.problem.is_none() && !scan.locs.is_empty() {
             // What a crash left in the page cache is read as log, and answered to the
             // leader as stored: make it so before anything else. The first record written
             // after this claims everything before it is synced (`segment`).
